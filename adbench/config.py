@@ -1,0 +1,216 @@
+"""Typed configuration: strict YAML -> frozen dataclasses, layered overrides, stable hashing.
+
+Layers, lowest to highest: dataclass defaults (the paper's) <- preset file <- user file <-
+``--set a.b=value`` overrides. Every key is checked: a typo is a `ConfigError` naming the dotted
+key and the closest valid key, a wrong type names the key, the value and the expected type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+import yaml
+
+from adbench.errors import ConfigError, did_you_mean
+
+T = TypeVar("T")
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; an empty file is ``{}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``override`` into ``base`` (nested mappings merge, everything else replaces)."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn ``{"a.b": 1}`` into ``{"a": {"b": 1}}``; keys without dots pass through."""
+    out: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        *parents, leaf = str(dotted).split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{dotted}' conflicts with a value set for '{part}'")
+        node[leaf] = merge(node[leaf], value) if isinstance(node.get(leaf), dict) else value
+    return out
+
+
+def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Parse ``["a.b=2048", "c=[1, 2]"]`` into a nested dict; values are read as YAML scalars."""
+    flat: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key.path=value, got '{item}'")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {key}: value '{raw}' is not valid YAML: {err}") from err
+        flat[key.strip()] = _number_or_text(value)
+    return unflatten(flat)
+
+
+def _number_or_text(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-4`` as text; a user writing it on a command line means the number."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], context: str = "config") -> T:
+    """Build the frozen dataclass ``cls`` from ``data``, checking every key and value.
+
+    Args:
+        cls: a dataclass type; nested dataclass fields are built recursively.
+        data: plain mapping (from YAML); missing keys keep their defaults.
+        context: prefix for error messages (e.g. the method name).
+    """
+    return _build(cls, data, context, prefix="")
+
+
+def _build(cls: type, data: Any, context: str, prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        where = prefix.rstrip(".") or "the top level"
+        raise ConfigError(f"{context}: {where} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            valid = [prefix + name for name in fields]
+            raise ConfigError(
+                f"{context}: unknown key '{prefix}{key}'{did_you_mean(prefix + str(key), valid)} "
+                f"valid keys: {', '.join(valid)}"
+            )
+        kwargs[key] = _coerce(hints[key], value, context, prefix + key)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"{context}: {prefix.rstrip('.') or cls.__name__}: {err}") from err
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(tp: Any, value: Any, context: str, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(option, value, context, key)
+            except ConfigError as err:
+                errors.append(err)
+        raise ConfigError(f"{context}: {key} must be {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(
+                f"{context}: {key} must be one of {', '.join(map(repr, args))}, got {value!r}"
+                f"{did_you_mean(str(value), [str(a) for a in args])}"
+            )
+        return value
+    if dataclasses.is_dataclass(tp):
+        if dataclasses.is_dataclass(value):
+            return value
+        return _build(tp, value, context, key + ".")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{context}: {key} must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, context, f"{key}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{context}: {key} must have {len(args)} entries, got {value!r}")
+        return tuple(_coerce(a, v, context, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin in (dict, Mapping) or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{context}: {key} must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{context}: {key} must be bool, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{context}: {key} must be int, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{context}: {key} must be float, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{context}: {key} must be str, got {value!r}")
+        return value
+    if tp is Path:
+        if not isinstance(value, (str, Path)):
+            raise ConfigError(f"{context}: {key} must be a path, got {value!r}")
+        return Path(value)
+    raise ConfigError(f"{context}: {key} has an unsupported type {_type_name(tp)}")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain-data view of a config dataclass (tuples -> lists, paths -> str), YAML/JSON safe."""
+    return _plain(dataclasses.asdict(config))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def to_yaml(config: Any) -> str:
+    """The resolved config as YAML text (keys in field order)."""
+    data = to_dict(config) if dataclasses.is_dataclass(config) else _plain(config)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def config_hash(config: Any, length: int = 12) -> str:
+    """Stable short hash of a config (dataclass or mapping) via canonical JSON."""
+    data = to_dict(config) if dataclasses.is_dataclass(config) else _plain(config)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:length]
+

@@ -1,0 +1,250 @@
+"""The method contract: `AnomalyMethod`, the LightningModule every method subclasses.
+
+A method writes ``__init__(config)``, ``training_step`` and ``forward(images) -> AnomalyOutput``.
+The base provides the evaluation steps (which resize maps to the mask size and feed the
+`Evaluator`), the optimiser and schedule from ``config.optim``, hyper-parameter saving as a plain
+dict and a checkpoint round trip that rebuilds the typed config.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from adbench.batch import AnomalyOutput, Batch
+from adbench.config import from_dict, to_dict
+from adbench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from adbench.metrics import Evaluator
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser and learning-rate schedule."""
+
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = 0
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """How a raw anomaly map becomes the evaluated map and the image score."""
+
+    sigma: float = 4.0  # Gaussian smoothing in pixels at the input resolution; 0 = off
+    pooling: Literal["max", "topk_mean"] = "max"
+    topk_fraction: float = 0.01  # fraction of pixels averaged by "topk_mean"
+
+
+@dataclass(frozen=True)
+class DataDefaults:
+    """Data settings a method's paper used; a sweep or the user may override them."""
+
+    image_size: int = 256
+    batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class TrainerDefaults:
+    """Trainer settings a method's paper used, merged *under* the user's trainer settings."""
+
+    max_epochs: int | None = None
+    max_steps: int = -1
+    precision: str = "32-true"
+    gradient_clip_val: float | None = None
+    accumulate_grad_batches: int = 1
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Fields every method config has; a method's config subclasses this."""
+
+    data: DataDefaults = field(default_factory=DataDefaults)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    trainer: TrainerDefaults = field(default_factory=TrainerDefaults)
+
+
+def gaussian_blur(maps: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian smoothing with reflect padding (truncated at 4 sigma).
+
+    Args:
+        maps: (B, 1, H, W).
+        sigma: standard deviation in pixels; ``<= 0`` returns the input.
+    """
+    if sigma <= 0:
+        return maps
+    radius = max(1, int(math.ceil(4 * sigma)))
+    radius = min(radius, maps.shape[-1] - 1, maps.shape[-2] - 1)
+    offsets = torch.arange(-radius, radius + 1, device=maps.device, dtype=maps.dtype)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    padded = F.pad(maps, (radius, radius, 0, 0), mode="reflect")
+    out = F.conv2d(padded, kernel.view(1, 1, 1, -1))
+    padded = F.pad(out, (0, 0, radius, radius), mode="reflect")
+    return F.conv2d(padded, kernel.view(1, 1, -1, 1))
+
+
+def pool_scores(maps: Tensor, pooling: str, topk_fraction: float) -> Tensor:
+    """Image scores from anomaly maps.
+
+    Args:
+        maps: (B, 1, H, W).
+        pooling: "max", or "topk_mean" (mean of the top ``topk_fraction`` of pixels).
+
+    Returns:
+        (B,) scores.
+    """
+    flat = maps.flatten(1)
+    if pooling == "max":
+        return flat.amax(dim=1)
+    if pooling == "topk_mean":
+        k = max(1, round(topk_fraction * flat.shape[1]))
+        return flat.topk(k, dim=1).values.mean(dim=1)
+    raise ConfigError(f"scoring.pooling must be 'max' or 'topk_mean', got {pooling!r}")
+
+
+def _config_class(cls: type) -> type:
+    """The dataclass named by the ``config: XConfig`` annotation of a method class."""
+    for klass in cls.__mro__:
+        annotation = klass.__dict__.get("__annotations__", {}).get("config")
+        if annotation is None:
+            continue
+        if isinstance(annotation, str):
+            annotation = eval(annotation, vars(sys.modules[klass.__module__]))  # noqa: S307
+        return annotation
+    raise TypeError(f"{cls.__name__} must annotate its config class, e.g. `config: MyConfig`")
+
+
+class AnomalyMethod(L.LightningModule):
+    """Base class of every anomaly-detection method (the method contract).
+
+    Subclasses annotate ``config: TheirConfig`` (a frozen dataclass deriving from `MethodConfig`),
+    call ``super().__init__(config)`` first and then read ``self.config``.
+    """
+
+    config: MethodConfig
+    method_name: ClassVar[str] = ""  # set by the registry
+
+    def __init__(self, config: MethodConfig | Mapping[str, Any]) -> None:
+        super().__init__()
+        config_class = _config_class(type(self))
+        if isinstance(config, Mapping):
+            config = from_dict(config_class, config, context=type(self).__name__)
+        if not isinstance(config, config_class):
+            raise ConfigError(
+                f"{type(self).__name__} expects a {config_class.__name__}, got {type(config).__name__}"
+            )
+        self.config = config
+        self.save_hyperparameters({"config": to_dict(config)})
+        self.evaluator: Evaluator | None = None
+
+    # -- the part a method writes -------------------------------------------------------------
+    def forward(self, images: Tensor) -> AnomalyOutput:
+        """Score images (B, 3, H, W) in [0, 1]; see `postprocess` for the usual last step."""
+        raise NotImplementedError
+
+    # -- shared helpers ----------------------------------------------------------------------
+    def postprocess(self, raw_map: Tensor, size: tuple[int, int]) -> AnomalyOutput:
+        """Upsample a raw map to ``size``, smooth and pool it as ``config.scoring`` says.
+
+        Args:
+            raw_map: (B, 1, h, w) anomaly map at the method's resolution.
+            size: (H, W) of the input images.
+        """
+        scoring = self.config.scoring
+        maps = F.interpolate(raw_map.float(), size=size, mode="bilinear", align_corners=False)
+        maps = gaussian_blur(maps, scoring.sigma)
+        return AnomalyOutput(maps, pool_scores(maps, scoring.pooling, scoring.topk_fraction))
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Parameter groups for the optimiser; override to give parts their own learning rate."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    # -- evaluation (never re-implemented by a method) ----------------------------------------
+    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> AnomalyOutput:
+        """Score a test batch, resize maps to the mask size and feed the evaluator."""
+        output = self(batch.image)
+        if output.anomaly_map.shape[-2:] != batch.mask.shape[-2:]:
+            resized = F.interpolate(
+                output.anomaly_map, size=batch.mask.shape[-2:], mode="bilinear", align_corners=False
+            )
+            output = AnomalyOutput(resized, output.score)
+        if self.evaluator is not None:
+            self.evaluator.update(output, batch)
+        return output
+
+    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Same as `predict_step`; reported numbers come from the predict loop (see evaluate)."""
+        self.predict_step(batch, batch_idx, dataloader_idx)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        """Log the mean image score of held-out *normal* training images (lower is better)."""
+        output = self(batch.image)
+        self.log("val/normal_score", output.score.mean(), batch_size=len(batch), sync_dist=True)
+
+    # -- optimisation -------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        """Optimiser and schedule named in ``config.optim``."""
+        optim = self.config.optim
+        groups = self.parameter_groups()
+        if optim.name == "adam":
+            optimizer = torch.optim.Adam(groups, lr=optim.lr, betas=optim.betas,
+                                         weight_decay=optim.weight_decay)
+        elif optim.name == "adamw":
+            optimizer = torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas,
+                                          weight_decay=optim.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum,
+                                        weight_decay=optim.weight_decay)
+        if optim.schedule == "constant" and optim.warmup_steps == 0:
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = optim.warmup_steps
+        cosine = optim.schedule == "cosine"
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if not cosine:
+                return 1.0
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- checkpoints --------------------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(cls, path: str, map_location: str | torch.device = "cpu") -> AnomalyMethod:
+        """Rebuild a method (typed config and weights) from a Lightning checkpoint."""
+        return cls.load_from_checkpoint(path, map_location=map_location, weights_only=False)
+
+    @staticmethod
+    def freeze(module: nn.Module) -> nn.Module:
+        """Freeze ``module``: no gradients, and kept in eval mode whenever the method trains."""
+        module.requires_grad_(False)
+        module.eval()
+        module.adbench_frozen = True
+        return module
+
+    def train(self, mode: bool = True) -> AnomalyMethod:
+        """Switch train/eval mode, keeping modules marked by `freeze` in eval mode."""
+        super().train(mode)
+        for module in self.modules():
+            if getattr(module, "adbench_frozen", False):
+                module.eval()
+        return self

