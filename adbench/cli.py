@@ -33,7 +33,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from adbench.config import parse_set, to_yaml
+    from adbench.config import fill_num_classes, parse_set, to_yaml
     from adbench.data import CategorySubset, UnifiedDataModule, load_index
     from adbench.engine import evaluate, fit
     from adbench.io import write_atomic
@@ -48,6 +48,7 @@ def _fit(args: argparse.Namespace) -> int:
         index = CategorySubset(args.k, seed=args.subset_seed).apply(index)
     overrides = parse_set(args.set or [])
     config = resolve_config(args.method, args.preset, overrides, files=tuple(args.config or ()))
+    config = fill_num_classes(config, len(index.categories))
     method = get_method_spec(args.method).module(config)
     datamodule = UnifiedDataModule(
         index,

@@ -214,3 +214,21 @@ def config_hash(config: Any, length: int = 12) -> str:
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:length]
 
+
+
+def fill_num_classes(config: T, k: int) -> T:
+    """Set every field named ``num_classes`` that is 0 ("from the data") to ``k``, at any depth.
+
+    Class-aware methods (e.g. MDD-Net's memory) size parts by the number of training categories;
+    the runner and the CLI call this once the category subset is known.
+    """
+    changes = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name == "num_classes" and value == 0:
+            changes[f.name] = k
+        elif dataclasses.is_dataclass(value):
+            filled = fill_num_classes(value, k)
+            if filled is not value:
+                changes[f.name] = filled
+    return dataclasses.replace(config, **changes) if changes else config

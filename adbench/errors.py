@@ -37,6 +37,10 @@ class MissingDependencyError(AdbenchError, ImportError):
     """An optional dependency (an extra) needed by the requested feature is not installed."""
 
 
+class InvalidInputError(AdbenchError, ValueError):
+    """Values that cannot be evaluated: NaN/inf in a map or score, an out-of-range label or id."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest choice, or ``""`` when none is close."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)

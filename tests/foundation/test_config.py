@@ -13,6 +13,7 @@ import yaml
 
 from adbench.config import (
     config_hash,
+    fill_num_classes,
     from_dict,
     load_yaml,
     merge,
@@ -121,3 +122,23 @@ def test_load_yaml_errors(tmp_path):
     bad.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_yaml(bad)
+
+
+@dataclass(frozen=True)
+class Memory:
+    num_classes: int = 0
+    slots: int = 32
+
+
+@dataclass(frozen=True)
+class WithMemory:
+    memory: Memory = field(default_factory=Memory)
+    num_classes: int = 3
+
+
+def test_fill_num_classes_fills_only_zero_fields_at_any_depth():
+    filled = fill_num_classes(WithMemory(), 15)
+    assert filled.memory.num_classes == 15 and filled.num_classes == 3
+    assert filled.memory.slots == 32
+    explicit = WithMemory(memory=Memory(num_classes=4))
+    assert fill_num_classes(explicit, 15) is explicit

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -114,9 +115,10 @@ def test_name_owned_by_an_installed_distribution_cannot_be_registered(clean_regi
 
 def test_pip_installed_third_party_plugin_is_discovered(tmp_path):
     target = tmp_path / "site"
+    package = shutil.copytree(TESTS / "plugin_pkg", tmp_path / "plugin_pkg")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "--target", str(target), str(TESTS / "plugin_pkg")],
+         "--no-index", "--target", str(target), str(package)],
         check=True, capture_output=True, text=True,
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), str(TESTS)])}
