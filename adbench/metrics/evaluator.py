@@ -1,0 +1,370 @@
+"""Evaluator: per-category image, pixel and region metrics as one torchmetrics `Metric`.
+
+A method owns it as a child module (``self.evaluator = Evaluator(categories)``), feeds it with
+``update(output, batch)`` in its predict step and reads ``compute() -> MetricTable``. All states
+are torchmetrics states (not persistent, so never in a checkpoint) and are gathered across
+processes in ``compute``; under DDP, evaluate through the predict loop, which sees each test image
+exactly once. Image metrics are always exact. Pixel metrics and AUPRO are exact in ``"exact"`` mode
+(every pixel score is kept and sorted) and histogram-based in ``"streaming"`` mode (see
+`adbench.metrics.streaming`; memory O(categories x bins)).
+
+Input rules: an anomaly map whose size differs from its mask is resized bilinearly
+(``align_corners=False``) to the mask size; a mask pixel is anomalous when its value is > 0.5; a
+NaN or inf in a map or score raises `InvalidInputError` naming the sample index.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities.distributed import gather_all_tensors
+
+from adbench.batch import AnomalyOutput, Batch
+from adbench.errors import InvalidInputError, unknown_name
+from adbench.metrics.aupro import Regions, label_regions
+from adbench.metrics.ranking import Curve, ranked_curve
+from adbench.metrics.streaming import (
+    CHANNELS,
+    HIGHEST,
+    LOWEST,
+    NEGATIVE,
+    OVERLAP,
+    POSITIVE,
+    BinLayout,
+    calibrate_core,
+    histogram_curve,
+)
+from adbench.metrics.table import METRICS, MetricTable
+
+MODES = ("streaming", "exact")
+IMAGE_COLUMNS = 4  # score, label, category, index
+
+
+class MetricWarning(UserWarning):
+    """A number that needs attention: undefined (reported as NaN) or counted from repeats."""
+
+
+def gather_as_float64(tensor: Tensor, group: Any = None) -> list[Tensor]:
+    """Gather a state from all processes in float64.
+
+    torchmetrics stands in an empty tensor of the metric's dtype for an empty list state; gathering
+    every state in one dtype keeps such a process compatible with the others.
+    """
+    return gather_all_tensors(tensor.to(torch.float64), group=group)
+
+
+def _select(regions: Regions, rows: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Anomalous pixels of the chosen ``rows`` (sorted), re-indexed into ``maps[rows]``."""
+    image, offset = np.divmod(regions.pixels, length)
+    slot = np.full(regions.counts.size, -1)
+    slot[rows] = np.arange(rows.size)
+    keep = slot[image] >= 0
+    return slot[image[keep]] * length + offset[keep], regions.weights[keep]
+
+
+def _cat(state: list[Tensor] | Tensor, dtype: torch.dtype) -> Tensor:
+    if isinstance(state, Tensor):
+        return state.to(dtype)
+    return torch.cat([t.to(dtype) for t in state]) if state else torch.zeros(0, dtype=dtype)
+
+
+class Evaluator(Metric):
+    """Per-category I-AUROC, I-AP, I-F1max, P-AUROC, P-AP, P-F1max and AUPRO.
+
+    Args:
+        categories: K category names; ``batch.category`` indexes into them.
+        mode: ``"streaming"`` (histograms; the default) or ``"exact"`` (sort every pixel).
+        bins: uniform core bins per category in streaming mode (plus ``bins // 2`` tail bins on
+            each side).
+        calibration_pixels: pixels of a category kept exactly before its bin range is fixed
+            (streaming mode); a category with fewer pixels in total is evaluated exactly.
+        fpr_limit: upper FPR limit of AUPRO.
+        **kwargs: passed to `torchmetrics.Metric` (e.g. ``process_group``).
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(
+        self,
+        categories: Sequence[str],
+        mode: str = "streaming",
+        bins: int = 4096,
+        calibration_pixels: int = 2**17,
+        fpr_limit: float = 0.3,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("dist_sync_fn", gather_as_float64)
+        super().__init__(**kwargs)
+        if mode not in MODES:
+            raise unknown_name("metric mode", mode, MODES)
+        if isinstance(categories, str) or not len(categories):
+            raise InvalidInputError(
+                f"categories must be a non-empty list of names, got {categories!r}"
+            )
+        if bins < 16:
+            raise InvalidInputError(f"bins must be at least 16, got {bins}")
+        if not 0 < fpr_limit <= 1:
+            raise InvalidInputError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
+        self.categories = tuple(str(c) for c in categories)
+        self.mode = mode
+        self.layout = BinLayout(bins)
+        self.calibration_pixels = calibration_pixels
+        self.fpr_limit = fpr_limit
+        k, size = len(self.categories), self.layout.size if mode == "streaming" else 0
+        self.add_state("image_rows", default=[], dist_reduce_fx="cat")
+        self.add_state("pixel_scores", default=[], dist_reduce_fx="cat")
+        self.add_state("pixel_weights", default=[], dist_reduce_fx="cat")
+        self.add_state("pixel_chunks", default=[], dist_reduce_fx="cat")
+        self.add_state("regions", default=torch.zeros(k, dtype=torch.float64), dist_reduce_fx="sum")
+        # histograms and their cores may differ per process: gathered, merged in compute()
+        histogram = torch.zeros(k, CHANNELS, size, dtype=torch.float64)
+        histogram[:, LOWEST], histogram[:, HIGHEST] = float("inf"), float("-inf")
+        self.add_state("histogram", default=histogram, dist_reduce_fx=None)
+        core = torch.full((k, 2), float("nan"), dtype=torch.float64)  # NaN until calibrated
+        self.add_state("core", default=core, dist_reduce_fx=None)
+
+    def update(self, output: AnomalyOutput, batch: Batch) -> None:
+        """Add a batch of predictions.
+
+        Args:
+            output: anomaly maps (B, 1, h, w) and image scores (B,).
+            batch: reads ``mask`` (B, 1, H, W), ``label``, ``category`` and ``index`` (B,).
+        """
+        maps, mask = output.anomaly_map.detach(), batch.mask
+        if maps.shape[-2:] != mask.shape[-2:]:
+            size = mask.shape[-2:]
+            maps = F.interpolate(maps.float(), size, mode="bilinear", align_corners=False)
+        maps = maps[:, 0].to(torch.float32).flatten(1)
+        extremes = torch.aminmax(maps, dim=1)  # NaN and inf show up here
+        self._check(output.score.detach(), extremes, batch)
+        columns = (output.score.detach(), batch.label, batch.category, batch.index)
+        self.image_rows.append(torch.stack([t.to(torch.float64) for t in columns], 1).flatten())
+        regions = label_regions((mask[:, 0] > 0.5).cpu().numpy())
+        if regions.pixels.size:
+            self.regions.index_add_(
+                0, batch.category, torch.from_numpy(regions.counts).to(self.regions)
+            )
+        self._add_pixels(maps, regions, batch.category, extremes)
+
+    def compute(self) -> MetricTable:
+        """Gather the states of all processes and return the per-category table with the mean."""
+        images = _cat(self.image_rows, torch.float64).reshape(-1, IMAGE_COLUMNS).cpu()
+        images = self._unique_images(images)
+        pixels = self._pixels_by_category()
+        histogram, core = self.histogram, self.core
+        if core.ndim == 2:  # not gathered: a single process
+            histogram, core = histogram[None], core[None]
+        values = {}
+        for c, name in enumerate(self.categories):
+            rows = images[images[:, 2] == c]
+            image_curve = ranked_curve(rows[:, 0], rows[:, 1] > 0)
+            pixel_curve = self._pixel_curve(histogram[:, c], core[:, c], *pixels.get(c, ()))
+            values[name] = self._metrics(image_curve, pixel_curve, int(self.regions[c]))
+            self._warn_undefined(name, values[name], rows)
+        return MetricTable.from_values(values)
+
+    def _check(self, scores: Tensor, extremes: tuple[Tensor, Tensor], batch: Batch) -> None:
+        finite_map = torch.isfinite(extremes[0]) & torch.isfinite(extremes[1])
+        finite = finite_map & torch.isfinite(scores)
+        if not bool(finite.all()):
+            i = int((~finite).nonzero()[0])
+            what = "anomaly map" if not bool(finite_map[i]) else "score"
+            raise InvalidInputError(
+                f"the {what} of sample index {int(batch.index[i])} (position {i} in the batch) "
+                "contains NaN or inf; fix the method's output before evaluating"
+            )
+        category, label = batch.category, batch.label
+        wrong = (category < 0) | (category >= len(self.categories))
+        if bool(wrong.any()):
+            raise InvalidInputError(
+                f"category id {int(category[wrong][0])} is out of range for the "
+                f"{len(self.categories)} categories {', '.join(self.categories)}"
+            )
+        wrong = (label != 0) & (label != 1)
+        if bool(wrong.any()):
+            raise InvalidInputError(
+                f"labels must be 0 (normal) or 1 (anomalous), got {int(label[wrong][0])}"
+            )
+
+    def _add_pixels(
+        self, maps: Tensor, regions: Regions, categories: Tensor, extremes: tuple[Tensor, Tensor]
+    ) -> None:
+        """Buffer or bin the pixels of B images: maps (B, n) float32, categories (B,)."""
+        waiting = ~torch.isfinite(self.core[categories, 0])
+        for c in categories[waiting].unique().tolist():
+            rows = (categories == c).nonzero()[:, 0]
+            pixels, weights = _select(regions, rows.cpu().numpy(), maps.shape[1])
+            chunk = maps[rows].flatten()
+            if self.mode == "streaming" and self._ready(c, chunk.numel()):
+                self._calibrate(c, chunk)  # these rows are binned below
+                continue
+            overlap = torch.zeros_like(chunk)
+            overlap[torch.from_numpy(pixels).to(chunk.device)] = torch.from_numpy(weights).to(chunk)
+            self.pixel_scores.append(chunk)
+            self.pixel_weights.append(overlap)
+            info = torch.tensor([c, chunk.numel()], dtype=torch.float64, device=chunk.device)
+            self.pixel_chunks.append(info)
+        binned = torch.isfinite(self.core[categories, 0])
+        if bool(binned.all()):
+            self._bin(maps, regions.pixels, regions.weights, categories, extremes)
+        elif bool(binned.any()):
+            rows = binned.nonzero()[:, 0]
+            pixels, weights = _select(regions, rows.cpu().numpy(), maps.shape[1])
+            self._bin(
+                maps[rows],
+                pixels,
+                weights,
+                categories[rows],
+                (extremes[0][rows], extremes[1][rows]),
+            )
+
+    def _bin(
+        self,
+        scores: Tensor,
+        pixels: np.ndarray,
+        weights: np.ndarray,
+        categories: Tensor,
+        extremes: tuple[Tensor, Tensor],
+    ) -> None:
+        """Add rows of pixels to the histograms.
+
+        Args:
+            scores: (R, n) float32 pixel scores.
+            pixels: (P,) flat indices into ``scores`` of the anomalous pixels.
+            weights: (P,) their overlap weights.
+            categories: (R,) category of each row.
+            extremes: ``(min, max)`` of each row, each (R,).
+        """
+        present, local = torch.unique(categories, return_inverse=True)
+        size, device = self.layout.size, scores.device
+        core = self.core[categories].to(scores.dtype)
+        offset = (local * size)[:, None].to(scores.dtype)
+        index = self.layout.index(scores, core[:, :1], core[:, 1:], offset, extremes).flatten()
+        scores = scores.flatten()
+        positive = index[torch.from_numpy(pixels).to(device)]
+        length = len(present) * size
+        total = torch.zeros(length, dtype=torch.int64, device=device)
+        total.index_add_(0, index, torch.ones(1, dtype=torch.int64, device=device).expand_as(index))
+        counts = torch.zeros(CHANNELS, length, dtype=torch.float64, device=device)
+        counts[POSITIVE].index_add_(0, positive, torch.ones_like(positive, dtype=torch.float64))
+        counts[OVERLAP].index_add_(0, positive, torch.from_numpy(weights).to(counts))
+        counts[NEGATIVE] = total - counts[POSITIVE]
+        for channel, reduce, start in ((LOWEST, "amin", np.inf), (HIGHEST, "amax", -np.inf)):
+            extreme = torch.full((length,), start, dtype=scores.dtype, device=device)
+            counts[channel] = extreme.scatter_reduce_(0, index, scores, reduce)
+        counts = counts.reshape(CHANNELS, len(present), size).transpose(0, 1)
+        current = self.histogram[present]
+        current[:, : OVERLAP + 1] += counts[:, : OVERLAP + 1]
+        current[:, LOWEST] = torch.minimum(current[:, LOWEST], counts[:, LOWEST])
+        current[:, HIGHEST] = torch.maximum(current[:, HIGHEST], counts[:, HIGHEST])
+        self.histogram[present] = current
+
+    def _ready(self, category: int, arriving: int) -> bool:
+        """Whether the buffered and ``arriving`` pixels of ``category`` suffice to calibrate."""
+        ids = self._chunk_ids()
+        buffered = sum(self.pixel_scores[i].numel() for i, k in enumerate(ids) if k == category)
+        return buffered + arriving >= self.calibration_pixels
+
+    def _calibrate(self, category: int, arriving: Tensor) -> None:
+        """Fix the core of a category from its buffered and ``arriving`` (n,) pixels.
+
+        The buffered pixels are binned and freed; the caller bins the arriving ones.
+        """
+        mine = [i for i, k in enumerate(self._chunk_ids()) if k == category]
+        scores = torch.cat([self.pixel_scores[i] for i in mine] + [arriving])
+        self.core[category] = torch.tensor(calibrate_core(scores), dtype=torch.float64)
+        if mine:
+            scores = scores[: scores.numel() - arriving.numel()]
+            weights = torch.cat([self.pixel_weights[i] for i in mine])
+            pixels = weights.nonzero()[:, 0]
+            self._bin(
+                scores[None],
+                pixels.cpu().numpy(),
+                weights[pixels].cpu().numpy().astype(np.float64),
+                torch.tensor([category], device=scores.device),
+                (scores.min()[None], scores.max()[None]),
+            )
+        for i in reversed(mine):
+            del self.pixel_scores[i], self.pixel_weights[i], self.pixel_chunks[i]
+
+    def _chunk_ids(self) -> list[int]:
+        """Category of each buffered chunk."""
+        return [int(t[0]) for t in self.pixel_chunks]
+
+    def _pixels_by_category(self) -> dict[int, tuple[Tensor, Tensor]]:
+        """Buffered pixel scores and weights of every process, grouped by category."""
+        chunks = _cat(self.pixel_chunks, torch.float64).reshape(-1, 2).long().tolist()
+        scores = torch.split(_cat(self.pixel_scores, torch.float32), [n for _, n in chunks])
+        weights = torch.split(_cat(self.pixel_weights, torch.float32), [n for _, n in chunks])
+        grouped: dict[int, tuple[list[Tensor], list[Tensor]]] = {}
+        for (c, _), s, w in zip(chunks, scores, weights, strict=True):
+            grouped.setdefault(c, ([], []))[0].append(s)
+            grouped[c][1].append(w)
+        return {c: (torch.cat(s), torch.cat(w)) for c, (s, w) in grouped.items()}
+
+    def _pixel_curve(
+        self,
+        histogram: Tensor,
+        core: Tensor,
+        scores: Tensor | None = None,
+        weights: Tensor | None = None,
+    ) -> Curve:
+        """The pixel curve of one category from its histograms (P, 3, bins) and cores (P, 2)."""
+        if scores is None or weights is None:
+            scores = weights = torch.zeros(0)
+        calibrated = torch.isfinite(core[:, 0]).tolist()
+        if not any(calibrated):
+            return ranked_curve(scores, weights > 0, weights)
+        cores = [tuple(core[p].tolist()) for p, ok in enumerate(calibrated) if ok]
+        histograms = [histogram[p] for p, ok in enumerate(calibrated) if ok]
+        return histogram_curve(self.layout, cores, histograms, scores, weights)
+
+    def _metrics(self, image: Curve, pixel: Curve, regions: int) -> dict[str, float]:
+        values = (
+            image.auroc(), image.ap(), image.f1max(),
+            pixel.auroc(), pixel.ap(), pixel.f1max(),
+            pixel.aupro(regions, self.fpr_limit),
+        )  # fmt: skip
+        return dict(zip(METRICS, values, strict=True))
+
+    def _unique_images(self, images: Tensor) -> Tensor:
+        """Keep the first row of each sample index; warn when a sample was seen twice."""
+        _, first = np.unique(images[:, 3].numpy(), return_index=True)
+        if first.size < images.shape[0]:
+            warnings.warn(
+                f"{images.shape[0] - first.size} test images were evaluated more than once (a DDP "
+                "sampler that pads, or repeated updates): image metrics count each sample index "
+                "once, pixel metrics include the repeats. Evaluate through the predict loop "
+                "(adbench.evaluate) for exact numbers.",
+                MetricWarning,
+                stacklevel=3,
+            )
+            images = images[torch.from_numpy(np.sort(first))]
+        return images
+
+    @staticmethod
+    def _warn_undefined(name: str, values: dict[str, float], rows: Tensor) -> None:
+        undefined = [m for m, v in values.items() if np.isnan(v)]
+        if not undefined:
+            return
+        anomalous = int((rows[:, 1] > 0).sum())
+        reason = (
+            "no test images" if rows.shape[0] == 0
+            else "no anomalous test images" if anomalous == 0
+            else "no normal test images" if anomalous == rows.shape[0]
+            else "no anomalous or no normal pixels in the masks"
+        )  # fmt: skip
+        warnings.warn(
+            f"category '{name}': {', '.join(undefined)} undefined ({reason}); reported as NaN",
+            MetricWarning,
+            stacklevel=3,
+        )

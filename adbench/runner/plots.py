@@ -1,0 +1,108 @@
+"""Category-scaling curves: a metric vs the number of categories k, one line per method with the
+seed spread, next to the cost (training time, peak memory) vs k. Saved as PNG and SVG."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from adbench.errors import ConfigError, unknown_name
+from adbench.io import write_atomic
+from adbench.runner.store import load_cells, load_results
+
+IMAGE_FORMATS = ("png", "svg")
+
+
+def _seed_stats(frame: pd.DataFrame, value: str) -> pd.DataFrame:
+    """Mean, min and max over seeds per (method, k)."""
+    grouped = frame.groupby(["method", "k"], sort=True)[value]
+    return grouped.agg(["mean", "min", "max", "count"]).reset_index()
+
+
+def _panel(axis: object, stats: pd.DataFrame, ylabel: str, colors: dict[str, str],
+           scale: float = 1.0) -> None:
+    for method, rows in stats.groupby("method", sort=False):
+        axis.plot(rows["k"], scale * rows["mean"], marker="o", lw=2, color=colors[method],
+                  label=method)
+        if (rows["count"] > 1).any():
+            axis.fill_between(rows["k"], scale * rows["min"], scale * rows["max"],
+                              color=colors[method], alpha=0.2, lw=0)
+    axis.set_ylabel(ylabel)
+    axis.set_xlabel("categories k")
+    axis.grid(True, alpha=0.3)
+
+
+def plot_scaling(out: str | Path, metric: str = "I-AUROC", dataset: str | None = None,
+                 save_dir: str | Path | None = None,
+                 formats: Sequence[str] = IMAGE_FORMATS) -> list[Path]:
+    """Draw the category-scaling figure of each dataset in run directory ``out``.
+
+    Args:
+        out: the sweep's run directory.
+        metric: metric on the first panel (the mean over the cell's categories).
+        dataset: only this dataset (default: every dataset with two or more k values).
+        save_dir: where the files go (default ``out/plots``).
+        formats: image formats ("png", "svg").
+
+    Returns:
+        The written files, ``scaling_<dataset>_<metric>.<format>``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for fmt in formats:
+        if fmt not in IMAGE_FORMATS:
+            raise unknown_name("image format", fmt, IMAGE_FORMATS)
+    results, cells = load_results(out), load_cells(out)
+    if metric not in set(results["metric"]):
+        raise unknown_name("metric", metric, sorted(set(results["metric"])))
+    datasets = list(dict.fromkeys(results["dataset"]))
+    if dataset is not None:
+        if dataset not in datasets:
+            raise unknown_name("dataset", dataset, datasets)
+        datasets = [dataset]
+    save_dir = Path(save_dir) if save_dir is not None else Path(out) / "plots"
+    save_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in datasets:
+        scores = results[(results["dataset"] == name) & (results["category"] == "mean")
+                         & (results["metric"] == metric)]
+        if scores["k"].nunique() < 2 and dataset is None and len(datasets) > 1:
+            continue
+        costs = cells[(cells["dataset"] == name) & (cells["status"] == "finished")]
+        methods = list(dict.fromkeys(scores["method"]))
+        palette = plt.get_cmap("tab10")
+        colors = {m: palette(i % 10) for i, m in enumerate(methods)}
+        memory = "peak_gpu_mb" if costs["peak_gpu_mb"].notna().any() else "peak_rss_mb"
+        figure, axes = plt.subplots(1, 3, figsize=(14, 4.2), layout="constrained")
+        _panel(axes[0], _seed_stats(scores, "value"), f"{metric} (%)", colors, scale=100)
+        _panel(axes[1], _seed_stats(costs, "train_s"), "training time (s)", colors)
+        _panel(axes[2], _seed_stats(costs, memory),
+               "peak GPU memory (MiB)" if memory == "peak_gpu_mb" else "peak CPU RSS (MiB)",
+               colors)
+        ks = sorted(scores["k"].unique())
+        for axis in axes:
+            axis.set_xticks(ks)
+        for axis in axes[1:]:
+            axis.set_ylim(bottom=0)
+        seeds = scores["seed"].nunique()
+        axes[0].set_title(f"{name}: {metric} vs k")
+        axes[1].set_title("cost: training time")
+        axes[2].set_title("cost: peak memory")
+        axes[0].legend(title=f"mean over {seeds} seed{'s' if seeds > 1 else ''}"
+                       + (", band = min-max" if seeds > 1 else ""), fontsize=9)
+        stem = f"scaling_{name.replace('/', '_')}_{metric}"
+        for fmt in formats:
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format=fmt, dpi=150)
+            write_atomic(save_dir / f"{stem}.{fmt}", buffer.getvalue())
+            written.append(save_dir / f"{stem}.{fmt}")
+        plt.close(figure)
+    if not written:
+        raise ConfigError(f"nothing to plot in {out}: no dataset with results for {metric}")
+    return written

@@ -1,0 +1,147 @@
+"""ResultStore: every cell of a run directory as tidy tables (pandas; Parquet and CSV).
+
+``results``: one row per (cell, category, metric), the mean over categories included as
+category ``mean``. ``cells``: one row per cell directory with its status, timings and memory.
+The cell directories are the source of truth; the Parquet/CSV files are exports of them.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from adbench.errors import AdbenchError
+from adbench.io import write_atomic
+from adbench.runner import rundir
+
+IDENTITY = ("cell_id", "method", "name", "preset", "dataset", "k", "seed")
+RESULT_COLUMNS = (*IDENTITY, "category", "metric", "value")
+TIMING_COLUMNS = ("setup_s", "train_s", "inference_s", "total_s", "images_per_s", "n_train",
+                  "n_test")
+MEMORY_COLUMNS = ("peak_rss_mb", "peak_gpu_mb", "peak_gpu_reserved_mb")
+CELL_COLUMNS = (*IDENTITY, "status", *TIMING_COLUMNS, *MEMORY_COLUMNS, "params", "error")
+
+
+class ResultStore:
+    """Read the cells of a run directory ``DIR`` and export them.
+
+    Args:
+        out: the sweep's output folder (``adbench run ... --out DIR``).
+    """
+
+    def __init__(self, out: str | Path) -> None:
+        self.out = Path(out)
+
+    def results(self) -> pd.DataFrame:
+        """One row per (finished cell, category, metric); columns `RESULT_COLUMNS`.
+
+        ``method`` is the method's sweep label, ``name`` its registry name. Falls back to
+        ``DIR/results.parquet`` when the run directory has no cell folders (an exported store).
+        """
+        if not rundir.cells_dir(self.out).is_dir():
+            return self._exported("results")
+        rows = []
+        for result in self._finished():
+            identity = _identity(result)
+            for category, metrics in result["metrics"].items():
+                for metric, value in metrics.items():
+                    rows.append({**identity, "category": category, "metric": metric,
+                                 "value": float("nan") if value is None else float(value)})
+        return _typed(pd.DataFrame(rows, columns=list(RESULT_COLUMNS)))
+
+    def cells(self) -> pd.DataFrame:
+        """One row per cell directory: identity, status (finished/failed/running/incomplete),
+        timings, peak memory, parameter count and the error message of a failed attempt."""
+        if not rundir.cells_dir(self.out).is_dir():
+            return self._exported("cells")
+        rows = []
+        for folder in sorted(rundir.cells_dir(self.out).iterdir()):
+            row = self._cell_row(folder)
+            if row is not None:
+                rows.append(row)
+        return _typed(pd.DataFrame(rows, columns=list(CELL_COLUMNS)))
+
+    def write(self) -> dict[str, Path]:
+        """Write ``results.parquet``, ``results.csv``, ``cells.parquet`` and ``cells.csv``.
+
+        Nothing is written while the run directory has no cell folders yet.
+        """
+        paths: dict[str, Path] = {}
+        if not rundir.cells_dir(self.out).is_dir():
+            return paths
+        for name, frame in (("results", self.results()), ("cells", self.cells())):
+            for suffix in ("parquet", "csv"):
+                path = self.out / f"{name}.{suffix}"
+                write_atomic(path, _encode(frame, suffix))
+                paths[f"{name}.{suffix}"] = path
+        return paths
+
+    def _finished(self) -> list[dict]:
+        results = []
+        for folder in sorted(rundir.cells_dir(self.out).iterdir()):
+            if rundir.is_finished(folder):
+                results.append(rundir.read_json(folder / rundir.RESULT))
+        return results
+
+    def _cell_row(self, folder: Path) -> dict | None:
+        if rundir.is_finished(folder):
+            result = rundir.read_json(folder / rundir.RESULT)
+            return {**_identity(result), "status": "finished", **result["timings"],
+                    **{k: result["memory"].get(k) for k in MEMORY_COLUMNS},
+                    "params": result["params"]["total"], "error": None}
+        if not (folder / rundir.CELL).is_file():
+            return None
+        cell = rundir.read_json(folder / rundir.CELL)
+        row = {**_identity({**cell, "cell_id": cell["id"], "label": cell["label"]}),
+               "status": "incomplete", "error": None}
+        if rundir.lock_holder(folder) is not None:
+            row["status"] = "running"
+        elif (folder / rundir.ERROR).is_file():
+            error = rundir.read_json(folder / rundir.ERROR)
+            row.update(status="failed", error=f"{error['type']}: {error['message']}")
+        return row
+
+    def _exported(self, name: str) -> pd.DataFrame:
+        path = self.out / f"{name}.parquet"
+        if not path.is_file():
+            raise AdbenchError(f"{self.out} holds no results: neither cells/ nor {name}.parquet "
+                               "(run a sweep with `adbench run SWEEP.yaml --out DIR` first)")
+        return pd.read_parquet(path)
+
+
+def _identity(result: dict) -> dict:
+    return {"cell_id": result["cell_id"], "method": result["label"], "name": result["method"],
+            "preset": result["preset"], "dataset": result["dataset"], "k": int(result["k"]),
+            "seed": int(result["seed"])}
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    for column in ("k", "seed"):
+        frame[column] = frame[column].astype("int64")
+    return frame
+
+
+def _encode(frame: pd.DataFrame, suffix: str) -> bytes:
+    if suffix == "csv":
+        return frame.to_csv(index=False).encode()
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def load_results(out: str | Path) -> pd.DataFrame:
+    """All finished cells of run directory ``out`` as one tidy table.
+
+    Returns:
+        One row per (cell, category, metric) with columns ``cell_id, method, name, preset,
+        dataset, k, seed, category, metric, value``; ``category == "mean"`` holds the mean over
+        the cell's categories.
+    """
+    return ResultStore(out).results()
+
+
+def load_cells(out: str | Path) -> pd.DataFrame:
+    """One row per cell of run directory ``out``: status, timings (s), peak memory (MiB), params."""
+    return ResultStore(out).cells()

@@ -1,0 +1,411 @@
+"""Sweep files: a strictly validated YAML schema that expands into cells.
+
+A sweep names methods (with presets and overrides), datasets, category counts ``k`` and seeds;
+it expands into one cell per (dataset, k, seed, method). A cell's resolved config holds
+everything that decides its numbers (the method's full config after preset and overrides, the
+dataset, the category list, the seed, the trainer settings) and its id is the hash of that
+config, so a re-run finds the cells it already finished.
+
+Two rules fill method fields from the sweep:
+
+- ``image_size`` and the trainer settings (``max_epochs``, ``max_steps``, ``precision``, ...)
+  override the method config's ``data.*`` / ``trainer.*`` fields when it has them, so the resolved
+  config records the values actually used; a method's own ``set`` still wins. A sweep's training
+  budget replaces the method's: ``max_epochs`` alone clears the method's ``max_steps`` (-1) and
+  ``max_steps`` alone clears its ``max_epochs`` (None).
+- any field named ``num_classes`` anywhere in a method config that is 0 is set to the cell's
+  number of categories ``k`` (class-aware methods such as MDD-Net need it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from adbench.config import (
+    config_hash,
+    fill_num_classes,
+    from_dict,
+    load_yaml,
+    merge,
+    to_dict,
+    unflatten,
+)
+from adbench.errors import AdbenchError, ConfigError
+
+EVALUATION_MODES = ("streaming", "exact")
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One method of a sweep: registry name, preset and dotted overrides (``set``)."""
+
+    name: str
+    preset: str | None = None  # None: the sweep's `preset`
+    set: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None  # leaderboard name; default: name, or name:preset when ambiguous
+
+
+@dataclass(frozen=True)
+class SyntheticOptions:
+    """How to generate the built-in synthetic dataset when its root does not exist yet."""
+
+    n_categories: int = 6
+    image_size: int = 64
+    n_train: int = 16
+    n_test: int = 12
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DatasetPart:
+    """One dataset root inside a union dataset."""
+
+    format: str
+    root: str
+    categories: tuple[str, ...] | Literal["all"] = "all"
+    options: dict[str, Any] = field(default_factory=dict)  # reader options, e.g. {dataset: mpdd}
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A dataset: one root (``format``, ``root``) or the union of several ``parts``.
+
+    ``categories`` restricts the pool the category counts ``k`` draw from; ``options`` go to the
+    format's reader (``{dataset: mpdd}``, ``{image_dir: realiad_1024}``). A union prefixes
+    category names with each part's dataset name (``mvtec/bottle``).
+    """
+
+    format: str = ""
+    root: str = ""
+    categories: tuple[str, ...] | Literal["all"] = "all"
+    name: str | None = None  # default: the format (or "union")
+    options: dict[str, Any] = field(default_factory=dict)  # reader options, e.g. {dataset: mpdd}
+    parts: tuple[DatasetPart, ...] = ()
+    synthetic: SyntheticOptions | None = None  # format "synthetic" only: generation settings
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """Lightning Trainer settings for every cell; unset (None) keeps the method's defaults."""
+
+    max_epochs: int | None = None
+    max_steps: int | None = None
+    precision: int | str | None = None
+    gradient_clip_val: float | None = None
+    accumulate_grad_batches: int | None = None
+    limit_train_batches: int | float | None = None
+    accelerator: str = "auto"
+    devices: int | str | tuple[int, ...] = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A validated sweep file (see the module docstring and ``benchmarks/*.yaml``)."""
+
+    methods: Any  # "all" or a list of MethodEntry mappings; parsed by `load_sweep`
+    datasets: tuple[DatasetEntry, ...]
+    name: str = ""
+    categories: tuple[int | Literal["all"], ...] = ("all",)
+    seeds: tuple[int, ...] = (0,)
+    preset: str = "paper"
+    image_size: int | None = None
+    trainer: TrainerSettings = field(default_factory=TrainerSettings)
+    evaluation: Literal["streaming", "exact"] = "streaming"
+    subset_seed: int | None = 0  # None: each seed draws its own nested category subsets
+    num_workers: int = 0
+    checkpoints: bool = True
+    plugins: tuple[str, ...] = ()
+    launcher: Any = field(default_factory=lambda: {"name": "local"})
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: a method on k categories of a dataset with one seed.
+
+    Attributes:
+        id: `config_hash` of ``config``.
+        label: the method's leaderboard name.
+        config: the resolved, hashed config (plain data; written to ``config.yaml``).
+    """
+
+    id: str
+    label: str
+    method: str
+    preset: str
+    dataset: str
+    k: int
+    seed: int
+    categories: tuple[str, ...]
+    config: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (``cell.json``)."""
+        return {**dataclasses.asdict(self), "categories": list(self.categories)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Cell:
+        """Inverse of `to_dict`."""
+        return cls(**{**data, "categories": tuple(data["categories"])})
+
+
+def load_sweep(source: str | Path | Mapping[str, Any],
+               overrides: Mapping[str, Any] | None = None) -> Sweep:
+    """Read and validate a sweep from a YAML file or a mapping.
+
+    Args:
+        source: path to a sweep YAML, or its content as a mapping.
+        overrides: nested or dotted keys patched over the file (``{"trainer.max_epochs": 1}``).
+    """
+    if isinstance(source, Mapping):
+        data, context = dict(source), "sweep"
+    else:
+        data, context = load_yaml(source), Path(source).name
+    if overrides:
+        data = merge(data, unflatten(dict(overrides)))
+    for key in ("methods", "datasets"):
+        if key not in data:
+            raise ConfigError(f"{context}: missing required key '{key}'")
+    sweep = from_dict(Sweep, data, context=context)
+    if not sweep.name:
+        name = "sweep" if isinstance(source, Mapping) else Path(source).stem
+        sweep = dataclasses.replace(sweep, name=name)
+    from adbench.runner.launchers import parse_launcher
+
+    _check(sweep, context)
+    return dataclasses.replace(
+        sweep,
+        methods=_parse_methods(sweep.methods, context),
+        launcher=parse_launcher(sweep.launcher, context),
+    )
+
+
+def _parse_methods(methods: Any, context: str) -> Any:
+    if methods == "all":
+        return "all"
+    if not isinstance(methods, (list, tuple)) or not methods:
+        raise ConfigError(f"{context}: methods must be 'all' or a non-empty list of "
+                          f"{{name: ..., preset: ..., set: {{...}}}}, got {methods!r}")
+    return tuple(
+        entry if isinstance(entry, MethodEntry)
+        else from_dict(MethodEntry, entry, context=f"{context}: methods[{i}]")
+        for i, entry in enumerate(methods)
+    )
+
+
+def _check(sweep: Sweep, context: str) -> None:
+    if not sweep.datasets:
+        raise ConfigError(f"{context}: datasets must list at least one dataset")
+    if not sweep.seeds:
+        raise ConfigError(f"{context}: seeds must list at least one seed")
+    if not sweep.categories:
+        raise ConfigError(f"{context}: categories must list at least one k (or 'all')")
+    for k in sweep.categories:
+        if k != "all" and k < 1:
+            raise ConfigError(f"{context}: categories: k must be >= 1 or 'all', got {k}")
+    if sweep.num_workers < 0:
+        raise ConfigError(f"{context}: num_workers must be >= 0, got {sweep.num_workers}")
+    for i, entry in enumerate(sweep.datasets):
+        where = f"{context}: datasets[{i}]"
+        if entry.parts and (entry.format or entry.root):
+            raise ConfigError(f"{where}: give either format/root or parts, not both")
+        if not entry.parts and not (entry.format and entry.root):
+            raise ConfigError(f"{where}: needs format and root (or parts: [...])")
+        if entry.synthetic is not None and entry.format != "synthetic":
+            raise ConfigError(f"{where}: 'synthetic' options need format: synthetic, "
+                              f"got format {entry.format!r}")
+    names = [dataset_name(entry) for entry in sweep.datasets]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"{context}: two datasets are named '{name}'; give each its own "
+                              "`name:`")
+
+
+def dataset_name(entry: DatasetEntry) -> str:
+    """The dataset's name in results (``name``, else the format, else ``union``)."""
+    return entry.name or entry.format or "union"
+
+
+def _absolute(entry: DatasetEntry) -> DatasetEntry:
+    parts = tuple(dataclasses.replace(p, root=str(Path(p.root).expanduser().resolve()))
+                  for p in entry.parts)
+    root = str(Path(entry.root).expanduser().resolve()) if entry.root else ""
+    return dataclasses.replace(entry, root=root, parts=parts)
+
+
+def method_entries(sweep: Sweep) -> list[tuple[str, MethodEntry]]:
+    """(label, entry) per method; ``methods: all`` expands to every registered method.
+
+    A method without a ``label`` is labelled by its name, or ``name:preset`` when the sweep has
+    several unlabelled entries of that name.
+
+    With ``all``, a method that lacks the sweep's preset or cannot be imported is left out with a
+    warning naming it (an explicitly listed method raises instead).
+    """
+    from adbench.registry import get_method_spec, list_methods
+
+    if sweep.methods == "all":
+        entries = []
+        for name in list_methods():
+            try:
+                spec = get_method_spec(name)
+            except AdbenchError as err:
+                warnings.warn(f"methods: all: leaving out '{name}': {err}", stacklevel=2)
+                continue
+            if sweep.preset not in spec.presets:
+                warnings.warn(f"methods: all: leaving out '{name}': it has no preset "
+                              f"'{sweep.preset}'", stacklevel=2)
+                continue
+            entries.append(MethodEntry(name=name))
+    else:
+        entries = list(sweep.methods)
+    presets = [entry.preset or sweep.preset for entry in entries]
+    unlabelled = [entry.name for entry in entries if not entry.label]
+    labels = [
+        entry.label
+        or (entry.name if unlabelled.count(entry.name) == 1 else f"{entry.name}:{preset}")
+        for entry, preset in zip(entries, presets, strict=True)
+    ]
+    for label in labels:
+        if labels.count(label) > 1:
+            raise ConfigError(f"sweep '{sweep.name}': two methods are labelled '{label}'; give "
+                              "each its own `label:`")
+    return [(label, dataclasses.replace(entry, preset=preset))
+            for label, entry, preset in zip(labels, entries, presets, strict=True)]
+
+
+def _has_field(cls: Any, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not dataclasses.is_dataclass(cls):
+            return False
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        if part not in names:
+            return False
+        cls = typing.get_type_hints(cls)[part]
+    return True
+
+
+def _sweep_overrides(sweep: Sweep, config_cls: type) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split the sweep's settings into method-config overrides and Trainer keyword arguments."""
+    overrides: dict[str, Any] = {}
+    if sweep.image_size is not None:
+        if _has_field(config_cls, "data.image_size"):
+            overrides["data.image_size"] = sweep.image_size
+    trainer: dict[str, Any] = {}
+    settings = dataclasses.asdict(sweep.trainer)
+    if settings["precision"] is not None:
+        settings["precision"] = str(settings["precision"])
+    if isinstance(settings["devices"], tuple):
+        settings["devices"] = list(settings["devices"])
+    for key, value in settings.items():
+        if value is None:
+            continue
+        if _has_field(config_cls, f"trainer.{key}"):
+            overrides[f"trainer.{key}"] = value
+        else:
+            trainer[key] = value
+    # a sweep's budget replaces the method's: steps without epochs, or epochs without steps
+    budget = sweep.trainer
+    if budget.max_steps is not None and budget.max_epochs is None:
+        if _has_field(config_cls, "trainer.max_epochs"):
+            overrides["trainer.max_epochs"] = None
+    if budget.max_epochs is not None and budget.max_steps is None:
+        if _has_field(config_cls, "trainer.max_steps"):
+            overrides["trainer.max_steps"] = -1
+    return overrides, trainer
+
+
+def _resolve_method(sweep: Sweep, label: str, entry: MethodEntry) -> tuple[Any, dict[str, Any]]:
+    from adbench.registry import get_method_spec, resolve_config
+
+    spec = get_method_spec(entry.name)
+    overrides, trainer = _sweep_overrides(sweep, spec.config)
+    overrides = merge(unflatten(overrides), unflatten(dict(entry.set)))
+    try:
+        config = resolve_config(entry.name, entry.preset or sweep.preset, overrides)
+    except ConfigError as err:
+        raise ConfigError(f"sweep '{sweep.name}', method '{label}': {err}") from err
+    return config, trainer
+
+
+def resolve_methods(sweep: Sweep) -> list[tuple[str, MethodEntry, Any, dict[str, Any]]]:
+    """(label, entry, resolved method config, Trainer kwargs) for each method of the sweep."""
+    return [(label, entry, *_resolve_method(sweep, label, entry))
+            for label, entry in method_entries(sweep)]
+
+
+def _data_settings(sweep: Sweep, config: Any, label: str) -> dict[str, int]:
+    data = getattr(config, "data", None)
+    image_size = getattr(data, "image_size", None) or sweep.image_size
+    if image_size is None:
+        raise ConfigError(f"sweep '{sweep.name}': method '{label}' has no data.image_size; "
+                          "set image_size: ... in the sweep")
+    return {"image_size": int(image_size), "batch_size": int(getattr(data, "batch_size", 16))}
+
+
+def _k_values(sweep: Sweep, pool: list[str], name: str) -> list[int]:
+    values = []
+    for k in sweep.categories:
+        k = len(pool) if k == "all" else k
+        if k > len(pool):
+            raise ConfigError(f"sweep '{sweep.name}': categories asks for k={k} but dataset "
+                              f"'{name}' has {len(pool)} categories ({', '.join(pool)})")
+        if k not in values:
+            values.append(k)
+    return values
+
+
+def expand(sweep: Sweep) -> list[Cell]:
+    """All cells of ``sweep``, ordered by dataset, k, seed, method (small k first).
+
+    Reads each dataset's index once (the roots must exist; see `prepare_datasets`) and resolves
+    each method's config once, so a typo anywhere fails before any cell runs.
+    """
+    from adbench.data import CategorySubset
+    from adbench.runner.datasets import load_dataset
+
+    methods = resolve_methods(sweep)
+    cells = []
+    for dataset in sweep.datasets:
+        dataset = _absolute(dataset)
+        name = dataset_name(dataset)
+        index = load_dataset(dataset)
+        for k in _k_values(sweep, index.categories, name):
+            for seed in sweep.seeds:
+                subset_seed = seed if sweep.subset_seed is None else sweep.subset_seed
+                categories = tuple(sorted(CategorySubset(k, seed=subset_seed, nested=True)
+                                          .names(index.categories)))
+                for label, entry, config, trainer in methods:
+                    config = fill_num_classes(config, k)
+                    resolved = {
+                        "method": {"name": entry.name, "preset": entry.preset, "label": label,
+                                   "set": dict(entry.set), "config": to_dict(config)},
+                        "dataset": to_dict(dataclasses.replace(dataset, name=name, synthetic=None)),
+                        "k": k,
+                        "categories": list(categories),
+                        "seed": seed,
+                        "subset_seed": subset_seed,
+                        "data": _data_settings(sweep, config, label),
+                        "trainer": trainer,
+                        "evaluation": sweep.evaluation,
+                    }
+                    cells.append(Cell(config_hash(resolved), label, entry.name, entry.preset,
+                                      name, k, seed, categories, resolved))
+    return cells
+
+
+def describe(cells: list[Cell]) -> str:
+    """A one-line-per-cell listing (for ``adbench run --dry-run``)."""
+    width = max((len(c.label) for c in cells), default=6)
+    lines = [f"{'cell':12}  {'method':{width}}  {'dataset':12}  {'k':>4}  {'seed':>4}"]
+    lines += [f"{c.id:12}  {c.label:{width}}  {c.dataset:12}  {c.k:>4}  {c.seed:>4}"
+              for c in cells]
+    return "\n".join(lines)
+

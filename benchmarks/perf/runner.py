@@ -1,0 +1,170 @@
+"""Runner overhead per cell and the cost of the quick-start sweep.
+
+Overhead is the wall time a cell spends outside ``fit`` and the predict pass: claiming the lock,
+writing its config, loading the sample index, capturing the environment, building the method,
+writing its results. It is measured with a method whose fit and predict do almost nothing, in
+this process and with one worker process per cell (the multi-GPU path). The quick-start part runs
+``benchmarks/quickstart.yaml`` and reports each method's time and memory per cell.
+
+    python benchmarks/perf/runner.py                      # overhead only
+    python benchmarks/perf/runner.py --quickstart         # + the quick-start sweep (minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "results" / "runner.json"
+QUICKSTART = Path(__file__).resolve().parents[1] / "quickstart.yaml"
+
+if __name__ != "__main__":  # imported as a plugin by the runner: register the null method
+    from torch import Tensor, nn
+
+    import adbench
+    from adbench.batch import AnomalyOutput, Batch
+    from adbench.contract import AnomalyMethod, MethodConfig
+
+    @dataclass(frozen=True)
+    class NullConfig(MethodConfig):
+        """No settings."""
+
+    @adbench.method("perf_null", config=NullConfig, presets={"tiny": {
+        "data": {"image_size": 32, "batch_size": 8}, "trainer": {"max_epochs": 1},
+        "scoring": {"sigma": 0.0}}})
+    class NullMethod(AnomalyMethod):
+        """Scores every pixel by its mean intensity; one scalar parameter to train."""
+
+        config: NullConfig
+
+        def __init__(self, config: NullConfig) -> None:
+            super().__init__(config)
+            self.scale = nn.Parameter(torch.ones(()))
+
+        def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+            """A loss with a gradient and no work."""
+            return (self.scale - 1.0) ** 2
+
+        def forward(self, images: Tensor) -> AnomalyOutput:
+            """Maps (B, 1, H, W): mean over channels times the scale."""
+            return self.postprocess(self.scale * images.mean(1, keepdim=True), images.shape[-2:])
+
+
+def _sweep(root: Path, isolate: bool | str, ks: list[int], seeds: list[int]) -> dict:
+    return {
+        "name": "perf", "methods": [{"name": "perf_null", "preset": "tiny"}],
+        "datasets": [{"format": "synthetic", "root": str(root),
+                      "synthetic": {"n_categories": max(ks), "image_size": 32, "n_train": 8,
+                                    "n_test": 8}}],
+        "categories": ks, "seeds": seeds, "checkpoints": True,
+        "trainer": {"accelerator": "cpu", "devices": 1},
+        "launcher": {"name": "local", "isolate": isolate}, "plugins": [__file__],
+    }
+
+
+def measure_overhead(work: Path, isolate: bool, ks: list[int], seeds: list[int]) -> dict:
+    """Per-cell wall time outside fit/predict for the null method."""
+    from adbench.runner import ResultStore, load_cells, plan, run_sweep
+
+    sweep = _sweep(work / "data", isolate, ks, seeds)
+    started = time.perf_counter()
+    _, cells = plan(sweep)
+    planned = time.perf_counter()
+    run_sweep(sweep, work / f"run-{isolate}", progress=False, report=False)
+    ran = time.perf_counter()
+    store_started = time.perf_counter()
+    ResultStore(work / f"run-{isolate}").write()
+    store_s = time.perf_counter() - store_started
+    table = load_cells(work / f"run-{isolate}")
+    inside = float((table["train_s"] + table["inference_s"]).sum())
+    # run_sweep plans again and writes the store once: take both out of the per-cell figure
+    per_cell = (ran - planned - (planned - started) - store_s - inside) / len(cells)
+    return {
+        "mode": "worker process per cell" if isolate else "in process",
+        "cells": len(cells),
+        "plan_s": planned - started,
+        "store_write_s": store_s,
+        "fit_predict_s_per_cell": inside / len(cells),
+        "overhead_s_per_cell": per_cell,
+        "setup_s_median": float(statistics.median(table["setup_s"])),
+    }
+
+
+def measure_quickstart(work: Path) -> dict:
+    """Run the quick-start sweep from scratch (data generation included)."""
+    import os
+
+    from adbench.runner import load_cells, run_sweep
+
+    cwd = os.getcwd()
+    os.chdir(work)  # the sweep's data root is relative: generate it inside the scratch folder
+    try:
+        started = time.perf_counter()
+        report = run_sweep(QUICKSTART, work / "quickstart", progress=False)
+        total = time.perf_counter() - started
+    finally:
+        os.chdir(cwd)
+    cells = load_cells(work / "quickstart")
+    per_method = (cells.groupby("method")[["train_s", "inference_s", "total_s", "peak_rss_mb"]]
+                  .mean().round(2).reset_index().to_dict(orient="records"))
+    return {"total_s": total, "cells": len(report.cells),
+            "failed": [c.label for c in report.failed], "per_method": per_method}
+
+
+def _markdown(result: dict) -> str:
+    lines = [f"Runner overhead ({result['machine']})", "",
+             "| mode | cells | fit+predict s/cell | overhead s/cell | plan s | store write s |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for row in result["overhead"]:
+        lines.append(f"| {row['mode']} | {row['cells']} | {row['fit_predict_s_per_cell']:.3f} | "
+                     f"{row['overhead_s_per_cell']:.3f} | {row['plan_s']:.2f} | "
+                     f"{row['store_write_s']:.2f} |")
+    quick = result.get("quickstart")
+    if quick:
+        lines += ["", f"Quick start: {quick['cells']} cells in {quick['total_s']:.0f} s "
+                  f"(failed: {', '.join(quick['failed']) or 'none'})", "",
+                  "| method | train s | inference s | total s | peak RSS MiB |",
+                  "|---|---:|---:|---:|---:|"]
+        for row in quick["per_method"]:
+            lines.append(f"| {row['method']} | {row['train_s']:.1f} | {row['inference_s']:.1f} | "
+                         f"{row['total_s']:.1f} | {row['peak_rss_mb']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Measure, print a Markdown table, write JSON (and the table next to it)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result file")
+    parser.add_argument("--cells", type=int, default=12, help="in-process cells (k x seeds)")
+    parser.add_argument("--worker-cells", type=int, default=2, help="worker-process cells")
+    parser.add_argument("--quickstart", action="store_true", help="also run the quick start")
+    args = parser.parse_args()
+    seeds = list(range(max(1, args.cells // 4)))
+    result = {"machine": f"{platform.processor() or platform.machine()}, "
+                         f"{torch.get_num_threads()} threads, torch {torch.__version__}",
+              "overhead": []}
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        result["overhead"].append(measure_overhead(work, False, [1, 2, 3, 4], seeds))
+        if args.worker_cells:
+            result["overhead"].append(
+                measure_overhead(work, True, list(range(1, args.worker_cells + 1)), [0]))
+        if args.quickstart:
+            result["quickstart"] = measure_quickstart(work)
+    text = _markdown(result)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Frozen backbone -> one normalised token grid F (B, N, C)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from adbench.backbones import BackboneConfig, FeatureExtractor
+from adbench.errors import ConfigError
+
+from .config import FeatureConfig
+
+
+class TokenExtractor(nn.Module):
+    """Frozen multi-level features fused into one grid of normalised tokens.
+
+    Levels are resized to the grid of ``features.grid_level`` and averaged ("mean", equal widths,
+    e.g. ViT blocks) or concatenated ("concat", e.g. CNN stages). With ``norm="standardize"`` the
+    per-channel statistics are buffers, set from training tokens by `set_statistics`.
+
+    Attributes:
+        channels: C, the token width.
+    """
+
+    def __init__(self, backbone: BackboneConfig, config: FeatureConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = FeatureExtractor(backbone, frozen=True)
+        widths = self.backbone.channels
+        if not 0 <= config.grid_level < len(widths):
+            raise ConfigError(f"features.grid_level must index backbone.layers "
+                              f"({len(widths)} levels), got {config.grid_level}")
+        if config.fusion == "mean" and len(set(widths)) > 1:
+            raise ConfigError(f"features.fusion='mean' needs levels of equal width, got {widths}; "
+                              "use features.fusion='concat'")
+        self.channels = widths[0] if config.fusion == "mean" else sum(widths)
+        self.register_buffer("mean", torch.zeros(self.channels))
+        self.register_buffer("std", torch.ones(self.channels))
+
+    @torch.no_grad()
+    def raw(self, images: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """Fused, un-normalised tokens.
+
+        Args:
+            images: (B, 3, H, W) in [0, 1].
+
+        Returns:
+            tokens (B, N, C) in float32 and the grid (h, w).
+        """
+        levels = [level.float() for level in self.backbone(images)]
+        size = levels[self.config.grid_level].shape[-2:]
+        resized = [_resize(level, size) for level in levels]
+        fused = torch.stack(resized).mean(0) if self.config.fusion == "mean" else torch.cat(
+            resized, dim=1)
+        return rearrange(fused, "b c h w -> b (h w) c"), (int(size[0]), int(size[1]))
+
+    def normalize(self, tokens: Tensor) -> Tensor:
+        """(B, N, C) raw tokens -> normalised tokens."""
+        if self.config.norm == "layernorm":
+            return F.layer_norm(tokens, tokens.shape[-1:])
+        return (tokens - self.mean) / self.std
+
+    @torch.no_grad()
+    def set_statistics(self, tokens: Tensor) -> None:
+        """Per-channel mean and std from raw training tokens (M, C)."""
+        self.mean.copy_(tokens.mean(0))
+        self.std.copy_(tokens.std(0).clamp(min=1e-6))
+
+    def forward(self, images: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """Images (B, 3, H, W) in [0, 1] -> normalised tokens (B, N, C) and the grid (h, w)."""
+        tokens, grid = self.raw(images)
+        return self.normalize(tokens), grid
+
+
+def _resize(level: Tensor, size: torch.Size) -> Tensor:
+    """Area-average a (B, C, h', w') map down to ``size``, or bilinearly upsample it."""
+    if level.shape[-2:] == size:
+        return level
+    if level.shape[-2] >= size[0] and level.shape[-1] >= size[1]:
+        return F.adaptive_avg_pool2d(level, size)
+    return F.interpolate(level, size=size, mode="bilinear", align_corners=False)

@@ -1,0 +1,203 @@
+"""DPDiff-AD as a pure torch model: features, dual prototypes, denoiser, scoring."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from adbench.diffusion import NoiseSchedule
+
+from .config import DPDiffADConfig
+from .denoiser import PrototypeDenoiser
+from .features import TokenExtractor
+from .loss import (
+    diffusion_loss,
+    local_prototype_loss,
+    ot_cross_entropy,
+    ot_sinkhorn_cost,
+    sinkhorn_plan,
+)
+from .prototypes import GlobalPrototypes, LocalMatch, LocalPrototypes, broadcast, spherical_kmeans
+from .scoring import anomaly_scores
+
+
+class TrainingLosses(NamedTuple):
+    """The loss terms of one training batch, and what the bank updates need afterwards.
+
+    Attributes:
+        total: L = L_diff + w_loc L_loc + w_ot L_OT.
+        diffusion, local, ot: the three terms.
+        tokens: (B, N, C) the batch's normalised tokens (no gradient).
+        nearest_index: (B, N) each token's nearest local prototype.
+    """
+
+    total: Tensor
+    diffusion: Tensor
+    local: Tensor
+    ot: Tensor
+    tokens: Tensor
+    nearest_index: Tensor
+
+
+class DPDiffModel(nn.Module):
+    """Frozen token extractor, local and global prototype banks, prototype-conditioned denoiser.
+
+    The EMA copy of the denoiser (``ema_denoiser``) is the one used by `reconstruct`.
+    """
+
+    def __init__(self, config: DPDiffADConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.extractor = TokenExtractor(config.backbone, config.features)
+        channels = self.extractor.channels
+        self.local = LocalPrototypes(channels, config.local_prototypes)
+        self.glob = GlobalPrototypes(channels, config.global_prototypes.num)
+        self.denoiser = PrototypeDenoiser(channels, config.denoiser)
+        self.ema_denoiser = copy.deepcopy(self.denoiser).requires_grad_(False)
+        self.schedule = NoiseSchedule(config.schedule)
+        self.register_buffer("initialized", torch.tensor(False))
+
+    # -- conditions -------------------------------------------------------------------------
+    def conditions(self, match: LocalMatch) -> tuple[Tensor, Tensor]:
+        """Cross-attention conditions: local (B, N, L, C) and global (K_G, C).
+
+        Local: the aggregate l_i (L = 1) or the top-k prototypes (L = k). Global prototypes
+        are unit vectors; they are scaled by sqrt(C) to the norm of normalised tokens.
+        """
+        if self.config.local_prototypes.keys == "aggregate":
+            local = match.aggregate[:, :, None]
+        else:
+            local = self.local.weight[match.index]
+        glob = F.normalize(self.glob.weight, dim=-1) * math.sqrt(self.glob.weight.shape[1])
+        if self.config.denoiser.detach_conditions:
+            local, glob = local.detach(), glob.detach()
+        return local, glob
+
+    # -- training ---------------------------------------------------------------------------
+    def training_losses(self, images: Tensor,
+                        generator: torch.Generator | None = None) -> TrainingLosses:
+        """All loss terms for a batch of normal images (B, 3, H, W) in [0, 1]."""
+        config = self.config
+        tokens, grid = self.extractor(images)
+        match = self.local(tokens)
+        l_local = local_prototype_loss(tokens, match.aggregate)
+
+        similarity = self.glob.similarity(self.glob.descriptor(tokens))
+        glob = config.global_prototypes
+        plan = sinkhorn_plan(similarity, glob.sinkhorn_eps, glob.sinkhorn_iters)
+        if glob.ot_loss == "cross_entropy":
+            l_ot = ot_cross_entropy(similarity, plan, glob.temperature)
+        else:
+            l_ot = ot_sinkhorn_cost(similarity, plan)
+
+        t = self.schedule.sample_timesteps(tokens.shape[0], tokens.device, generator)
+        noise = torch.randn(tokens.shape, generator=generator, device=tokens.device)
+        x_t = self.schedule.add_noise(tokens, noise, t)
+        prediction = self.denoiser(x_t, t, grid, *self.conditions(match))
+        target = noise if config.denoiser.prediction == "eps" else tokens
+        l_diff = diffusion_loss(prediction, target)
+
+        total = l_diff + config.loss.local * l_local + config.loss.ot * l_ot
+        return TrainingLosses(total, l_diff, l_local, l_ot, tokens.detach(), match.index[..., 0])
+
+    @torch.no_grad()
+    def update_ema(self, step: int) -> None:
+        """EMA of the denoiser, decay min(ema_decay, (1 + step) / (10 + step)) (warm-up)."""
+        decay = min(self.config.denoiser.ema_decay, (1 + step) / (10 + step))
+        ema = list(self.ema_denoiser.parameters())
+        torch._foreach_lerp_(ema, list(self.denoiser.parameters()), 1 - decay)
+
+    # -- initialisation ---------------------------------------------------------------------
+    @torch.no_grad()
+    def initialization_sample(self, images: Tensor, max_tokens: int,
+                              generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """What `initialize` needs from one batch of training images (B, 3, H, W).
+
+        Returns:
+            at most ``max_tokens`` random raw tokens (P, C) and per-image summaries (B, C): raw
+            token means for "standardize" (normalised later, the map is affine), means of
+            normalised tokens for "layernorm".
+        """
+        raw, _ = self.extractor.raw(images)
+        flat = raw.reshape(-1, raw.shape[-1])
+        keep = torch.randperm(flat.shape[0], generator=generator)[:max_tokens]
+        per_token = self.config.features.norm == "layernorm"
+        summary = (self.extractor.normalize(raw) if per_token else raw).mean(1)
+        return flat[keep.to(flat.device)], summary
+
+    @torch.no_grad()
+    def initialize(self, raw_tokens: Tensor, summaries: Tensor,
+                   generator: torch.Generator | None = None) -> None:
+        """Feature statistics and k-means initialisation of both banks (spec, local prototypes).
+
+        Args:
+            raw_tokens: (P, C) raw training tokens.
+            summaries: (I, C) per-image summaries from `initialization_sample`.
+            generator: random source of k-means.
+        """
+        iters = self.config.init.kmeans_iters
+        if self.config.features.norm == "standardize":
+            self.extractor.set_statistics(raw_tokens)
+            summaries = self.extractor.normalize(summaries)
+        tokens = self.extractor.normalize(raw_tokens)
+        centres, counts = spherical_kmeans(tokens, self.config.local_prototypes.num, iters,
+                                           generator)
+        self.local.initialize(centres, counts)
+        descriptors = F.normalize(summaries, dim=-1)
+        centres, _ = spherical_kmeans(descriptors, self.config.global_prototypes.num, iters,
+                                      generator)
+        self.glob.initialize(centres)
+        self.initialized.fill_(True)
+        for tensor in (self.extractor.mean, self.extractor.std, self.local.weight.data,
+                       self.local.ema_sum, self.local.ema_count, self.local.usage,
+                       self.glob.weight.data):
+            broadcast(tensor)
+
+    # -- inference --------------------------------------------------------------------------
+    @torch.no_grad()
+    def reconstruct(self, tokens: Tensor, grid: tuple[int, int], local: Tensor, glob: Tensor,
+                    generator: torch.Generator | None = None) -> Tensor:
+        """F_hat (B, N, C): noise tokens to t_s, then DDIM (eta = 0) or one x0 step, EMA weights.
+
+        Args:
+            tokens: (B, N, C) clean normalised tokens F.
+            grid: (h, w).
+            local, glob: conditions from `conditions`.
+            generator: source of the starting noise.
+        """
+        inference = self.config.inference
+        schedule = self.schedule
+        batch = tokens.shape[0]
+        noise = torch.randn(tokens.shape, generator=generator, device=tokens.device)
+        start = torch.full((batch,), inference.t_start, device=tokens.device, dtype=torch.long)
+        x = schedule.add_noise(tokens, noise, start)
+        if inference.sampler == "one_step":
+            return self._predict(x, start, grid, local, glob)[0]
+        for t, t_prev in schedule.ddim_timesteps(inference.t_start, inference.steps):
+            x0, eps = self._predict(x, torch.full_like(start, t), grid, local, glob)
+            x = schedule.ddim_step(x0, eps, torch.full_like(start, t_prev))
+        return x
+
+    def _predict(self, x: Tensor, t: Tensor, grid: tuple[int, int], local: Tensor,
+                 glob: Tensor) -> tuple[Tensor, Tensor]:
+        """(x0, eps) estimates at step t from the EMA denoiser, whichever it predicts."""
+        out = self.ema_denoiser(x, t, grid, local, glob).float()
+        if self.config.denoiser.prediction == "eps":
+            return self.schedule.predict_x0(x, out, t), out
+        return out, self.schedule.predict_eps(x, out, t)
+
+    @torch.no_grad()
+    def anomaly_map(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Raw anomaly map (B, 1, h, w) of images (B, 3, H, W) in [0, 1] (`anomaly_scores`)."""
+        tokens, (h, w) = self.extractor(images)
+        match = self.local(tokens)
+        recon = self.reconstruct(tokens, (h, w), *self.conditions(match), generator=generator)
+        weight = self.config.inference.prototype_weight
+        scores = anomaly_scores(tokens, recon, match.nearest, weight)
+        return rearrange(scores, "b (h w) -> b 1 h w", h=h, w=w)

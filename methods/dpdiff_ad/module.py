@@ -1,0 +1,92 @@
+"""DPDiff-AD as an adbench method (the Lightning system around `DPDiffModel`)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from adbench.batch import AnomalyOutput, Batch
+from adbench.contract import AnomalyMethod
+
+from .config import DPDiffADConfig
+from .model import DPDiffModel
+
+
+class DPDiffAD(AnomalyMethod):
+    """Dual prototype-conditioned feature diffusion (Feng et al., arXiv 2605.24402).
+
+    Training never reads ``batch.category``: the banks and the denoiser see only images.
+    """
+
+    config: DPDiffADConfig
+
+    def __init__(self, config: DPDiffADConfig) -> None:
+        super().__init__(config)
+        self.model = DPDiffModel(self.config)
+        self.freeze(self.model.ema_denoiser)  # updated by EMA only, always in eval mode
+        self._pending: tuple[Tensor, Tensor] | None = None
+        self._ema_step = -1
+
+    def forward(self, images: Tensor) -> AnomalyOutput:
+        """Score images (B, 3, H, W) in [0, 1]; the starting noise is seeded (deterministic)."""
+        generator = torch.Generator(device=images.device)
+        generator.manual_seed(self.config.inference.seed)
+        raw = self.model.anomaly_map(images, generator)
+        return self.postprocess(raw, (images.shape[-2], images.shape[-1]))
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        """L = L_diff + w_loc L_loc + w_ot L_OT on a batch of normal images."""
+        losses = self.model.training_losses(batch.image)
+        self._pending = (losses.tokens, losses.nearest_index)
+        size = len(batch)
+        self.log("train/loss", losses.total, prog_bar=True, batch_size=size)
+        self.log("train/diffusion", losses.diffusion, batch_size=size)
+        self.log("train/local", losses.local, batch_size=size)
+        self.log("train/ot", losses.ot, batch_size=size)
+        return losses.total
+
+    def on_train_start(self) -> None:
+        """K-means initialisation of both banks (and feature statistics) on training tokens."""
+        if bool(self.model.initialized):
+            return
+        init = self.config.init
+        per_batch = max(1, init.max_tokens // init.batches)
+        generator = torch.Generator().manual_seed(0)
+        tokens, summaries = [], []
+        for batch in itertools.islice(self.trainer.train_dataloader, init.batches):
+            sample = self.model.initialization_sample(batch.image.to(self.device), per_batch,
+                                                      generator)
+            tokens.append(sample[0])
+            summaries.append(sample[1])
+        self.model.initialize(torch.cat(tokens), torch.cat(summaries), generator)
+
+    def on_train_batch_end(self, outputs: Any, batch: Batch, batch_idx: int) -> None:
+        """Bank updates (usage, EMA k-means, dead-prototype re-seeding) and the denoiser EMA."""
+        if self._pending is None:
+            return
+        tokens, nearest = self._pending
+        self._pending = None
+        bank = self.model.local
+        bank.track_usage(nearest)
+        if self.config.local_prototypes.update == "ema":
+            bank.ema_update(tokens, nearest)
+        step = self.global_step
+        if step == self._ema_step:  # once per optimiser step under gradient accumulation
+            return
+        self._ema_step = step
+        self.model.update_ema(step)
+        if step % self.config.local_prototypes.reseed_every == 0:
+            reseeded = bank.reseed(tokens)
+            self.log("train/reseeded", float(reseeded), batch_size=len(batch))
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The denoiser at ``optim.lr``; both prototype banks at ``prototype_lr``, no decay."""
+        prototypes = [p for p in (self.model.local.weight, self.model.glob.weight)
+                      if p.requires_grad]
+        return [
+            {"params": list(self.model.denoiser.parameters())},
+            {"params": prototypes, "lr": self.config.prototype_lr, "weight_decay": 0.0},
+        ]

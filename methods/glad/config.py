@@ -1,0 +1,156 @@
+"""GLAD configuration; the defaults are the paper's setting (Yao et al., ECCV 2024, arXiv:2406.07487).
+
+Each field says where its default comes from: the paper ("paper"), the authors' public code
+("official", for details the paper leaves to the code; MVTec AD test settings where they differ
+per dataset) or "choice" with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from adbench.backbones import BackboneConfig
+from adbench.contract import (
+    DataDefaults,
+    MethodConfig,
+    OptimConfig,
+    ScoringConfig,
+    TrainerDefaults,
+)
+from adbench.diffusion import ScheduleConfig
+from adbench.errors import ConfigError
+from adbench.synthesis import SynthesisConfig
+
+SD_V1_4 = "CompVis/stable-diffusion-v1-4"
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """The frozen autoencoder E/D between images and the diffusion space."""
+
+    kind: Literal["sd_vae", "identity"] = "sd_vae"  # paper: SD v1.4 VAE; identity = pixel space
+    weights: str = SD_V1_4  # sd_vae: diffusers folder or hub repo id holding vae/
+    scaling_factor: float = 0.18215  # paper/SD v1.4: latent = 0.18215 * E(x); identity: 2x-1 times it
+    size: int | None = 512  # official: 256 px inputs are upsampled to 512 for the VAE; None = keep
+    patch_size: int = 1  # identity only: lossless space-to-depth by p (3p^2 channels at 1/p size)
+
+    def __post_init__(self) -> None:
+        if self.scaling_factor <= 0:
+            raise ConfigError(f"autoencoder.scaling_factor must be > 0, got {self.scaling_factor}")
+        if self.patch_size < 1 or (self.kind == "sd_vae" and self.patch_size != 1):
+            raise ConfigError(f"autoencoder.patch_size must be >= 1, and 1 for kind 'sd_vae' "
+                              f"(the VAE sets its own latent size), got {self.patch_size}")
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    """The noise predictor eps_theta (fully fine-tuned in the paper)."""
+
+    kind: Literal["sd_unet", "unet2d"] = "sd_unet"  # paper: SD v1.4 UNet; unet2d: small, from scratch
+    weights: str = SD_V1_4  # sd_unet: diffusers folder or hub repo id (unet/, text_encoder/, tokenizer/)
+    prompt: str = "a photo of sks"  # official: the text condition of training and test (sd_unet)
+    guidance_scale: float = 9.0  # official test code: classifier-free guidance 9; 1 = one pass
+    block_out_channels: tuple[int, ...] = (32, 64, 64)  # unet2d only: widths per resolution
+    layers_per_block: int = 1  # unet2d only
+    attention: bool = True  # unet2d only: self-attention at the lowest resolution
+    norm_num_groups: int = 8  # unet2d only: GroupNorm groups (divides every width)
+
+    def __post_init__(self) -> None:
+        if self.kind == "unet2d" and self.guidance_scale != 1.0:
+            raise ConfigError(
+                f"denoiser.guidance_scale must be 1.0 for kind 'unet2d' (an unconditional UNet "
+                f"has no prompt to guide with), got {self.guidance_scale}")
+        if self.guidance_scale < 1.0:
+            raise ConfigError(f"denoiser.guidance_scale must be >= 1, got {self.guidance_scale}")
+        if any(c % self.norm_num_groups for c in self.block_out_channels):
+            raise ConfigError(f"denoiser.norm_num_groups={self.norm_num_groups} must divide every "
+                              f"block_out_channels {self.block_out_channels}")
+
+
+def _glad_synthesis() -> SynthesisConfig:
+    # official dataset code: p = 0.5 normal, Perlin scales 2^k with k in {0..5}, rotation,
+    # threshold 0.3, beta ~ U(0, 0.8), Otsu foreground restriction (the official code applies it
+    # to object categories; without category names it is applied to every image: choice),
+    # texture source (DTD when synthesis.dtd_root is set, else scikit-image's CC0 textures)
+    return SynthesisConfig(probability=0.5, perlin_scales=(0, 5), threshold=0.3, rotate=True,
+                           beta=(0.0, 0.8), foreground=True)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Anomaly-oriented training (ATP)."""
+
+    synthesis: SynthesisConfig = field(default_factory=_glad_synthesis)  # official recipe
+    self_source_share: float = 0.5  # official: an anomaly is filled from a texture or, with this
+    # probability, from the image's own shuffled 8 x 8 cells (synthesis.source="self")
+    target: Literal["normal_x0", "flipped_correction"] = "normal_x0"  # paper: eps* whose
+    # x0-estimate is the normal latent; flipped_correction: the official code's 2025 sign change
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.self_source_share <= 1.0:
+            raise ConfigError(f"training.self_source_share must be in [0, 1], got "
+                              f"{self.self_source_share}")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Inference: DDIM from T_max with the adaptive denoising step (ADS) and fusion (SAFF)."""
+
+    t_max: int = 650  # official, MVTec AD (VisA/MPDD: 500): noise level the input is taken to
+    steps: int = 25  # official: DDIM steps from t_max down to clean
+    tau: float = 0.45  # official, MVTec AD (MPDD 0.35, VisA 0.15): stop when s > tau
+    min_step: int = 350  # official, MVTec AD (VisA 250): every sample stops once t < min_step
+    # (>= 1, so that every sample has stopped by the last step, t = 0)
+    score_topk: int = 10  # official: s = mean of the 10 largest values of A
+    feature_level: int = -1  # official: the last feature level drives ADS
+    feature_size: int | None = None  # official: ADS features at the decoded size; None = that
+    seed: int = 0  # choice: the noise eps comes from a generator seeded per call (deterministic)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.score_topk < 1 or self.min_step < 1:
+            raise ConfigError(f"sampler.steps, sampler.score_topk and sampler.min_step must be "
+                              f">= 1, got {self.steps}, {self.score_topk} and {self.min_step}")
+
+
+@dataclass(frozen=True)
+class GLADScoringConfig(ScoringConfig):
+    """Map smoothing and pooling (base fields) plus GLAD's input-vs-reconstruction discrepancy."""
+
+    sigma: float = 6.0  # official: Gaussian sigma 6 at 256 px
+    pooling: Literal["max", "topk_mean"] = "topk_mean"  # official: mean of the top 250 pixels
+    topk_fraction: float = 250 / (256 * 256)  # official: 250 of 256 x 256 pixels, as a fraction
+    feature_size: int | None = 256  # official: input and reconstruction compared at 256 px
+    bidirectional: bool = False  # official: both NN directions only for transistor/pcb1/pcb4
+    pixel_weight: float = 0.0  # official v: 0 on MVTec AD and MPDD, 2 on VisA
+    foreground: bool = False  # official: Otsu object mask for object classes; off = whole image
+
+
+@dataclass(frozen=True)
+class GLADConfig(MethodConfig):
+    """Everything that defines a GLAD model; defaults are the paper's MVTec AD setting."""
+
+    data: DataDefaults = field(default_factory=lambda: DataDefaults(image_size=256, batch_size=32))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
+        name="adamw", lr=5e-6, weight_decay=1e-2, schedule="constant"))  # paper/official
+    scoring: GLADScoringConfig = field(default_factory=GLADScoringConfig)
+    trainer: TrainerDefaults = field(default_factory=lambda: TrainerDefaults(
+        max_steps=20_000, precision="16-mixed", gradient_clip_val=1.0))  # paper: 20k steps, AMP
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(
+        num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
+        beta_end=0.012))  # paper: SD v1.4's training schedule
+    features: BackboneConfig = field(default_factory=lambda: BackboneConfig(
+        name="vit_base_patch8_224.dino", layers=(2, 5, 8, 11), weights="pretrained",
+        timm_kwargs={"dynamic_img_size": True}))  # paper: DINO ViT-B/8, blocks 3, 6, 9, 12
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+
+    def __post_init__(self) -> None:
+        T = self.schedule.num_train_timesteps
+        if not 0 <= self.sampler.t_max < T:
+            raise ConfigError(f"sampler.t_max must be in [0, {T}), got {self.sampler.t_max}")
+        if self.sampler.steps > self.sampler.t_max + 1:
+            raise ConfigError(f"sampler.steps ({self.sampler.steps}) cannot exceed t_max + 1 "
+                              f"({self.sampler.t_max + 1})")

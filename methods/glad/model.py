@@ -1,0 +1,185 @@
+"""GLAD as a pure torch model: ATP training loss, ADS + SAFF reconstruction, anomaly maps.
+
+Yao et al., "GLAD: Towards Better Reconstruction with Global and Local Adaptive Diffusion Models
+for Unsupervised Anomaly Detection", ECCV 2024, arXiv:2406.07487.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from adbench.backbones import FeatureExtractor
+from adbench.diffusion import NoiseSchedule
+
+from adbench.methods.glad.config import GLADConfig, GLADScoringConfig, SamplerConfig
+from adbench.methods.glad.loss import atp_loss, atp_noise_target, mix_latents
+from adbench.methods.glad.networks import Denoiser, LatentCodec, build_codec, build_denoiser
+from adbench.methods.glad.scoring import (
+    add_pixel_term,
+    foreground_mask,
+    multi_level_map,
+    nn_discrepancy,
+    topk_mean,
+)
+
+
+class Reconstruction(NamedTuple):
+    """Output of `GLADModel.reconstruct`."""
+
+    images: Tensor  # (B, 3, H', W') in [0, 1], the decoded x_0
+    stop_steps: Tensor  # (B,) int64, the timestep at which each sample stopped adapting
+    stop_scores: Tensor  # (B,) the ADS score s at that step
+
+
+class GLADModel(nn.Module):
+    """Codec + denoiser + noise schedule + frozen feature extractor.
+
+    Args:
+        codec: frozen autoencoder between images and the diffusion space.
+        denoiser: eps_theta.
+        schedule: the DDPM noise schedule (DDIM steps at inference).
+        features: frozen multi-level feature extractor (ADS and scoring).
+        sampler: ADS / SAFF settings.
+        scoring: anomaly-map settings.
+        target_sign: +1 (``eps*`` lands on the normal latent) or -1 (flipped correction).
+    """
+
+    def __init__(self, codec: LatentCodec, denoiser: Denoiser, schedule: NoiseSchedule,
+                 features: FeatureExtractor, sampler: SamplerConfig, scoring: GLADScoringConfig,
+                 target_sign: float = 1.0) -> None:
+        super().__init__()
+        self.codec = codec
+        self.denoiser = denoiser
+        self.schedule = schedule
+        self.features = features
+        self.sampler = sampler
+        self.scoring = scoring
+        self.target_sign = target_sign
+
+    @classmethod
+    def from_config(cls, config: GLADConfig) -> GLADModel:
+        """Build every part named by ``config`` (pretrained parts are loaded here)."""
+        codec = build_codec(config.autoencoder)
+        size = config.autoencoder.size or config.data.image_size
+        with torch.no_grad():
+            shape = codec.encode(torch.zeros(1, 3, size, size)).shape
+        denoiser = build_denoiser(config.denoiser, image_size=shape[-1], channels=shape[1])
+        sign = 1.0 if config.training.target == "normal_x0" else -1.0
+        return cls(codec, denoiser, NoiseSchedule(config.schedule),
+                   FeatureExtractor(config.features, frozen=True), config.sampler,
+                   config.scoring, sign)
+
+    # -- training: anomaly-oriented training (ATP) ----------------------------------------------
+    def training_loss(self, normal: Tensor, anomalous: Tensor,
+                      generator: torch.Generator | None = None) -> Tensor:
+        """ATP loss for a batch of normal images and their synthetic anomalous versions.
+
+        Args:
+            normal: (B, 3, H, W) in [0, 1].
+            anomalous: (B, 3, H, W) in [0, 1]; equal to ``normal`` where no anomaly was drawn.
+        """
+        with torch.no_grad():
+            z = self.codec.encode(torch.cat([normal, anomalous]), sample=True, generator=generator)
+        z_normal, z_anomalous = z.chunk(2)
+        B = z_normal.shape[0]
+        t = self.schedule.sample_timesteps(B, z.device, generator)
+        eps = torch.randn(z_normal.shape, device=z.device, generator=generator)
+        z_mixed = mix_latents(z_normal, z_anomalous, t, self.schedule.num_train_timesteps)
+        x_t = self.schedule.add_noise(z_mixed, eps, t)
+        target = atp_noise_target(eps, z_mixed, z_normal, self.schedule.abar(t, z_mixed),
+                                  self.target_sign)
+        return atp_loss(self.denoiser(x_t, t), target)
+
+    # -- inference: adaptive denoising step (ADS) and feature fusion (SAFF) ---------------------
+    def ads_discrepancy(self, x0_in: Tensor, x0_gen: Tensor) -> Tensor:
+        """A(p) = min_q (1 - cos(f_in(p), f_gen(q))) on the decoded latents (B, 1, h, w)."""
+        images = self.codec.decode(torch.cat([x0_in, x0_gen]))
+        size = self.sampler.feature_size
+        if size is not None and images.shape[-2:] != (size, size):
+            images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+        level = self.features(images)[self.sampler.feature_level]
+        f_in, f_gen = level.chunk(2)
+        return nn_discrepancy(f_in, f_gen)
+
+    @torch.no_grad()
+    def reconstruct(self, images: Tensor, generator: torch.Generator | None = None,
+                    noise: Tensor | None = None) -> Reconstruction:
+        """Reconstruct a normal version of ``images`` (B, 3, H, W) in [0, 1].
+
+        Every sample starts at ``t_max`` and follows the same DDIM trajectory; while it is still
+        adapting, its generated x0 is compared with the input's x0 (the input re-noised with the
+        same eps and cleaned with the same eps_hat). It stops at the first step where s > tau
+        (taking the SAFF fusion) or t < min_step (taking the input-anchored x0). Stopping is a
+        per-sample flag; the batch is never split into a Python loop over samples.
+
+        Args:
+            generator: draws the noise eps when ``noise`` is not given.
+            noise: eps (B, C, h, w) in the diffusion space, to fix it from outside.
+        """
+        cfg = self.sampler
+        z0 = self.codec.encode(images)
+        B = z0.shape[0]
+        device = z0.device
+        eps = torch.randn(z0.shape, device=device, generator=generator) if noise is None else noise
+        active = torch.ones(B, dtype=torch.bool, device=device)
+        stop_steps = torch.full((B,), -1, dtype=torch.long, device=device)
+        stop_scores = torch.zeros(B, device=device)
+        x_t = self.schedule.add_noise(z0, eps, torch.full((B,), cfg.t_max, device=device))
+        for t_int, t_prev_int in self.schedule.ddim_timesteps(cfg.t_max, cfg.steps):
+            t = torch.full((B,), t_int, device=device, dtype=torch.long)
+            eps_hat = self.denoiser(x_t, t, guided=True).float()
+            x0 = self.schedule.predict_x0(x_t, eps_hat, t)
+            if bool(active.any()):
+                idx = active.nonzero().squeeze(1)
+                x0[idx], stopped, s = self._adapt(z0[idx], eps[idx], eps_hat[idx], x0[idx],
+                                                  t[idx], t_int)
+                stop_steps[idx[stopped]] = t_int
+                stop_scores[idx[stopped]] = s[stopped]
+                active[idx[stopped]] = False
+            x_t = self.schedule.ddim_step(x0, eps_hat, torch.full_like(t, t_prev_int))
+        return Reconstruction(self.codec.decode(x_t), stop_steps, stop_scores)
+
+    def _adapt(self, z0: Tensor, eps: Tensor, eps_hat: Tensor, x0_gen: Tensor, t: Tensor,
+               t_int: int) -> tuple[Tensor, Tensor, Tensor]:
+        """One ADS decision for the still-adapting samples (b of them).
+
+        Returns:
+            the x0 to step with (b, C, h, w), the stop flags (b,) and the scores s (b,).
+        """
+        x0_in = self.schedule.predict_x0(self.schedule.add_noise(z0, eps, t), eps_hat, t)
+        discrepancy = self.ads_discrepancy(x0_in, x0_gen)
+        s = topk_mean(discrepancy, self.sampler.score_topk)
+        fuse = s > self.sampler.tau
+        stop = fuse | (t_int < self.sampler.min_step)
+        mask = torch.sigmoid(F.interpolate(discrepancy, size=x0_gen.shape[-2:], mode="bilinear",
+                                           align_corners=False))
+        fused = torch.where(fuse.view(-1, 1, 1, 1), mask * x0_gen + (1 - mask) * x0_in, x0_in)
+        return torch.where(stop.view(-1, 1, 1, 1), fused, x0_gen), stop, s
+
+    # -- scoring --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def anomaly_map(self, images: Tensor, reconstructions: Tensor) -> Tensor:
+        """Multi-level NN feature discrepancy between input and reconstruction (B, 1, h, w).
+
+        Args:
+            images: (B, 3, H, W) in [0, 1].
+            reconstructions: (B, 3, H', W') in [0, 1] (resized to the scoring size).
+        """
+        cfg = self.scoring
+        size = (cfg.feature_size,) * 2 if cfg.feature_size else tuple(images.shape[-2:])
+        pair = torch.cat([F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+                          if x.shape[-2:] != size else x for x in (images, reconstructions)])
+        feats = [f.chunk(2) for f in self.features(pair)]
+        maps = multi_level_map([f[0] for f in feats], [f[1] for f in feats], size,
+                               cfg.bidirectional)
+        if cfg.pixel_weight:
+            normalised = self.features.normalize(pair).chunk(2)
+            maps = add_pixel_term(maps, normalised[0], normalised[1], cfg.pixel_weight)
+        if cfg.foreground:
+            sigma = cfg.sigma * size[0] / images.shape[-2]  # the scoring sigma, at this size
+            maps = maps * foreground_mask(pair[: len(images)], sigma)
+        return maps

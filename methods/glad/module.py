@@ -1,0 +1,105 @@
+"""GLAD as an `AnomalyMethod`: ATP training and ADS/SAFF reconstruction scoring."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor
+
+from adbench.batch import AnomalyOutput, Batch
+from adbench.contract import AnomalyMethod
+from adbench.methods.glad.config import GLADConfig
+from adbench.methods.glad.model import GLADModel
+from adbench.synthesis import AnomalySynthesizer
+
+
+class GLAD(AnomalyMethod):
+    """Global and local adaptive diffusion (Yao et al., ECCV 2024, arXiv:2406.07487).
+
+    The timestep at which each scored image stopped adapting is counted in the buffer
+    ``stop_step_counts`` (T,), reset at the start of every validation, test and predict epoch;
+    ``last_stop_steps`` (B,) holds the last batch's. The mean is logged as ``val/stop_step``
+    and ``test/stop_step``.
+    """
+
+    config: GLADConfig
+
+    def __init__(self, config: GLADConfig) -> None:
+        super().__init__(config)
+        self.model = GLADModel.from_config(self.config)
+        self.freeze(self.model.codec)
+        synthesis = self.config.training.synthesis
+        self.synthesizer = AnomalySynthesizer(synthesis)
+        self.self_synthesizer = AnomalySynthesizer(dataclasses.replace(synthesis, source="self"))
+        T = self.config.schedule.num_train_timesteps
+        self.register_buffer("stop_step_counts", torch.zeros(T, dtype=torch.long),
+                             persistent=False)
+        self.last_stop_steps: Tensor | None = None
+
+    def forward(self, images: Tensor) -> AnomalyOutput:
+        """Score images (B, 3, H, W) in [0, 1]: reconstruct (ADS + SAFF), compare features.
+
+        The noise comes from a generator seeded with ``sampler.seed`` at every call, so the same
+        images always get the same scores.
+        """
+        generator = torch.Generator(device=images.device).manual_seed(self.config.sampler.seed)
+        reconstruction = self.model.reconstruct(images, generator)
+        self.last_stop_steps = reconstruction.stop_steps
+        self.stop_step_counts += torch.bincount(reconstruction.stop_steps,
+                                                minlength=len(self.stop_step_counts))
+        raw = self.model.anomaly_map(images, reconstruction.images)
+        return self.postprocess(raw, tuple(images.shape[-2:]))
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        """ATP: synthetic anomalies, noise-level mix and the noise target of the normal latent."""
+        loss = self.model.training_loss(batch.image, self.synthesize(batch.image))
+        self.log("train/loss", loss, batch_size=len(batch), prog_bar=True)
+        return loss
+
+    def synthesize(self, images: Tensor) -> Tensor:
+        """Synthetic anomalies (B, 3, H, W): texture-filled, or self-filled with probability
+        ``training.self_source_share`` per image (half of the images stay normal)."""
+        share = self.config.training.self_source_share
+        if share >= 1.0:
+            return self.self_synthesizer(images)[0]
+        textured = self.synthesizer(images)[0]
+        if share <= 0.0:
+            return textured
+        own = self.self_synthesizer(images)[0]
+        pick = torch.rand(len(images), device=images.device) < share
+        return torch.where(pick.view(-1, 1, 1, 1), own, textured)
+
+    def stop_step_histogram(self) -> dict[int, int]:
+        """Chosen stopping timesteps since the last reset: {timestep: count}, largest t first."""
+        counts = self.stop_step_counts.cpu()
+        return {int(t): int(counts[t]) for t in counts.nonzero().flatten().flip(0)}
+
+    def reset_stop_steps(self) -> None:
+        """Zero ``stop_step_counts``."""
+        self.stop_step_counts.zero_()
+
+    def _mean_stop_step(self) -> Tensor:
+        counts = self.stop_step_counts.float()
+        steps = torch.arange(len(counts), device=counts.device, dtype=torch.float32)
+        return (counts * steps).sum() / counts.sum().clamp(min=1)
+
+    def on_validation_epoch_start(self) -> None:
+        """Count stop steps of this validation pass only."""
+        self.reset_stop_steps()
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the mean chosen stopping timestep of the validation pass."""
+        self.log("val/stop_step", self._mean_stop_step(), sync_dist=True)
+
+    def on_test_epoch_start(self) -> None:
+        """Count stop steps of this test pass only."""
+        self.reset_stop_steps()
+
+    def on_test_epoch_end(self) -> None:
+        """Log the mean chosen stopping timestep of the test pass."""
+        self.log("test/stop_step", self._mean_stop_step(), sync_dist=True)
+
+    def on_predict_epoch_start(self) -> None:
+        """Count stop steps of this predict pass only (read them from `stop_step_histogram`)."""
+        self.reset_stop_steps()

@@ -1,0 +1,161 @@
+"""GLAD's two networks: the frozen autoencoder (codec) and the noise predictor (denoiser).
+
+Paper preset: Stable Diffusion v1.4's VAE and text-conditioned UNet (diffusers classes and weight
+format). Tiny preset: pixel space and a small unconditional diffusers `UNet2DModel`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from adbench.backbones import load_diffusers_component
+from adbench.errors import MissingDependencyError
+
+from adbench.methods.glad.config import AutoencoderConfig, DenoiserConfig
+
+
+class LatentCodec(nn.Module):
+    """Images in [0, 1] <-> diffusion latents: ``z = s * E(2x - 1)``, ``x = (D(z / s) + 1) / 2``.
+
+    ``vae=None`` is pixel space: E is the identity or, with ``patch_size`` p > 1, the lossless
+    space-to-depth reshape (3, H, W) -> (3 p^2, H / p, W / p), and D its inverse.
+    """
+
+    def __init__(self, vae: nn.Module | None, scaling_factor: float, size: int | None,
+                 patch_size: int = 1) -> None:
+        super().__init__()
+        self.vae = vae
+        self.scaling_factor = scaling_factor
+        self.size = size
+        self.patch_size = patch_size
+
+    def encode(self, images: Tensor, sample: bool = False,
+               generator: torch.Generator | None = None) -> Tensor:
+        """(B, 3, H, W) in [0, 1] -> (B, C_z, h_z, w_z) latents.
+
+        Args:
+            sample: draw from the VAE posterior (training, official) instead of its mean.
+        """
+        x = images * 2 - 1
+        if self.size is not None and x.shape[-2:] != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=True)
+        if self.vae is None:
+            return F.pixel_unshuffle(x, self.patch_size) * self.scaling_factor
+        posterior = self.vae.encode(x.to(self.vae.dtype)).latent_dist
+        z = posterior.sample(generator) if sample else posterior.mode()
+        return z.float() * self.scaling_factor
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """(B, C_z, h_z, w_z) -> (B, 3, H', W') in [0, 1] at the codec's working size."""
+        z = latents / self.scaling_factor
+        if self.vae is None:
+            z = F.pixel_shuffle(z, self.patch_size)
+        else:
+            z = self.vae.decode(z.to(self.vae.dtype)).sample.float()
+        return ((z + 1) / 2).clamp(0, 1)
+
+
+class Denoiser(nn.Module):
+    """eps_theta(x_t, t), optionally conditioned on a fixed prompt with classifier-free guidance.
+
+    Args:
+        unet: a diffusers `UNet2DModel` (``prompt=None``) or `UNet2DConditionModel`.
+        prompt: (1, L, D) text embedding of the prompt, or None for an unconditional UNet.
+        empty_prompt: (1, L, D) embedding of the empty prompt (the unconditional branch).
+        guidance_scale: ``eps_u + g (eps_c - eps_u)`` at inference; 1 = the prompt branch only.
+    """
+
+    def __init__(self, unet: nn.Module, prompt: Tensor | None = None,
+                 empty_prompt: Tensor | None = None, guidance_scale: float = 1.0) -> None:
+        super().__init__()
+        if (prompt is None) != (empty_prompt is None):
+            raise ValueError("give both prompt and empty_prompt embeddings, or neither")
+        self.unet = unet
+        self.guidance_scale = guidance_scale
+        self.register_buffer("prompt", prompt)
+        self.register_buffer("empty_prompt", empty_prompt)
+
+    def forward(self, x_t: Tensor, t: Tensor, guided: bool = False) -> Tensor:
+        """Predict the noise (B, C, h, w) in ``x_t`` at timesteps t (B,).
+
+        Args:
+            guided: apply classifier-free guidance (inference); training uses the prompt only.
+        """
+        if self.prompt is None:
+            return self.unet(x_t, t).sample
+        B = x_t.shape[0]
+        if not guided or self.guidance_scale == 1.0:
+            return self.unet(x_t, t, encoder_hidden_states=self.prompt.expand(B, -1, -1)).sample
+        context = torch.cat([self.empty_prompt.expand(B, -1, -1), self.prompt.expand(B, -1, -1)])
+        eps_uncond, eps_cond = self.unet(torch.cat([x_t, x_t]), torch.cat([t, t]),
+                                         encoder_hidden_states=context).sample.chunk(2)
+        return guide(eps_uncond, eps_cond, self.guidance_scale)
+
+
+def guide(eps_uncond: Tensor, eps_cond: Tensor, scale: float) -> Tensor:
+    """Classifier-free guidance ``eps_u + scale (eps_c - eps_u)`` (Ho & Salimans, 2022)."""
+    return eps_uncond + scale * (eps_cond - eps_uncond)
+
+
+def build_codec(config: AutoencoderConfig) -> LatentCodec:
+    """The frozen codec named by ``config`` (loads the SD VAE for ``kind="sd_vae"``)."""
+    vae = None
+    if config.kind == "sd_vae":
+        from diffusers import AutoencoderKL
+
+        vae = load_diffusers_component(AutoencoderKL, config.weights, "vae",
+                                       setting="autoencoder.weights")
+    return LatentCodec(vae, config.scaling_factor, config.size, config.patch_size)
+
+
+def build_denoiser(config: DenoiserConfig, image_size: int, channels: int) -> Denoiser:
+    """The denoiser named by ``config``.
+
+    Args:
+        image_size: side of the diffusion space (latent or pixel), for `UNet2DModel`.
+        channels: channels of the diffusion space.
+    """
+    if config.kind == "unet2d":
+        from diffusers import UNet2DModel
+
+        levels = len(config.block_out_channels)
+        down = ["DownBlock2D"] * levels
+        up = ["UpBlock2D"] * levels
+        if config.attention:
+            down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
+        unet = UNet2DModel(sample_size=image_size, in_channels=channels, out_channels=channels,
+                           block_out_channels=config.block_out_channels,
+                           layers_per_block=config.layers_per_block, down_block_types=tuple(down),
+                           up_block_types=tuple(up), norm_num_groups=config.norm_num_groups)
+        return Denoiser(unet)
+    from diffusers import UNet2DConditionModel
+
+    unet = load_diffusers_component(UNet2DConditionModel, config.weights, "unet",
+                                    setting="denoiser.weights")
+    prompt, empty = encode_prompts(config.weights, [config.prompt, ""])
+    return Denoiser(unet, prompt, empty, config.guidance_scale)
+
+
+def encode_prompts(weights: str, prompts: list[str]) -> list[Tensor]:
+    """CLIP text embeddings (1, 77, 768) of ``prompts`` with the SD folder's frozen text encoder.
+
+    The text encoder is used once here and not kept: the prompt is fixed, so its embedding is a
+    constant of the model.
+    """
+    try:
+        from transformers import CLIPTextModel, CLIPTokenizer
+    except ImportError as err:
+        raise MissingDependencyError(
+            "GLAD's sd_unet denoiser encodes its prompt with the Stable Diffusion text encoder, "
+            "which needs transformers: pip install transformers") from err
+    tokenizer = load_diffusers_component(CLIPTokenizer, weights, "tokenizer",
+                                         setting="denoiser.weights")
+    encoder = load_diffusers_component(CLIPTextModel, weights, "text_encoder",
+                                       setting="denoiser.weights")
+    tokens = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
+                       truncation=True, return_tensors="pt").input_ids
+    with torch.no_grad():
+        hidden = encoder(tokens)[0]
+    return [h.unsqueeze(0) for h in hidden]

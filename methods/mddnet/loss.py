@@ -1,0 +1,119 @@
+"""MDD-Net training losses (Xing et al., arXiv 2504.14884, Sec. 3.3) and the CMM losses.
+
+Levels are summed; every term is averaged over the batch. Notation: T teacher, R restoration
+decoder, I identity decoder, n clean image, a corrupted image, m synthetic-anomaly mask.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from adbench.methods.mddnet.config import LossConfig
+from adbench.methods.mddnet.memory import MemoryRead
+from adbench.methods.mddnet.scoring import pixel_cosine_distance
+
+
+def global_cosine_loss(predicted: list[Tensor], target: list[Tensor]) -> Tensor:
+    """sum_i mean_b [1 - cos(vec(P_i), vec(T_i))], each level flattened to one vector per image.
+
+    Used for L_res = 1 - cos(R_i(a), T_i(n)) and L_id = 1 - cos(I_i(a), T_i(a)).
+
+    Args:
+        predicted: levels [(B, C_i, h_i, w_i)].
+        target: levels shaped like ``predicted`` (treated as constants).
+    """
+    total = predicted[0].new_zeros(())
+    for p, t in zip(predicted, target):
+        total = total + (1 - F.cosine_similarity(p.flatten(1), t.detach().flatten(1), dim=1)).mean()
+    return total
+
+
+def resize_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
+    """Mask (B, 1, H, W) -> (B, 1, h, w) as the anomalous fraction of each cell (area pooling)."""
+    return F.adaptive_avg_pool2d(mask.float(), size)
+
+
+def discrepancy_loss(restored: list[Tensor], identity: list[Tensor], mask: Tensor) -> Tensor:
+    """L_dist = sum_i mean |(1 - cos_pixel(R_i(a), I_i(a))) - m_i|.
+
+    Args:
+        restored: R's levels [(B, C_i, h_i, w_i)].
+        identity: I's levels, same shapes.
+        mask: (B, 1, H, W) synthetic-anomaly mask, resized to each level by `resize_mask`.
+    """
+    total = restored[0].new_zeros(())
+    for r, i in zip(restored, identity):
+        target = resize_mask(mask, r.shape[-2:])
+        total = total + (pixel_cosine_distance(r, i) - target).abs().mean()
+    return total
+
+
+def class_evidence_loss(log_weights: Tensor, category: Tensor) -> Tensor:
+    """L_cls: cross-entropy of the per-class attention mass against the category id.
+
+    The evidence of class k for an image is the attention mass on k's slots summed over tokens and
+    slots, divided by the number of tokens N so that it is a distribution over classes.
+
+    Args:
+        log_weights: (B, N, K, M) log attention weights (`MemoryRead.log_weights`).
+        category: (B,) class ids in [0, K).
+    """
+    log_evidence = torch.logsumexp(log_weights, dim=(1, 3)) - math.log(log_weights.shape[1])
+    return F.nll_loss(log_evidence, category)
+
+
+def compactness_loss(tokens: Tensor, slots: Tensor, category: Tensor) -> Tensor:
+    """L_cpt: mean squared distance of each token to the nearest slot of its own class.
+
+    The squared Euclidean distance is averaged over the D channels, the tokens and the batch.
+
+    Args:
+        tokens: (B, N, D) bottleneck tokens.
+        slots: (K, M, D) memory slots.
+        category: (B,) class ids in [0, K).
+    """
+    own = slots[category].to(tokens.dtype)  # (B, M, D)
+    squared = torch.cdist(tokens.float(), own.float()).pow(2)  # (B, N, M)
+    return squared.amin(dim=-1).mean() / tokens.shape[-1]
+
+
+def mddnet_loss(
+    teacher_clean: list[Tensor],
+    teacher_corrupted: list[Tensor],
+    restored: list[Tensor],
+    identity: list[Tensor],
+    mask: Tensor,
+    read: MemoryRead,
+    slots: Tensor,
+    category: Tensor,
+    weights: LossConfig,
+) -> dict[str, Tensor]:
+    """All terms and the weighted total ``"loss"`` = w_res L_res + w_id L_id + w_dist L_dist +
+    w_cls L_cls + w_cpt L_cpt.
+
+    Args:
+        teacher_clean: T(n) levels.
+        teacher_corrupted: T(a) levels.
+        restored: R(a) levels.
+        identity: I(a) levels.
+        mask: (B, 1, H, W) synthetic-anomaly mask.
+        read: the memory read of the corrupted image's bottleneck tokens.
+        slots: (K, M, D) memory slots.
+        category: (B,) class ids.
+        weights: the loss weights.
+    """
+    terms = {
+        "res": global_cosine_loss(restored, teacher_clean),
+        "id": global_cosine_loss(identity, teacher_corrupted),
+        "dist": discrepancy_loss(restored, identity, mask),
+        "cls": class_evidence_loss(read.log_weights, category),
+        "cpt": compactness_loss(read.tokens, slots, category),
+    }
+    scale = {"res": weights.restoration, "id": weights.identity, "dist": weights.discrepancy,
+             "cls": weights.class_evidence, "cpt": weights.compactness}
+    terms["loss"] = sum(scale[name] * value for name, value in terms.items())
+    return terms

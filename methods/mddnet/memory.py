@@ -1,0 +1,86 @@
+"""The class-aware memory module (CMM) of MDD-Net (Xing et al., arXiv 2504.14884, Sec. 3).
+
+The memory holds ``M`` learnable normal prototypes per class, shape (K, M, D). Every bottleneck
+token reads all K * M slots by softmax attention over cosine similarity / tau (class-agnostic, the
+same in training and at test time), z_hat = sum_j w_j m_j. Class labels enter only the training
+losses (`adbench.methods.mddnet.loss`), through the attention weights and the slots returned here.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from adbench.errors import ConfigError
+
+
+class MemoryRead(NamedTuple):
+    """What one read of the memory returns.
+
+    Attributes:
+        readout: z_hat (B, D, h, w), the attention-weighted sum of slots.
+        log_weights: (B, N, K, M) log attention weights of each token over every slot.
+        tokens: (B, N, D) the query tokens (z flattened).
+    """
+
+    readout: Tensor
+    log_weights: Tensor
+    tokens: Tensor
+
+
+class ClassAwareMemory(nn.Module):
+    """K classes x M slots of D-dimensional normal prototypes, read by cosine attention.
+
+    Args:
+        num_classes: K; 0 leaves the memory empty until `resize` is called (sized from the data).
+        slots: M prototypes per class.
+        dim: D, the channels of the bottleneck embedding.
+        temperature: tau of the softmax over cosine similarities.
+        init_std: standard deviation of the Gaussian initialisation of the slots.
+    """
+
+    def __init__(self, num_classes: int, slots: int, dim: int, temperature: float,
+                 init_std: float) -> None:
+        super().__init__()
+        self.slots_per_class = slots
+        self.dim = dim
+        self.temperature = temperature
+        self.init_std = init_std
+        self.slots = nn.Parameter(self._initial(num_classes))
+
+    @property
+    def num_classes(self) -> int:
+        """K, the number of classes the memory holds."""
+        return self.slots.shape[0]
+
+    def _initial(self, num_classes: int) -> Tensor:
+        return torch.randn(num_classes, self.slots_per_class, self.dim) * self.init_std
+
+    def resize(self, num_classes: int) -> None:
+        """Re-create the slots for ``num_classes`` classes (before the optimiser is built)."""
+        device = self.slots.device
+        self.slots = nn.Parameter(self._initial(num_classes).to(device))
+
+    def forward(self, z: Tensor) -> MemoryRead:
+        """Read the memory with every token of z (B, D, h, w); see `MemoryRead`."""
+        if self.num_classes == 0:
+            raise ConfigError(
+                "mddnet: the class-aware memory has no classes yet; set memory.num_classes to the "
+                "number of training categories, or fit with a datamodule that has `categories` "
+                "so that memory.num_classes=0 (auto) can be sized"
+            )
+        B, D, h, w = z.shape
+        tokens = rearrange(z, "b d h w -> b (h w) d")
+        slots = rearrange(self.slots, "k m d -> (k m) d").to(tokens.dtype)
+        similarity = F.normalize(tokens, dim=-1) @ F.normalize(slots, dim=-1).T
+        log_weights = torch.log_softmax(similarity.float() / self.temperature, dim=-1)
+        readout = log_weights.exp().to(slots.dtype) @ slots
+        return MemoryRead(
+            readout=rearrange(readout, "b (h w) d -> b d h w", h=h, w=w),
+            log_weights=rearrange(log_weights, "b n (k m) -> b n k m", k=self.num_classes),
+            tokens=tokens,
+        )

@@ -1,0 +1,533 @@
+"""GLAD: losses and scoring rules against hand-worked references from the paper's equations,
+module shapes, adaptive stopping and fusion, every config option, the paper preset offline, and
+learning on the built-in synthetic data.
+
+References: Yao et al., ECCV 2024, arXiv:2406.07487 (and the authors' public code for the test
+settings the paper leaves to it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import adbench
+from adbench.backbones import load_diffusers_component
+from adbench.diffusion import NoiseSchedule, ScheduleConfig
+from adbench.errors import ConfigError, WeightsNotFoundError
+from adbench.methods.glad import GLAD, GLADConfig
+from adbench.methods.glad.config import SD_V1_4
+from adbench.methods.glad.loss import atp_loss, atp_noise_target, mix_latents
+from adbench.methods.glad.model import GLADModel
+from adbench.methods.glad.networks import Denoiser, LatentCodec, guide
+from adbench.methods.glad.scoring import (
+    add_pixel_term,
+    foreground_mask,
+    multi_level_map,
+    nn_discrepancy,
+    topk_mean,
+)
+
+SIZE = 32
+PIXELS = {"autoencoder.patch_size": 1}  # plain pixel space: latent = 2 x - 1
+
+
+def tiny(**overrides) -> GLAD:
+    """The tiny preset at 32 px with a fixed initialisation (so options are compared fairly)."""
+    torch.manual_seed(0)
+    return adbench.create("glad", preset="tiny", **{"data.image_size": SIZE, **overrides}).eval()
+
+
+def images(batch: int = 2, seed: int = 0) -> torch.Tensor:
+    return torch.rand(batch, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
+
+
+# -- ATP: mix, corrected noise target, loss ----------------------------------------------------
+def test_mix_latents_moves_from_normal_to_anomalous_with_the_noise_level():
+    z_n, z_a = torch.zeros(3, 1, 1, 1), torch.ones(3, 1, 1, 1)
+    mixed = mix_latents(z_n, z_a, torch.tensor([0, 250, 999]), num_train_timesteps=1000)
+    torch.testing.assert_close(mixed.flatten(), torch.tensor([0.0, 0.25, 0.999]))
+
+
+def test_atp_target_is_the_noise_that_lands_on_the_normal_latent():
+    # abar = 0.64: sqrt(abar) = 0.8, sqrt(1 - abar) = 0.6; z~ = 1, z_n = 0.25, eps = 0.1
+    # x_t = 0.8 * 1 + 0.6 * 0.1 = 0.86; eps* = (0.86 - 0.8 * 0.25) / 0.6 = 1.1
+    abar = torch.tensor(0.64).view(1, 1, 1, 1)
+    eps, z_mixed, z_normal = (torch.full((1, 1, 1, 1), v) for v in (0.1, 1.0, 0.25))
+    target = atp_noise_target(eps, z_mixed, z_normal, abar, sign=1.0)
+    torch.testing.assert_close(target.flatten(), torch.tensor([1.1]))
+    x_t = 0.8 * z_mixed + 0.6 * eps
+    torch.testing.assert_close((x_t - 0.6 * target) / 0.8, z_normal)  # its x0-estimate
+    # flipped correction term: 0.1 - 0.8 * 0.75 / 0.6 = -0.9
+    flipped = atp_noise_target(eps, z_mixed, z_normal, abar, sign=-1.0)
+    torch.testing.assert_close(flipped.flatten(), torch.tensor([-0.9]))
+
+
+def test_atp_target_without_anomaly_is_the_plain_noise():
+    eps, z = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3)
+    torch.testing.assert_close(atp_noise_target(eps, z, z, torch.tensor(0.3)), eps)
+
+
+def test_atp_loss_is_the_mean_squared_error():
+    assert atp_loss(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 0.0])).item() == pytest.approx(2.5)
+
+
+def test_training_loss_follows_the_paper_equations():
+    model = tiny(**PIXELS).model
+    normal, anomalous = images(2, seed=1), images(2, seed=2)
+    got = model.training_loss(normal, anomalous, torch.Generator().manual_seed(3))
+    # the same draws, written out: z = 2x - 1 (pixel space), t ~ U{0..T-1}, eps ~ N(0, I)
+    generator = torch.Generator().manual_seed(3)
+    z_n, z_a = normal * 2 - 1, anomalous * 2 - 1
+    t = torch.randint(0, 1000, (2,), generator=generator)
+    eps = torch.randn(z_n.shape, generator=generator)
+    abar = model.schedule.alphas_cumprod[t].view(-1, 1, 1, 1)
+    alpha = (t / 1000).view(-1, 1, 1, 1)
+    z_mixed = alpha * z_a + (1 - alpha) * z_n
+    x_t = abar.sqrt() * z_mixed + (1 - abar).sqrt() * eps
+    target = (x_t - abar.sqrt() * z_n) / (1 - abar).sqrt()
+    with torch.no_grad():
+        expected = ((model.denoiser(x_t, t) - target) ** 2).mean()
+    torch.testing.assert_close(got.detach(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_training_step_uses_the_synthesizer_and_backpropagates_into_the_denoiser_only():
+    method = tiny().train()
+    batch = adbench.Batch(image=images(4), mask=torch.zeros(4, 1, SIZE, SIZE),
+                          label=torch.zeros(4, dtype=torch.long),
+                          category=torch.zeros(4, dtype=torch.long), index=torch.arange(4))
+    calls = []
+    for name in ("synthesizer", "self_synthesizer"):
+        original = getattr(method, name)
+        setattr(method, name, lambda x, g=None, name=name, original=original: (
+            calls.append(name) or original(x, g)))
+    method.training_step(batch, 0).backward()
+    assert calls == ["synthesizer", "self_synthesizer"]
+    assert all(p.grad is not None for p in method.model.denoiser.parameters())
+    assert all(p.grad is None for p in method.model.features.parameters())
+
+
+# -- scoring rules -----------------------------------------------------------------------------
+def as_map(vectors: list[list[float]]) -> torch.Tensor:
+    """Feature vectors of one image laid out in a 1 x N row: (1, C, 1, N)."""
+    return torch.tensor(vectors, dtype=torch.float32).T.reshape(1, -1, 1, len(vectors))
+
+
+def test_nn_discrepancy_matches_hand_computation():
+    query = as_map([[1, 0], [0, 1]])
+    reference = as_map([[2, 0], [1, 1]])  # scale must not matter (cosine)
+    got = nn_discrepancy(query, reference).flatten()
+    # q1 matches r1 exactly; q2: min(1 - 0, 1 - 1/sqrt(2))
+    torch.testing.assert_close(got, torch.tensor([0.0, 1 - 1 / math.sqrt(2)]))
+
+
+def test_nn_discrepancy_searches_all_positions():
+    query = torch.randn(2, 8, 4, 4)
+    shuffled = query.flatten(2)[:, :, torch.randperm(16)].view(2, 8, 4, 4)
+    assert nn_discrepancy(query, shuffled).abs().max() < 1e-5
+
+
+def test_nn_discrepancy_bidirectional_averages_both_directions():
+    query = as_map([[1, 0], [1, 0]])
+    reference = as_map([[1, 0], [0, 1]])
+    # query -> reference: [0, 0]; reference -> query: [0, 1] (r2 has no match); mean: [0, 0.5]
+    torch.testing.assert_close(nn_discrepancy(query, reference).flatten(), torch.zeros(2))
+    torch.testing.assert_close(nn_discrepancy(query, reference, bidirectional=True).flatten(),
+                               torch.tensor([0.0, 0.5]))
+
+
+def test_topk_mean():
+    maps = torch.arange(1.0, 17.0).view(1, 1, 4, 4)
+    assert topk_mean(maps, 10).item() == pytest.approx(np.mean(np.arange(7, 17)))
+    assert topk_mean(maps, 100).item() == pytest.approx(8.5)  # k capped at the 16 positions
+
+
+def test_multi_level_map_sums_upsampled_levels():
+    a = as_map([[1, 0], [0, 1]])  # level 1, discrepancy [0, 1]
+    fine = torch.ones(1, 3, 2, 2)
+    far = torch.cat([torch.ones(1, 1, 2, 2), -torch.ones(1, 2, 2, 2)], 1)  # cos = -1/3
+    level2 = multi_level_map([fine], [far], (4, 4))
+    torch.testing.assert_close(level2, torch.full((1, 1, 4, 4), 1 + 1 / 3))
+    two = multi_level_map([a[..., :1], fine], [a[..., :1], far], (4, 4))
+    torch.testing.assert_close(two, level2)  # a zero level adds nothing
+
+
+def test_pixel_term_rescales_l1_to_the_feature_range():
+    maps = torch.tensor([[0.5, 2.0]]).view(1, 1, 1, 2)
+    x = torch.zeros(1, 3, 1, 2)
+    rec = torch.tensor([0.25, 0.5]).view(1, 1, 1, 2).expand(1, 3, 1, 2)
+    # d = [0.25, 0.5]; max(maps) / max(d) = 4; maps + 2 * 4 * d = [2.5, 6.0]
+    got = add_pixel_term(maps, x, rec, weight=2.0)
+    torch.testing.assert_close(got.flatten(), torch.tensor([2.5, 6.0]))
+    assert add_pixel_term(maps, x, rec, weight=0.0) is maps
+
+
+@pytest.mark.parametrize("object_value, background_value", [(0.1, 0.9), (0.9, 0.1)])
+def test_foreground_mask_finds_the_object_on_either_background(object_value, background_value):
+    image = torch.full((1, 3, 64, 64), background_value)
+    image[..., 24:40, 24:40] = object_value
+    mask = foreground_mask(image, sigma=1.0)
+    assert mask[0, 0, 32, 32] > 0.99 and mask[0, 0, 0, 0] < 0.01
+
+
+def test_image_score_is_the_mean_of_the_top_250_pixels_at_256():
+    config = GLADConfig()
+    maps = torch.rand(1, 1, 256, 256)
+    method_scoring = dataclasses.replace(config.scoring, sigma=0.0)
+    from adbench.contract import pool_scores
+
+    got = pool_scores(maps, method_scoring.pooling, method_scoring.topk_fraction)
+    expected = maps.flatten().sort(descending=True).values[:250].mean()
+    torch.testing.assert_close(got, expected.view(1))
+
+
+# -- networks ----------------------------------------------------------------------------------
+def test_guidance_formula():
+    u, c = torch.tensor([1.0]), torch.tensor([3.0])
+    torch.testing.assert_close(guide(u, c, 9.0), torch.tensor([19.0]))  # 1 + 9 * (3 - 1)
+    torch.testing.assert_close(guide(u, c, 1.0), c)
+
+
+def small_conditional_unet() -> nn.Module:
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    return UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16),
+        layers_per_block=1, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=16,
+        norm_num_groups=4, attention_head_dim=2)
+
+
+def test_conditional_denoiser_guidance_changes_inference_only():
+    unet = small_conditional_unet()
+    prompt, empty = torch.randn(1, 5, 16), torch.randn(1, 5, 16)
+    x, t = torch.randn(2, 4, 8, 8), torch.tensor([500, 500])
+    plain = Denoiser(unet, prompt, empty, guidance_scale=1.0)
+    guided = Denoiser(unet, prompt, empty, guidance_scale=9.0)
+    with torch.no_grad():
+        eps_c = unet(x, t, encoder_hidden_states=prompt.expand(2, -1, -1)).sample
+        eps_u = unet(x, t, encoder_hidden_states=empty.expand(2, -1, -1)).sample
+        torch.testing.assert_close(plain(x, t, guided=True), eps_c)
+        torch.testing.assert_close(guided(x, t, guided=False), eps_c)  # training: prompt only
+        torch.testing.assert_close(guided(x, t, guided=True), eps_u + 9 * (eps_c - eps_u),
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_codec_pixel_space_round_trip_and_scaling():
+    codec = LatentCodec(None, scaling_factor=0.5, size=16)
+    x = torch.rand(2, 3, 16, 16)
+    z = codec.encode(x)
+    torch.testing.assert_close(z, (x * 2 - 1) * 0.5)
+    torch.testing.assert_close(codec.decode(z), x)
+    assert LatentCodec(None, 1.0, size=8).encode(x).shape == (2, 3, 8, 8)
+
+
+def test_codec_space_to_depth_is_lossless():
+    codec = LatentCodec(None, scaling_factor=1.0, size=None, patch_size=4)
+    x = torch.rand(2, 3, 16, 16)
+    z = codec.encode(x)
+    assert z.shape == (2, 48, 4, 4)
+    # channel (c, i, j) of latent cell (u, v) holds pixel (4u + i, 4v + j) of channel c
+    torch.testing.assert_close(z[1, 2 * 16 + 1 * 4 + 3, 2, 1], x[1, 2, 9, 7] * 2 - 1)
+    torch.testing.assert_close(codec.decode(z), x)
+
+
+def save_small_sd_folder(root) -> None:
+    """A random SD-like diffusers folder (vae/, unet/) to exercise the loading path."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                  up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4,
+                  norm_num_groups=4, sample_size=32).save_pretrained(root / "vae")
+    small_conditional_unet().save_pretrained(root / "unet")
+
+
+def test_load_diffusers_component_from_a_local_folder(tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    save_small_sd_folder(tmp_path)
+    loaded = load_diffusers_component(UNet2DConditionModel, str(tmp_path), "unet")
+    for a, b in zip(loaded.state_dict().values(), small_conditional_unet().state_dict().values(),
+                    strict=True):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(WeightsNotFoundError, match=r"text_encoder.*denoiser\.weights"):
+        load_diffusers_component(UNet2DConditionModel, str(tmp_path), "text_encoder",
+                                 setting="denoiser.weights")
+
+
+def test_sd_vae_codec_from_a_local_folder_changes_the_diffusion_space(tmp_path):
+    save_small_sd_folder(tmp_path)
+    method = tiny(**{"autoencoder.kind": "sd_vae", "autoencoder.weights": str(tmp_path),
+                     "autoencoder.size": 32, "autoencoder.scaling_factor": 0.18215, **PIXELS})
+    assert method.model.codec.encode(images()).shape == (2, 4, 16, 16)  # 4 channels, one /2
+    assert method.model.denoiser.unet.config.in_channels == 4
+    out = method(images())
+    assert out.anomaly_map.shape == (2, 1, SIZE, SIZE) and torch.isfinite(out.score).all()
+
+
+# -- ADS and SAFF ------------------------------------------------------------------------------
+class OracleDenoiser(nn.Module):
+    """Predicts the noise that makes x0 = ``targets`` (per sample) at every step."""
+
+    def __init__(self, schedule: NoiseSchedule, targets: torch.Tensor) -> None:
+        super().__init__()
+        self.schedule = schedule
+        self.targets = targets
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, guided: bool = False) -> torch.Tensor:
+        return self.schedule.predict_eps(x_t, self.targets, t)
+
+
+def oracle_model(targets: torch.Tensor, **sampler) -> GLADModel:
+    base = tiny(**PIXELS).model
+    config = dataclasses.replace(base.sampler, **sampler)
+    return GLADModel(base.codec, OracleDenoiser(base.schedule, targets), base.schedule,
+                     base.features, config, base.scoring)
+
+
+def test_ads_stops_samples_at_different_steps_within_one_batch():
+    x = images(2, seed=4)
+    z0 = x * 2 - 1
+    changed = z0.clone()
+    changed[1, :, 8:24, 8:24] = -z0[1, :, 8:24, 8:24]  # sample 1 generates something else
+    model = oracle_model(changed, t_max=400, steps=5, tau=0.01, min_step=150)
+    result = model.reconstruct(x, noise=torch.randn(z0.shape, generator=torch.Generator()
+                                                    .manual_seed(0)))
+    # trajectory 400, 300, 200, 100, 0: at t = 400 both x0-estimates coincide (same x_t), so
+    # sample 1 stops at 300 with s > tau; sample 0 (x0_gen = input) waits for t < min_step
+    assert result.stop_steps.tolist() == [100, 300]
+    assert result.stop_scores[1] > 0.01 >= result.stop_scores[0]
+    # batched decisions equal the per-sample ones
+    for i in range(2):
+        single = oracle_model(changed[i:i + 1], t_max=400, steps=5, tau=0.01, min_step=150)
+        alone = single.reconstruct(x[i:i + 1], noise=torch.randn(z0.shape, generator=torch
+                                                                 .Generator().manual_seed(0))[i:i + 1])
+        assert alone.stop_steps.item() == result.stop_steps[i].item()
+        torch.testing.assert_close(alone.images, result.images[i:i + 1], rtol=1e-4, atol=1e-4)
+
+
+def reference_discrepancy(model: GLADModel, x0_in: torch.Tensor, x0_gen: torch.Tensor):
+    """A(p) = min_q (1 - cos(f_in(p), f_gen(q))) with explicit loops over positions."""
+    f_in = model.features(model.codec.decode(x0_in))[-1][0]
+    f_gen = model.features(model.codec.decode(x0_gen))[-1][0]
+    _, h, w = f_in.shape
+    out = torch.zeros(1, 1, h, w)
+    for i in range(h):
+        for j in range(w):
+            out[0, 0, i, j] = min(1 - F.cosine_similarity(f_in[:, i, j], f_gen[:, a, b], dim=0)
+                                  for a in range(h) for b in range(w))
+    return out
+
+
+@torch.no_grad()
+def test_saff_fuses_generated_and_input_content_with_the_sigmoid_mask():
+    model = tiny(**PIXELS, **{"sampler.tau": 0.0}).model
+    z0 = images(1, seed=5) * 2 - 1
+    x0_gen = z0.clone()
+    x0_gen[..., 4:16, 4:16] = 0.0
+    eps = torch.randn_like(z0)
+    t = torch.tensor([200])
+    # eps_hat = eps makes the input's x0-estimate exactly z0
+    x0, stop, s = model._adapt(z0, eps, eps, x0_gen, t, 200)
+    A = reference_discrepancy(model, z0, x0_gen)
+    mask = torch.sigmoid(F.interpolate(A, size=(SIZE, SIZE), mode="bilinear",
+                                       align_corners=False))
+    assert stop.item() and s.item() > 0
+    torch.testing.assert_close(x0, mask * x0_gen + (1 - mask) * z0, rtol=1e-4, atol=1e-4)
+
+
+@torch.no_grad()
+def test_min_step_fallback_takes_the_input_anchored_estimate():
+    model = tiny(**PIXELS, **{"sampler.tau": 10.0, "sampler.min_step": 300}).model
+    z0 = images(1, seed=6) * 2 - 1
+    x0_gen, eps = torch.zeros_like(z0), torch.randn_like(z0)
+    x0, stop, _ = model._adapt(z0, eps, eps, x0_gen, torch.tensor([200]), 200)
+    assert stop.item()
+    torch.testing.assert_close(x0, z0, rtol=1e-5, atol=1e-5)
+    x0, stop, _ = model._adapt(z0, eps, eps, x0_gen, torch.tensor([400]), 400)
+    assert not stop.item()
+    torch.testing.assert_close(x0, x0_gen)
+
+
+# -- the method --------------------------------------------------------------------------------
+def test_forward_shapes_and_stop_step_record():
+    method = tiny()
+    out = method(images(3))
+    assert out.anomaly_map.shape == (3, 1, SIZE, SIZE) and out.score.shape == (3,)
+    assert torch.isfinite(out.anomaly_map).all()
+    sampler = method.config.sampler
+    trajectory = {t for t, _ in method.model.schedule.ddim_timesteps(sampler.t_max, sampler.steps)}
+    assert set(method.last_stop_steps.tolist()) <= trajectory
+    assert sum(method.stop_step_histogram().values()) == 3
+    method(images(2))
+    assert sum(method.stop_step_histogram().values()) == 5
+    method.on_predict_epoch_start()
+    assert method.stop_step_histogram() == {}
+
+
+def test_forward_is_deterministic():
+    method = tiny()
+    torch.testing.assert_close(method(images()).score, method(images()).score)
+
+
+def test_model_part_shapes():
+    model = tiny(**PIXELS).model
+    x = images(2)
+    z = model.codec.encode(x)
+    assert z.shape == (2, 3, SIZE, SIZE)
+    assert model.denoiser(z, torch.tensor([10, 20])).shape == z.shape
+    feats = model.features(x)
+    assert [f.shape[1] for f in feats] == [24, 40, 112]
+    assert [f.shape[-1] for f in feats] == [SIZE // 4, SIZE // 8, SIZE // 16]
+    rec = model.reconstruct(x, torch.Generator().manual_seed(0))
+    assert rec.images.shape == x.shape and rec.stop_steps.shape == (2,)
+    assert model.anomaly_map(x, rec.images).shape == (2, 1, SIZE, SIZE)
+
+
+# -- every option changes the computation ------------------------------------------------------
+def signature(method: GLAD) -> list[torch.Tensor]:
+    """Reconstruction, stop steps, stop scores and the final anomaly map of fixed inputs."""
+    x = images(2, seed=7)
+    rec = method.model.reconstruct(x, torch.Generator().manual_seed(0))
+    return [rec.images, rec.stop_steps.float(), rec.stop_scores, method(x).anomaly_map]
+
+
+def differs(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return any(x.shape != y.shape or not torch.allclose(x, y) for x, y in zip(a, b, strict=True))
+
+
+@pytest.fixture(scope="module")
+def baseline():
+    return signature(tiny())
+
+
+@pytest.mark.parametrize("key, value", [
+    ("sampler.t_max", 200),
+    ("sampler.steps", 3),
+    ("sampler.tau", -1.0),
+    ("sampler.min_step", 290),
+    ("sampler.score_topk", 1),
+    ("sampler.feature_level", 0),
+    ("sampler.feature_size", 64),
+    ("sampler.seed", 1),
+    ("scoring.sigma", 0.0),
+    ("scoring.feature_size", 48),
+    ("scoring.bidirectional", True),
+    ("scoring.pixel_weight", 2.0),
+    ("scoring.foreground", True),
+    ("scoring.pooling", "max"),
+    ("autoencoder.scaling_factor", 0.5),
+    ("autoencoder.size", 16),
+    ("autoencoder.patch_size", 2),
+    ("schedule.beta_schedule", "linear"),
+    ("features.layers", [1, 2]),
+    ("denoiser.block_out_channels", [16, 32, 32]),
+    ("denoiser.layers_per_block", 2),
+    ("denoiser.attention", False),
+])
+def test_option_changes_the_computation(key, value, baseline):
+    assert differs(signature(tiny(**{key: value})), baseline)
+
+
+def test_option_sampler_tau_and_min_step_decide_when_samples_stop():
+    fixed = {"sampler.t_max": 300, "sampler.steps": 5, "sampler.min_step": 100}
+    eager = tiny(**fixed, **{"sampler.tau": -1.0})
+    patient = tiny(**fixed, **{"sampler.tau": 100.0})
+    eager(images()), patient(images())
+    assert eager.stop_step_histogram() == {300: 2}  # every sample stops at the first step
+    assert patient.stop_step_histogram() == {75: 2}  # 300, 225, 150, 75: first t < min_step
+
+
+def test_option_training_target_sign_and_schedule_change_the_loss():
+    normal, anomalous = images(2, seed=1), images(2, seed=2)
+
+    def loss(**overrides):
+        model = tiny(**overrides).model
+        return model.training_loss(normal, anomalous, torch.Generator().manual_seed(0))
+
+    base = loss()
+    assert not torch.isclose(base, loss(**{"training.target": "flipped_correction"}))
+    assert not torch.isclose(base, loss(**{"schedule.beta_end": 0.02}))
+
+
+def test_option_synthesis_reaches_the_synthesizers():
+    method = tiny(**{"training.synthesis.threshold": 0.6})
+    assert method.synthesizer.config.threshold == 0.6
+    assert method.self_synthesizer.config.threshold == 0.6
+    assert method.self_synthesizer.source_used == "self"
+    assert method.synthesizer.source_used == "textures"
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_option_self_source_share_picks_the_fill(share):
+    method = tiny(**{"training.self_source_share": share,
+                     "training.synthesis.probability": 1.0})
+    x = images(4)
+    torch.manual_seed(0)
+    got = method.synthesize(x)
+    torch.manual_seed(0)
+    expected = (method.self_synthesizer if share == 1.0 else method.synthesizer)(x)[0]
+    torch.testing.assert_close(got, expected)
+
+
+def test_option_optimiser_and_trainer_defaults_are_the_papers():
+    config = GLADConfig()
+    assert (config.optim.name, config.optim.lr, config.optim.weight_decay) == ("adamw", 5e-6, 1e-2)
+    assert config.trainer.max_steps == 20_000 and config.trainer.gradient_clip_val == 1.0
+    assert config.trainer.precision == "16-mixed" and config.data.batch_size == 32
+
+
+def test_paper_defaults_are_the_specification():
+    config = GLADConfig()
+    assert (config.autoencoder.kind, config.autoencoder.weights) == ("sd_vae", SD_V1_4)
+    assert config.autoencoder.scaling_factor == 0.18215 and config.autoencoder.size == 512
+    assert (config.denoiser.kind, config.denoiser.prompt) == ("sd_unet", "a photo of sks")
+    assert config.denoiser.guidance_scale == 9.0
+    assert config.schedule == ScheduleConfig(1000, "scaled_linear", 0.00085, 0.012)
+    assert config.features.name == "vit_base_patch8_224.dino"
+    assert config.features.layers == (2, 5, 8, 11)  # blocks 3, 6, 9, 12
+    sampler = config.sampler
+    assert (sampler.t_max, sampler.steps, sampler.tau, sampler.min_step, sampler.score_topk) == (
+        650, 25, 0.45, 350, 10)
+    assert (config.scoring.sigma, config.scoring.pooling) == (6.0, "topk_mean")
+    assert round(config.scoring.topk_fraction * 256 * 256) == 250
+    synthesis = config.training.synthesis
+    assert (synthesis.probability, synthesis.threshold, synthesis.beta) == (0.5, 0.3, (0.0, 0.8))
+    assert config.training.target == "normal_x0"
+    assert adbench.resolve_config("glad", "paper") == config
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("denoiser.guidance_scale", 9.0, "guidance_scale must be 1.0 for kind 'unet2d'"),
+    ("sampler.t_max", 1000, "t_max must be in"),
+    ("sampler.min_step", 0, "min_step must be >= 1"),
+    ("denoiser.norm_num_groups", 5, "must divide"),
+])
+def test_invalid_options_are_config_errors(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        adbench.resolve_config("glad", "tiny", {key: value})
+
+
+def test_unknown_key_suggests_the_closest():
+    with pytest.raises(ConfigError, match=r"did you mean 'sampler\.steps'"):
+        adbench.resolve_config("glad", "tiny", {"sampler.stpes": 3})
+
+
+def test_paper_preset_offline_raises_weights_not_found(monkeypatch):
+    from huggingface_hub import constants
+
+    if (constants.HF_HUB_CACHE and (
+            __import__("pathlib").Path(constants.HF_HUB_CACHE)
+            / "models--CompVis--stable-diffusion-v1-4").exists()):
+        pytest.skip("Stable Diffusion v1.4 is in the hub cache here")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(WeightsNotFoundError, match=r"CompVis/stable-diffusion-v1-4.*weights="):
+        adbench.create("glad", preset="paper")

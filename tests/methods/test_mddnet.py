@@ -1,0 +1,419 @@
+"""MDD-Net: losses and scoring against hand-computed references from the paper's equations,
+module shapes, every config option, memory sizing, the paper preset offline, and learning.
+
+References (Xing et al., arXiv 2504.14884): L_res = 1 - cos(R_i(a), T_i(n)), L_id = 1 - cos(I_i(a),
+T_i(a)) with each level flattened per image; L_dist = mean |(1 - cos_px(R_i, I_i)) - m_i|;
+A_TR = sum_i up(1 - cos_px(T_i, R_i)), A_RI = sum_i up(1 - cos_px(R_i, I_i)). The expected numbers
+below are worked out by hand in the comments, independently of the implementation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import adbench
+from adbench.backbones import BackboneConfig
+from adbench.batch import Batch
+from adbench.config import from_dict
+from adbench.errors import ConfigError, WeightsNotFoundError
+from adbench.methods.mddnet import MDDNet, MDDNetConfig, MDDNetModel
+from adbench.methods.mddnet.config import LossConfig
+from adbench.methods.mddnet.layers import FeatureDecoder, FusionBottleneck, ResidualBlock
+from adbench.methods.mddnet.loss import (
+    class_evidence_loss,
+    compactness_loss,
+    discrepancy_loss,
+    global_cosine_loss,
+    mddnet_loss,
+)
+from adbench.methods.mddnet.memory import ClassAwareMemory, MemoryRead
+from adbench.methods.mddnet.scoring import discrepancy_map, fuse_maps
+from adbench.registry import resolve_config
+
+
+def t(values) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32)
+
+
+def tiny_config(**overrides) -> MDDNetConfig:
+    """The tiny preset with a randomly initialised teacher (mechanics only) and 3 classes."""
+    base = {"backbone.weights": "none", "memory.num_classes": 3, **overrides}
+    return resolve_config("mddnet", "tiny", base)
+
+
+def build(seed: int = 0, **overrides) -> MDDNet:
+    torch.manual_seed(seed)
+    return MDDNet(tiny_config(**overrides)).eval()
+
+
+IMAGES = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+
+# -- losses ------------------------------------------------------------------------------------
+def test_global_cosine_loss_matches_hand_computation():
+    # level 1, per image (C=2, 1x1): (1,0) vs (0,1) -> cos 0 -> 1;  (1,1) vs (1,1) -> 0.  mean 0.5
+    p1 = t([[1, 0], [1, 1]]).view(2, 2, 1, 1)
+    t1 = t([[0, 1], [1, 1]]).view(2, 2, 1, 1)
+    # level 2 (C=1, 1x2): (3,4) vs (4,3) -> cos 24/25 -> 0.04;  (1,0) vs (-1,0) -> 2.  mean 1.02
+    p2 = t([[3, 4], [1, 0]]).view(2, 1, 1, 2)
+    t2 = t([[4, 3], [-1, 0]]).view(2, 1, 1, 2)
+    loss = global_cosine_loss([p1, p2], [t1, t2])
+    assert loss.item() == pytest.approx(0.5 + 1.02, abs=1e-6)
+
+
+def test_global_cosine_loss_does_not_backpropagate_into_the_target():
+    p, target = torch.randn(2, 3, 2, 2, requires_grad=True), torch.randn(2, 3, 2, 2,
+                                                                          requires_grad=True)
+    global_cosine_loss([p], [target]).backward()
+    assert p.grad is not None and target.grad is None
+
+
+def test_discrepancy_loss_matches_hand_computation():
+    # R positions (1,0), (0,1); I positions (1,0), (1,0) -> 1 - cos = [0, 1].
+    r = t([[[1, 0]], [[0, 1]]]).view(1, 2, 1, 2)
+    i = t([[[1, 1]], [[0, 0]]]).view(1, 2, 1, 2)
+    # mask 2x4: left 2x2 cell empty, right 2x2 cell half anomalous -> area-resized [0, 0.5]
+    mask = t([[0, 0, 1, 1], [0, 0, 0, 0]]).view(1, 1, 2, 4)
+    # |0 - 0| and |1 - 0.5| -> mean 0.25
+    assert discrepancy_loss([r], [i], mask).item() == pytest.approx(0.25, abs=1e-6)
+    # two identical levels add up
+    assert discrepancy_loss([r, r], [i, i], mask).item() == pytest.approx(0.5, abs=1e-6)
+
+
+def test_class_evidence_loss_matches_hand_computation():
+    # one image, N=2 tokens, K=2 classes, M=2 slots; attention weights given directly.
+    weights = t([[[[0.4, 0.1], [0.3, 0.2]],   # token 1: class 0 mass 0.5
+                  [[0.7, 0.1], [0.1, 0.1]]]])  # token 2: class 0 mass 0.8
+    # evidence = mean over tokens: class 0 -> 0.65, class 1 -> 0.35
+    log_weights = weights.log()
+    assert class_evidence_loss(log_weights, torch.tensor([0])).item() == pytest.approx(
+        -math.log(0.65), abs=1e-6)
+    both = torch.cat([log_weights, log_weights])
+    assert class_evidence_loss(both, torch.tensor([0, 1])).item() == pytest.approx(
+        (-math.log(0.65) - math.log(0.35)) / 2, abs=1e-6)
+
+
+def test_compactness_loss_matches_hand_computation():
+    tokens = t([[[0, 0], [3, 4]]])  # (B=1, N=2, D=2)
+    slots = t([[[1, 0], [3, 3]],    # class 0: nearest to (0,0) is (1,0): 1; to (3,4) is (3,3): 1
+               [[0, 0], [3, 4]]])   # class 1: exact matches: 0
+    # mean over tokens of the squared distance, divided by D=2: class 0 -> 0.5, class 1 -> 0
+    assert compactness_loss(tokens, slots, torch.tensor([0])).item() == pytest.approx(0.5)
+    assert compactness_loss(tokens, slots, torch.tensor([1])).item() == pytest.approx(0.0)
+    pair = torch.cat([tokens, tokens])
+    assert compactness_loss(pair, slots, torch.tensor([0, 1])).item() == pytest.approx(0.25)
+
+
+def test_total_loss_is_the_weighted_sum_of_its_terms():
+    torch.manual_seed(0)
+    levels = [torch.randn(2, 4, 4, 4), torch.randn(2, 6, 2, 2)]
+    args = (levels, [x + 0.3 * torch.randn_like(x) for x in levels],
+            [x + 0.5 * torch.randn_like(x) for x in levels],
+            [x + 0.1 * torch.randn_like(x) for x in levels],
+            (torch.rand(2, 1, 16, 16) > 0.7).float())
+    memory = ClassAwareMemory(3, 4, 5, temperature=0.1, init_std=1.0)
+    read = memory(torch.randn(2, 5, 2, 2))
+    category = torch.tensor([0, 2])
+    weights = LossConfig(restoration=1.0, identity=2.0, discrepancy=3.0, class_evidence=0.5,
+                         compactness=0.25)
+    terms = mddnet_loss(*args, read, memory.slots, category, weights)
+    expected = (terms["res"] + 2 * terms["id"] + 3 * terms["dist"] + 0.5 * terms["cls"]
+                + 0.25 * terms["cpt"])
+    torch.testing.assert_close(terms["loss"], expected)
+    torch.testing.assert_close(terms["res"], global_cosine_loss(args[2], args[0]))
+    torch.testing.assert_close(terms["id"], global_cosine_loss(args[3], args[1]))
+    only_dist = LossConfig(0.0, 0.0, 1.0, 0.0, 0.0)
+    torch.testing.assert_close(mddnet_loss(*args, read, memory.slots, category, only_dist)["loss"],
+                               terms["dist"])
+
+
+# -- memory ------------------------------------------------------------------------------------
+def test_memory_read_matches_hand_computation():
+    memory = ClassAwareMemory(1, 2, 2, temperature=0.5, init_std=1.0)
+    with torch.no_grad():
+        memory.slots.copy_(t([[[1, 0], [0, 2]]]))
+    z = torch.stack([t([1, 1]), t([1, 0])], dim=1).view(1, 2, 1, 2)  # tokens (1,1) and (1,0)
+    read = memory(z)
+    # token (1,1): cos 1/sqrt2 with both slots -> weights 1/2, 1/2 -> readout (0.5, 1.0)
+    # token (1,0): cos 1 and 0 -> w1 = 1 / (1 + exp(-1/0.5)) -> readout (w1, 2 (1 - w1))
+    w1 = 1 / (1 + math.exp(-2.0))
+    expected = t([[0.5, w1], [1.0, 2 * (1 - w1)]]).view(1, 2, 1, 2)
+    torch.testing.assert_close(read.readout, expected)
+    torch.testing.assert_close(read.log_weights.exp().view(2, 2), t([[0.5, 0.5], [w1, 1 - w1]]))
+    assert read.tokens.shape == (1, 2, 2)
+
+
+def test_memory_read_is_class_agnostic_and_spans_every_class():
+    memory = ClassAwareMemory(4, 3, 8, temperature=0.07, init_std=1.0)
+    read = memory(torch.randn(2, 8, 3, 3))
+    assert read.log_weights.shape == (2, 9, 4, 3)
+    torch.testing.assert_close(read.log_weights.exp().sum(dim=(2, 3)), torch.ones(2, 9))
+
+
+def test_empty_memory_explains_how_to_size_it():
+    memory = ClassAwareMemory(0, 3, 8, temperature=0.07, init_std=1.0)
+    with pytest.raises(ConfigError, match="memory.num_classes"):
+        memory(torch.randn(1, 8, 2, 2))
+    memory.resize(5)
+    assert memory.slots.shape == (5, 3, 8)
+
+
+# -- scoring -----------------------------------------------------------------------------------
+def test_discrepancy_map_matches_hand_computation():
+    # level 1 (1x2): a (1,0),(0,1) vs b (1,0),(1,0) -> [0, 1]
+    a1 = t([[1, 0], [0, 1]]).T.reshape(1, 2, 1, 2)
+    b1 = t([[1, 0], [1, 0]]).T.reshape(1, 2, 1, 2)
+    # level 2 (1x1): (1,0) vs (-1,0) -> 2, upsampled to 1x2 -> [2, 2]
+    a2, b2 = t([1, 0]).view(1, 2, 1, 1), t([-1, 0]).view(1, 2, 1, 1)
+    result = discrepancy_map([a1, a2], [b1, b2], (1, 2))
+    torch.testing.assert_close(result, t([2, 3]).view(1, 1, 1, 2))
+
+
+def test_fusion_rules():
+    a_tr, a_ri = t([1, 4]).view(1, 1, 1, 2), t([3, 2]).view(1, 1, 1, 2)
+    torch.testing.assert_close(fuse_maps(a_tr, a_ri, "sum", (1.0, 1.0)), t([4, 6]).view(1, 1, 1, 2))
+    torch.testing.assert_close(fuse_maps(a_tr, a_ri, "sum", (2.0, 0.5)),
+                               t([3.5, 9]).view(1, 1, 1, 2))
+    torch.testing.assert_close(fuse_maps(a_tr, a_ri, "max", (1.0, 1.0)), t([3, 4]).view(1, 1, 1, 2))
+    with pytest.raises(ConfigError, match="scoring.fusion"):
+        fuse_maps(a_tr, a_ri, "mean", (1.0, 1.0))
+
+
+# -- module shapes -----------------------------------------------------------------------------
+@pytest.mark.parametrize(("mode", "size"), [("same", 8), ("down", 4), ("up", 16)])
+def test_residual_block_shapes(mode, size):
+    block = ResidualBlock(6, 10, 4, mode)
+    assert block(torch.randn(2, 6, 8, 8)).shape == (2, 10, size, size)
+
+
+@pytest.mark.parametrize(("stride", "size"), [(2, 2), (1, 4)])
+def test_bottleneck_and_decoder_shapes(stride, size):
+    channels, strides = [8, 16, 32], [4, 8, 16]
+    features = [torch.randn(2, c, 64 // s, 64 // s) for c, s in zip(channels, strides)]
+    neck = FusionBottleneck(channels, strides, out_channels=24, blocks=2, mid_ratio=0.5,
+                            stride=stride)
+    z = neck(features)
+    assert z.shape == (2, 24, size, size) and neck.out_stride == 16 * stride
+    decoder = FeatureDecoder(24, neck.out_stride, channels, strides, (2, 1, 1), 0.5)
+    assert [tuple(f.shape) for f in decoder(z)] == [tuple(f.shape) for f in features]
+    assert len(decoder.stages[0]) == 2
+
+
+def test_bottleneck_rejects_strides_that_do_not_double():
+    with pytest.raises(ConfigError, match="power of two"):
+        FusionBottleneck([8, 16], [4, 12], out_channels=8, blocks=1, mid_ratio=0.5, stride=2)
+
+
+def test_tiny_model_shapes():
+    method = build()
+    features = method.model.encode(IMAGES)
+    assert [tuple(f.shape) for f in features] == [(2, 24, 16, 16), (2, 40, 8, 8), (2, 112, 4, 4)]
+    student = method.model.student(features)
+    assert student.z.shape == (2, 128, 4, 4)
+    assert student.read.readout.shape == (2, 128, 4, 4)
+    assert student.read.log_weights.shape == (2, 16, 3, 8)
+    for levels in (student.restored, student.identity):
+        assert [f.shape for f in levels] == [f.shape for f in features]
+    with torch.no_grad():
+        out = method(IMAGES)
+    assert out.anomaly_map.shape == (2, 1, 64, 64) and out.score.shape == (2,)
+    assert torch.isfinite(out.anomaly_map).all()
+
+
+def test_forward_is_the_fused_teacher_restoration_identity_map():
+    method = build(**{"scoring.sigma": 0.0})
+    with torch.no_grad():
+        features = method.model.encode(IMAGES)
+        student = method.model.student(features)
+        a_tr, a_ri = method.model.score_maps(features, student)
+        torch.testing.assert_close(a_tr, discrepancy_map(features, student.restored, (16, 16)))
+        torch.testing.assert_close(a_ri, discrepancy_map(student.restored, student.identity,
+                                                         (16, 16)))
+        raw = method.model(IMAGES)
+        torch.testing.assert_close(raw, a_tr + a_ri)
+        out = method(IMAGES)
+    up = torch.nn.functional.interpolate(raw, size=(64, 64), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(out.anomaly_map, up)
+    torch.testing.assert_close(out.score, up.flatten(1).amax(dim=1))
+
+
+def test_training_step_uses_synthesis_and_categories(monkeypatch):
+    method = build()
+    method.train()
+    calls = []
+    original = method.synthesizer.__call__
+
+    def spy(images, *args, **kwargs):
+        corrupted, mask = original(images, *args, **kwargs)
+        calls.append(mask)
+        return corrupted, mask
+
+    monkeypatch.setattr(method, "synthesizer", spy)
+    monkeypatch.setattr(method, "log_dict", lambda *a, **k: None)
+    monkeypatch.setattr(method, "log", lambda *a, **k: None)
+    batch = Batch(IMAGES, torch.zeros(2, 1, 64, 64), torch.zeros(2, dtype=torch.long),
+                  torch.tensor([0, 2]), torch.arange(2))
+    loss = method.training_step(batch, 0)
+    assert len(calls) == 1 and calls[0].shape == (2, 1, 64, 64)
+    loss.backward()
+    assert method.model.memory.slots.grad is not None
+    assert method.model.bottleneck.fuse[0].body[0].weight.grad is not None
+    assert all(p.grad is None for p in method.model.teacher.parameters())
+
+
+# -- config options ------------------------------------------------------------------------------
+def outputs(method: MDDNet) -> torch.Tensor:
+    with torch.no_grad():
+        return method.model(IMAGES)
+
+
+def test_option_bottleneck_fields_change_the_embedding():
+    base = build().model
+    assert base.bottleneck.fuse[0].body[0].out_channels == 64  # mid_ratio 0.5 of 128
+    wide = build(**{"bottleneck.channels": 64}).model
+    assert wide.memory.slots.shape[-1] == 64
+    assert wide.student(wide.encode(IMAGES)).z.shape == (2, 64, 4, 4)
+    strided = build(**{"bottleneck.stride": 2}).model
+    assert strided.student(strided.encode(IMAGES)).z.shape == (2, 128, 2, 2)
+    assert len(build(**{"bottleneck.blocks": 3}).model.bottleneck.fuse) == 3
+    narrow = build(**{"bottleneck.mid_ratio": 0.25}).model
+    assert narrow.bottleneck.fuse[0].body[0].out_channels == 32
+    reference = outputs(build())
+    for overrides in ({"bottleneck.blocks": 3}, {"bottleneck.mid_ratio": 0.25},
+                      {"bottleneck.stride": 2}):
+        assert not torch.allclose(outputs(build(**overrides)), reference)
+
+
+def test_option_decoder_blocks_and_width():
+    model = build(**{"decoder.blocks": [2, 1, 3], "decoder.mid_ratio": 0.25}).model
+    for decoder in (model.restoration, model.identity):
+        assert [len(stage) for stage in decoder.stages] == [2, 1, 3]
+        assert decoder.stages[0][0].body[0].out_channels == 28  # 0.25 * 112
+    with pytest.raises(ConfigError, match="decoder.blocks needs one entry per backbone level"):
+        tiny_config(**{"decoder.blocks": [1, 1]})
+
+
+@pytest.mark.parametrize("inputs", ["split", "shared"])
+def test_option_decoder_inputs_routes_memory_to_the_decoders(inputs):
+    method = build(**{"decoder.inputs": inputs})
+    model = method.model
+    width = 256 if inputs == "shared" else 128
+    assert model.restoration.stages[0][0].body[0].in_channels == width
+    assert model.identity.stages[0][0].body[0].in_channels == width
+    with torch.no_grad():
+        features = model.encode(IMAGES)
+        before = model.student(features)
+        model.memory.slots.mul_(3.0).add_(1.0)  # change only the memory
+        after = model.student(features)
+    torch.testing.assert_close(before.z, after.z)
+    assert not torch.allclose(before.restored[0], after.restored[0])
+    identity_changed = not torch.allclose(before.identity[0], after.identity[0])
+    assert identity_changed == (inputs == "shared")
+
+
+def test_option_memory_fields():
+    base = build()
+    assert base.model.memory.slots.shape == (3, 8, 128)
+    assert build(**{"memory.slots": 5}).model.memory.slots.shape == (3, 5, 128)
+    assert build(**{"memory.num_classes": 7}).model.memory.slots.shape == (7, 8, 128)
+    scaled = build(**{"memory.init_std": 0.01}).model.memory.slots
+    assert scaled.std().item() == pytest.approx(0.01, rel=0.1)
+    sharp = build(**{"memory.temperature": 0.01})
+    assert sharp.model.memory.temperature == 0.01
+    torch.testing.assert_close(sharp.model.memory.slots, base.model.memory.slots)
+    assert not torch.allclose(outputs(sharp), outputs(base))
+    with pytest.raises(ConfigError, match="temperature"):
+        tiny_config(**{"memory.temperature": 0.0})
+
+
+def test_option_scoring_fusion():
+    method = build(**{"scoring.fusion_weights": [1.0, 0.0]})
+    with torch.no_grad():
+        features = method.model.encode(IMAGES)
+        a_tr, a_ri = method.model.score_maps(features, method.model.student(features))
+    torch.testing.assert_close(outputs(method), a_tr)
+    torch.testing.assert_close(outputs(build(**{"scoring.fusion_weights": [0.0, 1.0]})), a_ri)
+    torch.testing.assert_close(outputs(build(**{"scoring.fusion": "max"})),
+                               torch.maximum(a_tr, a_ri))
+    torch.testing.assert_close(outputs(build()), a_tr + a_ri)
+
+
+def test_option_loss_weights_and_synthesis_reach_training():
+    config = tiny_config(**{"loss.compactness": 0.0, "synthesis.probability": 1.0})
+    method = MDDNet(config)
+    assert method.synthesizer.config == config.synthesis
+    assert method.config.loss.compactness == 0.0
+
+
+def test_paper_defaults_are_the_specification():
+    config = MDDNetConfig()
+    assert config.backbone == BackboneConfig("wide_resnet50_2.tv_in1k", (1, 2, 3), "pretrained")
+    assert (config.data.image_size, config.data.batch_size) == (256, 16)
+    assert config.bottleneck.channels == 2048 and config.bottleneck.stride == 2
+    assert (config.memory.slots, config.memory.temperature) == (32, 0.07)
+    assert config.decoder.blocks == (3, 4, 6) and config.decoder.inputs == "split"
+    assert dataclasses.astuple(config.loss) == (1.0, 1.0, 1.0, 0.1, 0.1)
+    assert (config.scoring.sigma, config.scoring.pooling, config.scoring.fusion) == (4.0, "max",
+                                                                                      "sum")
+    assert (config.optim.name, config.optim.lr, config.optim.betas) == ("adam", 5e-3, (0.5, 0.999))
+    synthesis = config.synthesis  # p 0.5, scales 2^[0, 6), threshold 0.5, opacity ~ U(0.1, 1)
+    assert synthesis.probability == 0.5 and synthesis.threshold == 0.5 and synthesis.rotate
+    assert synthesis.perlin_scales == (0, 5) and synthesis.beta == (0.0, 0.9)  # beta = 1 - opacity
+    assert resolve_config("mddnet", "paper") == config
+
+
+def test_unknown_key_suggests_the_closest():
+    with pytest.raises(ConfigError, match="did you mean 'memory.slots'"):
+        from_dict(MDDNetConfig, {"memory": {"slot": 3}}, context="mddnet")
+
+
+def test_paper_preset_offline_raises_weights_not_found(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    try:
+        method = adbench.create("mddnet", preset="paper")
+    except WeightsNotFoundError as err:
+        assert "wide_resnet50_2.tv_in1k" in str(err)
+        return
+    pytest.skip(f"the WideResNet-50-2 weights are cached here ({type(method).__name__} built)")
+
+
+# -- number of classes -------------------------------------------------------------------------
+def fake_trainer(method: MDDNet, categories: list[str] | None) -> None:
+    """Attach a stand-in trainer whose datamodule has ``categories`` (all that setup reads)."""
+    datamodule = None if categories is None else SimpleNamespace(categories=categories)
+    method.trainer = SimpleNamespace(datamodule=datamodule)
+
+
+def test_num_classes_auto_is_sized_from_the_data_and_saved():
+    torch.manual_seed(0)
+    method = MDDNet(tiny_config(**{"memory.num_classes": 0}))
+    fake_trainer(method, ["a", "b", "c", "d", "e"])
+    method.setup("fit")
+    assert method.model.memory.slots.shape == (5, 8, 128)
+    assert method.config.memory.num_classes == 5
+    assert method.hparams["config"]["memory"]["num_classes"] == 5
+    rebuilt = MDDNet(method.hparams["config"])
+    rebuilt.load_state_dict(method.state_dict(), strict=True)
+    torch.testing.assert_close(rebuilt.model.memory.slots, method.model.memory.slots)
+
+
+def test_num_classes_errors():
+    small = MDDNet(tiny_config(**{"memory.num_classes": 2}))
+    fake_trainer(small, ["a", "b", "c"])
+    with pytest.raises(ConfigError, match="memory.num_classes=2 but the datamodule has 3"):
+        small.setup("fit")
+    enough = MDDNet(tiny_config(**{"memory.num_classes": 4}))
+    fake_trainer(enough, ["a", "b", "c"])
+    enough.setup("fit")
+    assert enough.model.memory.num_classes == 4
+    auto = MDDNet(tiny_config(**{"memory.num_classes": 0}))
+    fake_trainer(auto, None)
+    with pytest.raises(ConfigError, match="no datamodule"):
+        auto.setup("fit")
+    with pytest.raises(ConfigError, match="memory.num_classes"):
+        auto(IMAGES)

@@ -1,0 +1,152 @@
+"""ResultStore, leaderboards and scaling plots: round trips against the cells' own files."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pandas as pd
+import pytest
+from runner_helpers import make_sweep
+
+from adbench.errors import ConfigError, UnknownNameError
+from adbench.runner import leaderboard, load_cells, load_results, plot_scaling, run_sweep
+from adbench.runner.leaderboard import summarize
+from adbench.runner.rundir import cells_dir
+
+METRICS = ["I-AUROC", "I-AP", "I-F1max", "P-AUROC", "P-AP", "P-F1max", "AUPRO", "mAD"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tiny_root, toy):
+    """Two methods x k in {2, 4} x seeds {0, 1}."""
+    out = tmp_path_factory.mktemp("store")
+    sweep = make_sweep(tiny_root, seeds=[0, 1], methods=[
+        {"name": "toy", "preset": "tiny"},
+        {"name": "toy", "preset": "tiny", "set": {"channels": 2}, "label": "toy-c2"}])
+    report = run_sweep(sweep, out, progress=False)
+    return out, report
+
+
+def _results_json(out):
+    return [json.loads(p.read_text()) for p in sorted(cells_dir(out).glob("*/result.json"))]
+
+
+def test_results_table_holds_every_recorded_value(run):
+    out, _ = run
+    frame = load_results(out)
+    assert list(frame.columns[:10]) == ["cell_id", "method", "name", "preset", "dataset", "k",
+                                        "seed", "category", "metric", "value"]
+    expected = {(r["cell_id"], category, metric): value
+                for r in _results_json(out)
+                for category, metrics in r["metrics"].items()
+                for metric, value in metrics.items()}
+    got = {(row.cell_id, row.category, row.metric): row.value for row in frame.itertuples()}
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, nan_ok=True)
+    assert len(frame) == 4 * (2 + 1) * 8 + 4 * (4 + 1) * 8  # 4 cells each at k = 2 and 4
+
+
+def test_exported_files_round_trip(run):
+    out, _ = run
+    frame = load_results(out)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), frame)
+    from_csv = pd.read_csv(out / "results.csv")
+    pd.testing.assert_frame_equal(from_csv[["cell_id", "metric", "value"]].astype(
+        {"cell_id": str}), frame[["cell_id", "metric", "value"]].astype({"cell_id": str}))
+    cells = load_cells(out)
+    assert len(cells) == 8 and set(cells["status"]) == {"finished"}
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "cells.parquet"), cells)
+
+
+def test_leaderboard_means_spreads_and_bold(run):
+    out, _ = run
+    text = leaderboard(out, fmt="md", per_category=["I-AUROC"])
+    results = _results_json(out)
+    rows = {}
+    for label in ("toy", "toy-c2"):
+        cells = [r for r in results if r["label"] == label and r["k"] == 4]
+        assert len(cells) == 2
+        rows[label] = {m: [100 * r["metrics"]["mean"][m] for r in cells] for m in METRICS}
+    assert "synthetic: k = 4 categories; values in %, mean ± std over 2 seeds" in text
+    lines = {line.split("|")[1].strip(): line for line in text.splitlines()
+             if line.startswith("| toy")}
+    for label, values in rows.items():
+        cells = [c.strip() for c in lines[label].split("|")[2:-1]]
+        for metric, cell in zip(METRICS, cells, strict=True):
+            mean, std = statistics.mean(values[metric]), statistics.stdev(values[metric])
+            plain = f"{mean:.1f} ± {std:.1f}"
+            other = rows["toy-c2" if label == "toy" else "toy"][metric]
+            best = round(mean, 1) >= round(statistics.mean(other), 1)
+            assert cell == (f"**{plain}**" if best else plain)
+    assert "**synthetic: I-AUROC per category (%)**" in text
+    assert "P-AUROC per category" not in text
+
+
+def _frame(values):
+    """A results table from {(method, seed, category): {metric: value}} at k = 3."""
+    rows = [{"cell_id": f"{m}{s}", "method": m, "name": m, "preset": "tiny",
+             "dataset": "d", "k": 3, "seed": s, "category": c, "metric": metric, "value": v}
+            for (m, s, c), metrics in values.items() for metric, v in metrics.items()]
+    return pd.DataFrame(rows)
+
+
+def test_leaderboard_formats_on_a_known_table():
+    frame = _frame({
+        ("a", 0, "mean"): {"I-AUROC": 0.90, "P-AUROC": 0.5},
+        ("a", 1, "mean"): {"I-AUROC": 0.94, "P-AUROC": 0.5},
+        ("b", 0, "mean"): {"I-AUROC": 0.80, "P-AUROC": 0.7},
+        ("b", 1, "mean"): {"I-AUROC": 0.80, "P-AUROC": 0.7},
+        ("a", 0, "x_cat"): {"I-AUROC": 0.9},
+        ("a", 1, "x_cat"): {"I-AUROC": 0.9},
+        ("b", 0, "x_cat"): {"I-AUROC": 0.9},
+        ("b", 1, "x_cat"): {"I-AUROC": 0.9},
+    })
+    text = leaderboard(frame, per_category=["I-AUROC"])
+    assert "| a | **92.0 ± 2.8** | 50.0 ± 0.0 |" in text
+    assert "| b | 80.0 ± 0.0 | **70.0 ± 0.0** |" in text
+    assert "| x_cat | **90.0** | **90.0** |" in text  # a tie: both bold
+    latex = leaderboard(frame, fmt="latex", per_category=[])
+    assert r"a & \textbf{92.0 $\pm$ 2.8} & 50.0 $\pm$ 0.0 \\" in latex
+    assert r"\begin{tabular}{lrr}" in latex
+    csv = pd.read_csv(__import__("io").StringIO(leaderboard(frame, fmt="csv")))
+    expected = frame.groupby(["method", "category", "metric"])["value"].agg(["mean", "std"])
+    for row in csv.itertuples():
+        assert row.mean == pytest.approx(expected.loc[(row.method, row.category, row.metric),
+                                                      "mean"])
+        assert row.std == pytest.approx(expected.loc[(row.method, row.category, row.metric),
+                                                     "std"])
+        assert row.n_seeds == 2
+
+
+def test_leaderboard_k_choice_and_errors():
+    small = _frame({("a", 0, "mean"): {"I-AUROC": 0.5}})
+    big = _frame({("a", 0, "mean"): {"I-AUROC": 0.9}}).assign(k=6)
+    both = pd.concat([small, big])
+    assert set(summarize(both)["k"]) == {6}
+    assert summarize(both, k=3)["mean"].tolist() == [0.5]
+    assert "1 seed" in leaderboard(both, k=3, per_category=[])
+    with pytest.raises(ConfigError, match="no results for k=4; available: 3, 6"):
+        summarize(both, k=4)
+    with pytest.raises(UnknownNameError, match="did you mean 'latex'"):
+        leaderboard(both, fmt="latx")
+    with pytest.raises(UnknownNameError, match="did you mean 'I-AUROC'"):
+        leaderboard(both, per_category=["I-AUROX"])
+
+
+def test_scaling_plots_are_written(run, tmp_path):
+    out, report = run
+    written = {p.name for p in report.files}
+    assert {"leaderboard.md", "scaling_synthetic_I-AUROC.png",
+            "scaling_synthetic_I-AUROC.svg"} <= written
+    paths = plot_scaling(out, metric="P-AUROC", save_dir=tmp_path)
+    assert [p.name for p in paths] == ["scaling_synthetic_P-AUROC.png",
+                                       "scaling_synthetic_P-AUROC.svg"]
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = paths[1].read_text()
+    assert "<svg" in svg and "P-AUROC" in svg and "toy-c2" in svg
+    with pytest.raises(UnknownNameError, match="did you mean 'P-AUROC'"):
+        plot_scaling(out, metric="P-AUROX", save_dir=tmp_path)
+    with pytest.raises(UnknownNameError, match="unknown dataset 'nope'"):
+        plot_scaling(out, dataset="nope", save_dir=tmp_path)
