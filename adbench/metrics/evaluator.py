@@ -112,6 +112,10 @@ class Evaluator(Metric):
             )
         if bins < 16:
             raise InvalidInputError(f"bins must be at least 16, got {bins}")
+        if calibration_pixels < 1:
+            raise InvalidInputError(
+                f"calibration_pixels must be positive, got {calibration_pixels}"
+            )
         if not 0 < fpr_limit <= 1:
             raise InvalidInputError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
         self.categories = tuple(str(c) for c in categories)

@@ -91,6 +91,6 @@ def evaluate(
             chunk_maps = chunk_maps.to(torch.float32)
         output = AnomalyOutput(chunk_maps, scores_t[part])
         index = torch.arange(start, start + chunk_maps.shape[0], dtype=torch.int64)
-        targets = _Targets(masks_t[part].to(torch.float32), labels_t[part], category_t[part], index)
+        targets = _Targets(masks_t[part], labels_t[part], category_t[part], index)
         evaluator.update(output, targets)  # type: ignore[arg-type]
     return evaluator.compute().to_frame()

@@ -78,7 +78,7 @@ class Curve:
         a, n = self.tp - tp0, self.tp + self.fp
         c = n - n0
         area = np.divide(a * self.tp, n, out=np.zeros_like(a), where=a > 0)  # steps
-        if self.single is not None:  # bins holding several values, below the first one
+        if self.single is not None:  # bins of several values below an occupied one: integrate
             spread = (a > 0) & (n0 > 0) & ~self.single
             a, c, n0, tp0 = a[spread], c[spread], n0[spread], tp0[spread]
             area[spread] = a * (a / c + (tp0 - a * n0 / c) * np.log1p(c / n0) / c)

@@ -79,7 +79,8 @@ def plot_scaling(out: str | Path, metric: str = "I-AUROC", dataset: str | None =
         palette = plt.get_cmap("tab10")
         colors = {m: palette(i % 10) for i, m in enumerate(methods)}
         memory = "peak_gpu_mb" if costs["peak_gpu_mb"].notna().any() else "peak_rss_mb"
-        figure, axes = plt.subplots(1, 3, figsize=(14, 4.2), layout="constrained")
+        rows = -(-len(methods) // 4)  # legend rows under the panels
+        figure, axes = plt.subplots(1, 3, figsize=(14, 4.4 + 0.3 * rows), layout="constrained")
         _panel(axes[0], _seed_stats(scores, "value"), f"{metric} (%)", colors, scale=100)
         _panel(axes[1], _seed_stats(costs, "train_s"), "training time (s)", colors)
         _panel(axes[2], _seed_stats(costs, memory),
@@ -94,8 +95,10 @@ def plot_scaling(out: str | Path, metric: str = "I-AUROC", dataset: str | None =
         axes[0].set_title(f"{name}: {metric} vs k")
         axes[1].set_title("cost: training time")
         axes[2].set_title("cost: peak memory")
-        axes[0].legend(title=f"mean over {seeds} seed{'s' if seeds > 1 else ''}"
-                       + (", band = min-max" if seeds > 1 else ""), fontsize=9)
+        handles, labels = axes[0].get_legend_handles_labels()
+        figure.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4),
+                      title=f"mean over {seeds} seed{'s' if seeds > 1 else ''}"
+                      + (", band = min-max over seeds" if seeds > 1 else ""), frameon=False)
         stem = f"scaling_{name.replace('/', '_')}_{metric}"
         for fmt in formats:
             buffer = io.BytesIO()

@@ -24,6 +24,7 @@ old or the new version, and a cell without ``result.json`` is simply run again.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
 import json
 import math
@@ -232,17 +233,11 @@ def environment() -> dict[str, Any]:
     """Versions, interpreter, platform, CPU and GPUs of this process (``environment.json``)."""
     import torch
 
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
     gpus = []
     if torch.cuda.is_available():
         gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return {
-        "packages": versions,
+        "packages": _versions(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "host": socket.gethostname(),
@@ -253,6 +248,17 @@ def environment() -> dict[str, Any]:
         "gpus": gpus,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
 
 
 def _cpu_name() -> str:
@@ -267,13 +273,15 @@ class PeakMemory:
     """Peak CPU resident memory and peak GPU memory of this process over a ``with`` block.
 
     On Linux the resident-set high-water mark is reset at the start (``/proc/self/clear_refs``),
-    so the number belongs to the block; elsewhere it is the process's lifetime peak
-    (``cpu_scope`` says which). GPU numbers are those of the current CUDA device.
+    so the peak belongs to the block; elsewhere it is the process's lifetime peak (``rss_scope``
+    says which). ``start_rss_mb`` is the resident memory when the block starts, so a cell's own
+    growth is ``peak_rss_mb - start_rss_mb``. GPU numbers are those of the current CUDA device.
     """
 
     def __init__(self) -> None:
         self.cpu_scope = "process"
         self.peak_rss_mb: float | None = None
+        self.start_rss_mb: float | None = None
         self.peak_gpu_mb: float | None = None
         self.peak_gpu_reserved_mb: float | None = None
 
@@ -283,6 +291,7 @@ class PeakMemory:
         with contextlib.suppress(OSError):
             Path("/proc/self/clear_refs").write_text("5")
             self.cpu_scope = "block"
+        self.start_rss_mb = _current_rss_mb()
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             torch.cuda.reset_peak_memory_stats()
         return self
@@ -297,8 +306,17 @@ class PeakMemory:
 
     def as_dict(self) -> dict[str, Any]:
         """The measured numbers (MiB)."""
-        return {"peak_rss_mb": self.peak_rss_mb, "peak_gpu_mb": self.peak_gpu_mb,
+        return {"peak_rss_mb": self.peak_rss_mb, "start_rss_mb": self.start_rss_mb,
+                "peak_gpu_mb": self.peak_gpu_mb,
                 "peak_gpu_reserved_mb": self.peak_gpu_reserved_mb, "rss_scope": self.cpu_scope}
+
+
+def _current_rss_mb() -> float | None:
+    with contextlib.suppress(OSError):
+        match = re.search(r"VmRSS:\s+(\d+)\s+kB", Path("/proc/self/status").read_text())
+        if match:
+            return int(match.group(1)) / 1024
+    return None
 
 
 def _peak_rss_mb() -> float:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adbench.methods.mddnet.config import MDDNetConfig
-from adbench.methods.mddnet.model import MDDNetModel
-from adbench.methods.mddnet.module import MDDNet
 from adbench.registry import MethodSpec, presets_from_folder
+
+from .config import MDDNetConfig
+from .model import MDDNetModel
+from .module import MDDNet
 
 SPEC = MethodSpec(
     name="mddnet",

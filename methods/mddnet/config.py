@@ -36,10 +36,10 @@ class BottleneckConfig:
 class MemoryConfig:
     """The class-aware memory module (CMM), paper Sec. 3.2."""
 
-    num_classes: int = 0  # K; paper: one slot set per training class. 0 = sized from the data at fit
+    num_classes: int = 0  # K; paper: one slot set per training class; 0 = from the data at fit
     slots: int = 32  # M prototypes per class (paper)
     temperature: float = 0.07  # tau of the cosine-attention softmax (paper)
-    init_std: float = 1.0  # choice: N(0, 1) slots; the cosine read is scale-free, training sets scale
+    init_std: float = 1.0  # choice: N(0, 1) slots; the read is scale-free, training sets the scale
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ def residual_stage(in_channels: int, out_channels: int, blocks: int, mid_ratio: 
     widths = [in_channels] + [out_channels] * (blocks - 1)
     return nn.Sequential(*[
         ResidualBlock(width, out_channels, mid, block_mode, activate=last_relu or i < blocks - 1)
-        for i, (width, block_mode) in enumerate(zip(widths, modes))
+        for i, (width, block_mode) in enumerate(zip(widths, modes, strict=True))
     ])
 
 
@@ -95,13 +95,13 @@ class FusionBottleneck(nn.Module):
         super().__init__()
         self.out_stride = strides[-1] * stride
         self.align = nn.ModuleList()
-        for level, (width, level_stride) in enumerate(zip(channels, strides)):
+        by_stride = dict(zip(strides, channels, strict=True))
+        for width, level_stride in zip(channels, strides, strict=True):
             steps = _log2_ratio(strides[-1], level_stride, "backbone levels")
             layers: list[nn.Module] = []
             for step in range(steps):
                 target = level_stride * 2 ** (step + 1)
-                out = next((c for c, s in zip(channels[level:], strides[level:]) if s == target),
-                           channels[-1])
+                out = by_stride.get(target, channels[-1])
                 layers += [nn.Conv2d(width, out, 3, stride=2, padding=1, bias=False),
                            *_norm_act(out)]
                 width = out
@@ -115,7 +115,7 @@ class FusionBottleneck(nn.Module):
 
     def forward(self, features: list[Tensor]) -> Tensor:
         """Teacher levels [(B, C_l, h_l, w_l)] -> z (B, D, h_z, w_z)."""
-        aligned = [align(f) for align, f in zip(self.align, features)]
+        aligned = [align(f) for align, f in zip(self.align, features, strict=True)]
         return self.fuse(torch.cat(aligned, dim=1))
 
 
@@ -133,7 +133,8 @@ class FeatureDecoder(nn.Module):
         super().__init__()
         self.stages = nn.ModuleList()
         width, stride = in_channels, in_stride
-        for level_channels, level_stride, count in zip(channels[::-1], strides[::-1], blocks):
+        for level_channels, level_stride, count in zip(channels[::-1], strides[::-1], blocks,
+                                                       strict=True):
             steps = _log2_ratio(stride, level_stride, "decoder input and backbone levels")
             if steps > 1:
                 raise ConfigError(f"mddnet: a decoder stage upsamples by at most 2, but stride "

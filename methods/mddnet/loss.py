@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from adbench.methods.mddnet.config import LossConfig
-from adbench.methods.mddnet.memory import MemoryRead
-from adbench.methods.mddnet.scoring import pixel_cosine_distance
+from .config import LossConfig
+from .memory import MemoryRead
+from .scoring import pixel_cosine_distance
 
 
 def global_cosine_loss(predicted: list[Tensor], target: list[Tensor]) -> Tensor:
@@ -27,7 +27,7 @@ def global_cosine_loss(predicted: list[Tensor], target: list[Tensor]) -> Tensor:
         target: levels shaped like ``predicted`` (treated as constants).
     """
     total = predicted[0].new_zeros(())
-    for p, t in zip(predicted, target):
+    for p, t in zip(predicted, target, strict=True):
         total = total + (1 - F.cosine_similarity(p.flatten(1), t.detach().flatten(1), dim=1)).mean()
     return total
 
@@ -46,7 +46,7 @@ def discrepancy_loss(restored: list[Tensor], identity: list[Tensor], mask: Tenso
         mask: (B, 1, H, W) synthetic-anomaly mask, resized to each level by `resize_mask`.
     """
     total = restored[0].new_zeros(())
-    for r, i in zip(restored, identity):
+    for r, i in zip(restored, identity, strict=True):
         target = resize_mask(mask, r.shape[-2:])
         total = total + (pixel_cosine_distance(r, i) - target).abs().mean()
     return total

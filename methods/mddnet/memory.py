@@ -73,7 +73,7 @@ class ClassAwareMemory(nn.Module):
                 "number of training categories, or fit with a datamodule that has `categories` "
                 "so that memory.num_classes=0 (auto) can be sized"
             )
-        B, D, h, w = z.shape
+        h, w = z.shape[-2:]
         tokens = rearrange(z, "b d h w -> b (h w) d")
         slots = rearrange(self.slots, "k m d -> (k m) d").to(tokens.dtype)
         similarity = F.normalize(tokens, dim=-1) @ F.normalize(slots, dim=-1).T

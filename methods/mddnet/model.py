@@ -13,10 +13,11 @@ import torch
 from torch import Tensor, nn
 
 from adbench.backbones import FeatureExtractor
-from adbench.methods.mddnet.config import MDDNetConfig
-from adbench.methods.mddnet.layers import FeatureDecoder, FusionBottleneck
-from adbench.methods.mddnet.memory import ClassAwareMemory, MemoryRead
-from adbench.methods.mddnet.scoring import discrepancy_map, fuse_maps
+
+from .config import MDDNetConfig
+from .layers import FeatureDecoder, FusionBottleneck
+from .memory import ClassAwareMemory, MemoryRead
+from .scoring import discrepancy_map, fuse_maps
 
 
 class StudentOutput(NamedTuple):

@@ -1,4 +1,4 @@
-"""MDD-Net as an `AnomalyMethod`: training on clean/corrupted pairs and fused-discrepancy scoring."""
+"""MDD-Net as an `AnomalyMethod`: training on clean/corrupted pairs, fused-discrepancy scoring."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from adbench.batch import AnomalyOutput, Batch
 from adbench.config import to_dict
 from adbench.contract import AnomalyMethod
 from adbench.errors import ConfigError
-from adbench.methods.mddnet.config import MDDNetConfig
-from adbench.methods.mddnet.loss import mddnet_loss
-from adbench.methods.mddnet.model import MDDNetModel
 from adbench.synthesis import AnomalySynthesizer
+
+from .config import MDDNetConfig
+from .loss import mddnet_loss
+from .model import MDDNetModel
 
 
 class MDDNet(AnomalyMethod):
@@ -39,9 +40,15 @@ class MDDNet(AnomalyMethod):
         images = batch.image
         B = images.shape[0]
         corrupted, mask = self.synthesizer(images)
-        teacher = self.model.encode(torch.cat([images, corrupted]))
+        # images left normal by the synthesis are their own corrupted version: T(a) = T(n)
+        changed = mask.flatten(1).amax(dim=1) > 0
+        teacher = self.model.encode(torch.cat([images, corrupted[changed]]))
         clean = [level[:B] for level in teacher]
-        damaged = [level[B:] for level in teacher]
+        damaged = []
+        for level in teacher:
+            both = level[:B].clone()
+            both[changed] = level[B:]
+            damaged.append(both)
         student = self.model.student(damaged)
         terms = mddnet_loss(clean, damaged, student.restored, student.identity, mask,
                             student.read, self.model.memory.slots, batch.category,

@@ -31,7 +31,7 @@ def discrepancy_map(first: list[Tensor], second: list[Tensor], size: tuple[int, 
         (B, 1, h, w).
     """
     total = None
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         level = F.interpolate(pixel_cosine_distance(a, b), size=size, mode="bilinear",
                               align_corners=False)
         total = level if total is None else total + level

@@ -13,6 +13,7 @@ import dataclasses
 import math
 from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
 
@@ -20,8 +21,9 @@ import adbench
 from adbench.backbones import BackboneConfig
 from adbench.batch import Batch
 from adbench.config import from_dict
+from adbench.data.naive import mean_image_auroc
 from adbench.errors import ConfigError, WeightsNotFoundError
-from adbench.methods.mddnet import MDDNet, MDDNetConfig, MDDNetModel
+from adbench.methods.mddnet import MDDNet, MDDNetConfig
 from adbench.methods.mddnet.config import LossConfig
 from adbench.methods.mddnet.layers import FeatureDecoder, FusionBottleneck, ResidualBlock
 from adbench.methods.mddnet.loss import (
@@ -31,7 +33,7 @@ from adbench.methods.mddnet.loss import (
     global_cosine_loss,
     mddnet_loss,
 )
-from adbench.methods.mddnet.memory import ClassAwareMemory, MemoryRead
+from adbench.methods.mddnet.memory import ClassAwareMemory
 from adbench.methods.mddnet.scoring import discrepancy_map, fuse_maps
 from adbench.registry import resolve_config
 
@@ -157,7 +159,7 @@ def test_memory_read_is_class_agnostic_and_spans_every_class():
 
 def test_empty_memory_explains_how_to_size_it():
     memory = ClassAwareMemory(0, 3, 8, temperature=0.07, init_std=1.0)
-    with pytest.raises(ConfigError, match="memory.num_classes"):
+    with pytest.raises(ConfigError, match=r"memory\.num_classes"):
         memory(torch.randn(1, 8, 2, 2))
     memory.resize(5)
     assert memory.slots.shape == (5, 3, 8)
@@ -180,7 +182,7 @@ def test_fusion_rules():
     torch.testing.assert_close(fuse_maps(a_tr, a_ri, "sum", (2.0, 0.5)),
                                t([3.5, 9]).view(1, 1, 1, 2))
     torch.testing.assert_close(fuse_maps(a_tr, a_ri, "max", (1.0, 1.0)), t([3, 4]).view(1, 1, 1, 2))
-    with pytest.raises(ConfigError, match="scoring.fusion"):
+    with pytest.raises(ConfigError, match=r"scoring\.fusion"):
         fuse_maps(a_tr, a_ri, "mean", (1.0, 1.0))
 
 
@@ -194,7 +196,7 @@ def test_residual_block_shapes(mode, size):
 @pytest.mark.parametrize(("stride", "size"), [(2, 2), (1, 4)])
 def test_bottleneck_and_decoder_shapes(stride, size):
     channels, strides = [8, 16, 32], [4, 8, 16]
-    features = [torch.randn(2, c, 64 // s, 64 // s) for c, s in zip(channels, strides)]
+    features = [torch.randn(2, c, 64 // s, 64 // s) for c, s in zip(channels, strides, strict=True)]
     neck = FusionBottleneck(channels, strides, out_channels=24, blocks=2, mid_ratio=0.5,
                             stride=stride)
     z = neck(features)
@@ -242,28 +244,43 @@ def test_forward_is_the_fused_teacher_restoration_identity_map():
     torch.testing.assert_close(out.score, up.flatten(1).amax(dim=1))
 
 
-def test_training_step_uses_synthesis_and_categories(monkeypatch):
+def test_training_step_matches_the_losses_on_clean_and_corrupted_pairs(monkeypatch):
     method = build()
     method.train()
+    # image 0 gets a square anomaly, image 1 stays normal (the step reuses T(n) for it)
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[0, :, 8:24, 8:24] = 1
+    corrupted = IMAGES * (1 - mask) + mask * IMAGES.flip(-1)
     calls = []
-    original = method.synthesizer.__call__
 
-    def spy(images, *args, **kwargs):
-        corrupted, mask = original(images, *args, **kwargs)
-        calls.append(mask)
+    def synthesizer(images, *args, **kwargs):
+        calls.append(images)
         return corrupted, mask
 
-    monkeypatch.setattr(method, "synthesizer", spy)
-    monkeypatch.setattr(method, "log_dict", lambda *a, **k: None)
+    logged = {}
+    monkeypatch.setattr(method, "synthesizer", synthesizer)
+    monkeypatch.setattr(method, "log_dict", lambda values, **k: logged.update(values))
     monkeypatch.setattr(method, "log", lambda *a, **k: None)
-    batch = Batch(IMAGES, torch.zeros(2, 1, 64, 64), torch.zeros(2, dtype=torch.long),
-                  torch.tensor([0, 2]), torch.arange(2))
+    category = torch.tensor([0, 2])
+    batch = Batch(IMAGES, torch.zeros(2, 1, 64, 64), torch.zeros(2, dtype=torch.long), category,
+                  torch.arange(2))
     loss = method.training_step(batch, 0)
-    assert len(calls) == 1 and calls[0].shape == (2, 1, 64, 64)
+    assert len(calls) == 1 and calls[0] is IMAGES
     loss.backward()
     assert method.model.memory.slots.grad is not None
     assert method.model.bottleneck.fuse[0].body[0].weight.grad is not None
     assert all(p.grad is None for p in method.model.teacher.parameters())
+
+    with torch.no_grad():  # reference: both teacher passes in full, then the paper's losses
+        clean, damaged = method.model.encode(IMAGES), method.model.encode(corrupted)
+        student = method.model.student(damaged)
+        terms = mddnet_loss(clean, damaged, student.restored, student.identity, mask,
+                            student.read, method.model.memory.slots, category,
+                            method.config.loss)
+    torch.testing.assert_close(loss.detach(), terms["loss"], rtol=1e-4, atol=1e-5)
+    for name in ("res", "id", "dist", "cls", "cpt"):
+        torch.testing.assert_close(logged[f"train/{name}"].detach(), terms[name], rtol=1e-4,
+                                   atol=1e-5)
 
 
 # -- config options ------------------------------------------------------------------------------
@@ -294,8 +311,18 @@ def test_option_decoder_blocks_and_width():
     for decoder in (model.restoration, model.identity):
         assert [len(stage) for stage in decoder.stages] == [2, 1, 3]
         assert decoder.stages[0][0].body[0].out_channels == 28  # 0.25 * 112
-    with pytest.raises(ConfigError, match="decoder.blocks needs one entry per backbone level"):
+    with pytest.raises(ConfigError, match=r"decoder\.blocks needs one entry per backbone level"):
         tiny_config(**{"decoder.blocks": [1, 1]})
+
+
+@pytest.mark.parametrize("output_relu", [True, False])
+def test_option_decoder_output_relu(output_relu):
+    model = build(**{"decoder.output_relu": output_relu}).model
+    with torch.no_grad():
+        student = model.student(model.encode(IMAGES))
+    for levels in (student.restored, student.identity):
+        smallest = min(level.min().item() for level in levels)
+        assert (smallest >= 0) == output_relu  # signed outputs only without the final ReLU
 
 
 @pytest.mark.parametrize("inputs", ["split", "shared"])
@@ -343,11 +370,51 @@ def test_option_scoring_fusion():
     torch.testing.assert_close(outputs(build()), a_tr + a_ri)
 
 
-def test_option_loss_weights_and_synthesis_reach_training():
-    config = tiny_config(**{"loss.compactness": 0.0, "synthesis.probability": 1.0})
-    method = MDDNet(config)
-    assert method.synthesizer.config == config.synthesis
-    assert method.config.loss.compactness == 0.0
+def training_terms(method: MDDNet, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The logged loss terms of one training step at a fixed synthesis seed."""
+    logged: dict[str, torch.Tensor] = {}
+    method.log_dict = lambda values, **kwargs: logged.update(values)
+    method.log = lambda name, value, **kwargs: logged.update({name: value})
+    method.train()
+    torch.manual_seed(seed)
+    batch = Batch(IMAGES, torch.zeros(2, 1, 64, 64), torch.zeros(2, dtype=torch.long),
+                  torch.tensor([0, 2]), torch.arange(2))
+    with torch.no_grad():
+        method.training_step(batch, 0)
+    return {name.removeprefix("train/"): value for name, value in logged.items()}
+
+
+def test_option_loss_weights_change_the_training_loss():
+    default = training_terms(build())
+    expected = (default["res"] + default["id"] + default["dist"] + 0.1 * default["cls"]
+                + 0.1 * default["cpt"])
+    torch.testing.assert_close(default["loss"], expected)
+    reweighted = training_terms(build(**{"loss.compactness": 0.0, "loss.identity": 2.0}))
+    torch.testing.assert_close(reweighted["cpt"], default["cpt"])  # same batch, same synthesis
+    torch.testing.assert_close(reweighted["loss"],
+                               expected - 0.1 * default["cpt"] + default["id"])
+
+
+@pytest.mark.parametrize("probability", [0.0, 1.0])
+def test_option_synthesis_reaches_training(probability, monkeypatch):
+    method = build(**{"synthesis.probability": probability, "synthesis.perlin_scales": [1, 2]})
+    assert method.synthesizer.config == method.config.synthesis
+    seen = []
+    original = method.synthesizer.__call__
+
+    def spy(images, *args, **kwargs):
+        corrupted, mask = original(images, *args, **kwargs)
+        seen.append((images, corrupted, mask))
+        return corrupted, mask
+
+    monkeypatch.setattr(method, "synthesizer", spy)
+    terms = training_terms(method)
+    images, corrupted, mask = seen[0]
+    if probability == 0.0:
+        assert mask.sum() == 0 and torch.equal(corrupted, images)
+    else:
+        assert mask.sum() > 0 and not torch.equal(corrupted, images)
+    assert torch.isfinite(terms["loss"])
 
 
 def test_paper_defaults_are_the_specification():
@@ -357,6 +424,7 @@ def test_paper_defaults_are_the_specification():
     assert config.bottleneck.channels == 2048 and config.bottleneck.stride == 2
     assert (config.memory.slots, config.memory.temperature) == (32, 0.07)
     assert config.decoder.blocks == (3, 4, 6) and config.decoder.inputs == "split"
+    assert config.decoder.output_relu
     assert dataclasses.astuple(config.loss) == (1.0, 1.0, 1.0, 0.1, 0.1)
     assert (config.scoring.sigma, config.scoring.pooling, config.scoring.fusion) == (4.0, "max",
                                                                                       "sum")
@@ -368,7 +436,7 @@ def test_paper_defaults_are_the_specification():
 
 
 def test_unknown_key_suggests_the_closest():
-    with pytest.raises(ConfigError, match="did you mean 'memory.slots'"):
+    with pytest.raises(ConfigError, match=r"did you mean 'memory\.slots'"):
         from_dict(MDDNetConfig, {"memory": {"slot": 3}}, context="mddnet")
 
 
@@ -405,7 +473,7 @@ def test_num_classes_auto_is_sized_from_the_data_and_saved():
 def test_num_classes_errors():
     small = MDDNet(tiny_config(**{"memory.num_classes": 2}))
     fake_trainer(small, ["a", "b", "c"])
-    with pytest.raises(ConfigError, match="memory.num_classes=2 but the datamodule has 3"):
+    with pytest.raises(ConfigError, match=r"memory\.num_classes=2 but the datamodule has 3"):
         small.setup("fit")
     enough = MDDNet(tiny_config(**{"memory.num_classes": 4}))
     fake_trainer(enough, ["a", "b", "c"])
@@ -415,5 +483,40 @@ def test_num_classes_errors():
     fake_trainer(auto, None)
     with pytest.raises(ConfigError, match="no datamodule"):
         auto.setup("fit")
-    with pytest.raises(ConfigError, match="memory.num_classes"):
+    with pytest.raises(ConfigError, match=r"memory\.num_classes"):
         auto(IMAGES)
+
+
+# -- learning ----------------------------------------------------------------------------------
+LEARNING_STEPS = 200
+LEARNING_MARGIN = 0.08  # image AUROC points over the naive mean-image detector
+
+
+class LossRecorder(L.Callback):
+    """Keeps the training loss of every step."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses.append(float(outputs["loss"]))
+
+
+@pytest.mark.slow
+def test_tiny_preset_learns_and_beats_the_naive_detector(tmp_path):
+    root = adbench.make_synthetic(tmp_path / "synthetic", n_categories=4, seed=0, image_size=64,
+                                  n_train=20, n_test=20)
+    datamodule = adbench.UnifiedDataModule(adbench.load_index("synthetic", root), image_size=64,
+                                           batch_size=16, seed=0)
+    _, naive = mean_image_auroc(datamodule)
+    method = adbench.create("mddnet", preset="tiny")  # memory sized from the 4 categories
+    recorder = LossRecorder()
+    adbench.fit(method, datamodule, max_steps=LEARNING_STEPS, accelerator="cpu", devices=1,
+                enable_progress_bar=False, callbacks=[recorder])
+    assert method.model.memory.num_classes == 4
+    fifth = LEARNING_STEPS // 5
+    first, last = recorder.losses[:fifth], recorder.losses[-fifth:]
+    assert sum(last) / fifth < 0.6 * sum(first) / fifth
+    table = adbench.evaluate(method, datamodule, accelerator="cpu", devices=1,
+                             enable_progress_bar=False).to_frame()
+    assert table.loc["mean", "I-AUROC"] >= naive + LEARNING_MARGIN, (table, naive)
