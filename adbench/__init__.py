@@ -33,6 +33,13 @@ _EXPORTS = {
     # training and evaluation
     "fit": "adbench.engine",
     "evaluate": "adbench.engine",
+    "MetricTable": "adbench.metrics",
+    # benchmark sweeps and their results
+    "run_sweep": "adbench.runner",
+    "load_results": "adbench.runner",
+    "load_cells": "adbench.runner",
+    "leaderboard": "adbench.runner",
+    "plot_scaling": "adbench.runner",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -73,7 +73,7 @@ def evaluate(
     """Score the test split once (Lightning's predict loop) and compute every metric per category.
 
     Under DDP the predict loop's unrepeated sampler hands each test image to exactly one process,
-    and the evaluator's states are summed across processes in ``compute()``.
+    and the evaluator merges every process's states in ``compute()``.
 
     Args:
         method: a trained `AnomalyMethod`.

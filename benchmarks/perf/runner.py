@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import statistics
 import tempfile
 import time
@@ -102,8 +102,6 @@ def measure_overhead(work: Path, isolate: bool, ks: list[int], seeds: list[int])
 
 def measure_quickstart(work: Path) -> dict:
     """Run the quick-start sweep from scratch (data generation included)."""
-    import os
-
     from adbench.runner import load_cells, run_sweep
 
     cwd = os.getcwd()
@@ -150,9 +148,12 @@ def main() -> None:
     parser.add_argument("--quickstart", action="store_true", help="also run the quick start")
     args = parser.parse_args()
     seeds = list(range(max(1, args.cells // 4)))
-    result = {"machine": f"{platform.processor() or platform.machine()}, "
-                         f"{torch.get_num_threads()} threads, torch {torch.__version__}",
-              "overhead": []}
+    from adbench.runner.rundir import environment
+
+    env = environment()
+    result = {"machine": f"{env['cpu']}, {env['cpu_count']} CPUs, {torch.get_num_threads()} "
+                         f"torch threads, torch {torch.__version__}, load average "
+                         f"{os.getloadavg()[0]:.1f} at start", "overhead": []}
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         result["overhead"].append(measure_overhead(work, False, [1, 2, 3, 4], seeds))

@@ -389,15 +389,24 @@ def test_model_part_shapes():
     assert [f.shape[-1] for f in feats] == [SIZE // 4, SIZE // 8, SIZE // 16]
     rec = model.reconstruct(x, torch.Generator().manual_seed(0))
     assert rec.images.shape == x.shape and rec.stop_steps.shape == (2,)
-    assert model.anomaly_map(x, rec.images).shape == (2, 1, SIZE, SIZE)
+    side = model.scoring.feature_size  # maps are computed at the scoring size
+    assert model.anomaly_map(x, rec.images).shape == (2, 1, side, side)
 
 
 # -- every option changes the computation ------------------------------------------------------
+def objects() -> torch.Tensor:
+    """Two images of a textured object on a plain bright background."""
+    x = torch.full((2, 3, SIZE, SIZE), 0.9)
+    x[..., 10:22, 8:24] = images(2, seed=7)[..., 10:22, 8:24] * 0.5
+    return x
+
+
 def signature(method: GLAD) -> list[torch.Tensor]:
-    """Reconstruction, stop steps, stop scores and the final anomaly map of fixed inputs."""
-    x = images(2, seed=7)
+    """Reconstruction, stop steps and scores, the final anomaly map and image scores."""
+    x = objects()
     rec = method.model.reconstruct(x, torch.Generator().manual_seed(0))
-    return [rec.images, rec.stop_steps.float(), rec.stop_scores, method(x).anomaly_map]
+    out = method(x)
+    return [rec.images, rec.stop_steps.float(), rec.stop_scores, out.anomaly_map, out.score]
 
 
 def differs(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
