@@ -34,11 +34,11 @@ class BottleneckConfig:
 
 @dataclass(frozen=True)
 class MemoryConfig:
-    """The class-aware memory module (CMM), paper Sec. 3.2."""
+    """The class-aware memory module (CMM) of the paper."""
 
     num_classes: int = 0  # K; paper: one slot set per training class; 0 = from the data at fit
-    slots: int = 32  # M prototypes per class (paper)
-    temperature: float = 0.07  # tau of the cosine-attention softmax (paper)
+    slots: int = 32  # M prototypes per class; choice: the specification's default
+    temperature: float = 0.07  # tau of the cosine attention; choice: specification's default
     init_std: float = 1.0  # choice: N(0, 1) slots; the read is scale-free, training sets the scale
 
 
@@ -55,7 +55,7 @@ class DecoderConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Weights of L_res + L_id + L_dist (paper Sec. 3.3, weight 1 each) and the CMM losses."""
+    """Weights of L_res + L_id + L_dist (paper: summed with weight 1) and of the CMM losses."""
 
     restoration: float = 1.0  # L_res = 1 - cos(R(a), T(n)) (paper)
     identity: float = 1.0  # L_id = 1 - cos(I(a), T(a)) (paper)

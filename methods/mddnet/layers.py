@@ -1,7 +1,7 @@
 """Reverse-distillation building blocks of MDD-Net: residual blocks, the bottleneck, the decoders.
 
 The bottleneck is the one-class bottleneck of reverse distillation (Deng & Li, CVPR 2022) that
-MDD-Net keeps (Xing et al., arXiv 2504.14884, Sec. 3): shallower teacher levels are brought to the
+MDD-Net's DRD-Net keeps (Xing et al., arXiv 2504.14884): shallower teacher levels are brought to the
 deepest level's size by strided convolutions, concatenated and compressed by a residual stage into
 the embedding z. Each decoder mirrors the teacher: one upsampling residual stage per teacher level,
 deepest first, producing features shaped like the teacher's.

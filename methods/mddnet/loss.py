@@ -1,4 +1,4 @@
-"""MDD-Net training losses (Xing et al., arXiv 2504.14884, Sec. 3.3) and the CMM losses.
+"""MDD-Net training losses: the DRD-Net terms (Xing et al., arXiv 2504.14884) and CMM losses.
 
 Levels are summed; every term is averaged over the batch. Notation: T teacher, R restoration
 decoder, I identity decoder, n clean image, a corrupted image, m synthetic-anomaly mask.
@@ -40,6 +40,9 @@ def resize_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
 def discrepancy_loss(restored: list[Tensor], identity: list[Tensor], mask: Tensor) -> Tensor:
     """L_dist = sum_i mean |(1 - cos_pixel(R_i(a), I_i(a))) - m_i|.
 
+    The paper writes an L1 norm per level; the mean over positions keeps the levels equally
+    weighted whatever their size.
+
     Args:
         restored: R's levels [(B, C_i, h_i, w_i)].
         identity: I's levels, same shapes.
@@ -76,8 +79,8 @@ def compactness_loss(tokens: Tensor, slots: Tensor, category: Tensor) -> Tensor:
         slots: (K, M, D) memory slots.
         category: (B,) class ids in [0, K).
     """
-    own = slots[category].to(tokens.dtype)  # (B, M, D)
-    squared = torch.cdist(tokens.float(), own.float()).pow(2)  # (B, N, M)
+    own = slots[category].float()  # (B, M, D)
+    squared = torch.cdist(tokens.float(), own).pow(2)  # (B, N, M)
     return squared.amin(dim=-1).mean() / tokens.shape[-1]
 
 
@@ -92,8 +95,9 @@ def mddnet_loss(
     category: Tensor,
     weights: LossConfig,
 ) -> dict[str, Tensor]:
-    """All terms and the weighted total ``"loss"`` = w_res L_res + w_id L_id + w_dist L_dist +
-    w_cls L_cls + w_cpt L_cpt.
+    """Every MDD-Net loss term and their weighted sum.
+
+    ``"loss"`` = w_res L_res + w_id L_id + w_dist L_dist + w_cls L_cls + w_cpt L_cpt.
 
     Args:
         teacher_clean: T(n) levels.
@@ -105,6 +109,9 @@ def mddnet_loss(
         slots: (K, M, D) memory slots.
         category: (B,) class ids.
         weights: the loss weights.
+
+    Returns:
+        {"res", "id", "dist", "cls", "cpt", "loss"} -> scalar tensors.
     """
     terms = {
         "res": global_cosine_loss(restored, teacher_clean),

@@ -1,4 +1,4 @@
-"""The class-aware memory module (CMM) of MDD-Net (Xing et al., arXiv 2504.14884, Sec. 3).
+"""The class-aware memory module (CMM) of MDD-Net (Xing et al., arXiv 2504.14884).
 
 The memory holds ``M`` learnable normal prototypes per class, shape (K, M, D). Every bottleneck
 token reads all K * M slots by softmax attention over cosine similarity / tau (class-agnostic, the

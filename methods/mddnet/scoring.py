@@ -1,4 +1,4 @@
-"""MDD-Net scoring (Xing et al., arXiv 2504.14884, Sec. 3.4): two fused discrepancy maps.
+"""MDD-Net scoring (Xing et al., arXiv 2504.14884): two fused discrepancy maps.
 
 A_TR = sum_i up(1 - cos_pixel(T_i(x), R_i(x)))   teacher vs restoration
 A_RI = sum_i up(1 - cos_pixel(R_i(x), I_i(x)))   restoration vs identity
