@@ -9,7 +9,7 @@ anomalib's ``KCenterGreedy`` on the same features, with and without
 of ``KCenterGreedy`` to the system. Each row runs in a fresh process (its own peak memory).
 
     python benchmarks/perf/methods_anomalib.py --k 1 15 60 160
-    python benchmarks/perf/methods_anomalib.py --coreset-only --patches 100000
+    python benchmarks/perf/methods_anomalib.py --tables coreset --patches 100000
 """
 
 from __future__ import annotations
@@ -32,12 +32,20 @@ MEMORY_METHODS = ("anomalib.patchcore", "anomalib.padim")
 def build(name: str, k: int, preset: str = "tiny", per_category: int = 20,
           batch_size: int = 32) -> Any:
     """``name`` of ``preset`` fitted on ``k * per_category`` random images (its bank for k)."""
-    import torch
-
-    from adbench.batch import Batch
     from adbench.registry import create
 
     method = create(name, preset=preset)
+    collect(method, k, per_category, batch_size)
+    method.build_if_pending()
+    return method
+
+
+def collect(method: Any, k: int, per_category: int, batch_size: int) -> None:
+    """Training steps over ``k * per_category`` random images (one epoch, no bank built yet)."""
+    import torch
+
+    from adbench.batch import Batch
+
     size = method.config.data.image_size
     generator = torch.Generator().manual_seed(0)
     method.train()
@@ -50,7 +58,6 @@ def build(name: str, k: int, preset: str = "tiny", per_category: int = 20,
                                    torch.zeros(n, dtype=torch.int64),
                                    torch.arange(start, start + n) % k,
                                    torch.arange(start, start + n)), 0)
-    return method
 
 
 def measure_method(name: str, k: int, per_category: int, batch_size: int,
@@ -60,9 +67,12 @@ def measure_method(name: str, k: int, per_category: int, batch_size: int,
 
     import torch
 
+    from adbench.registry import create
+
     torch.manual_seed(0)
+    method = create(name, preset="tiny")
     start = time.perf_counter()
-    method = build(name, k, per_category=per_category, batch_size=batch_size)
+    collect(method, k, per_category, batch_size)
     collect_s = time.perf_counter() - start
     start = time.perf_counter()
     method.build_if_pending()
@@ -142,7 +152,8 @@ def main() -> None:
     parser.add_argument("--patches", type=int, default=40000, help="coreset benchmark size")
     parser.add_argument("--dims", type=int, default=64, help="coreset feature dimensions")
     parser.add_argument("--ratio", type=float, default=0.1)
-    parser.add_argument("--coreset-only", action="store_true")
+    parser.add_argument("--tables", nargs="+", choices=("memory", "coreset"),
+                        default=["memory", "coreset"], help="which measurements to run")
     parser.add_argument("--out", type=Path, default=RESULTS / "methods_anomalib")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: METHOD:K or coreset:IMPL
     args = parser.parse_args()
@@ -160,14 +171,14 @@ def main() -> None:
               "--infer-batches", str(args.infer_batches), "--patches", str(args.patches),
               "--dims", str(args.dims), "--ratio", str(args.ratio)]
     methods = []
-    if not args.coreset_only:
+    if "memory" in args.tables:
         for name in MEMORY_METHODS:
             for k in args.k:
                 methods.append(_run(["--one", f"{name}:{k}", *common]))
                 print(methods[-1], flush=True)
     coreset = []
     without = {key: value for key, value in os.environ.items() if key != "MALLOC_MMAP_THRESHOLD_"}
-    for impl in ("adbench", "anomalib"):
+    for impl in ("adbench", "anomalib") if "coreset" in args.tables else ():
         for env in (without, {**without, "MALLOC_MMAP_THRESHOLD_": "131072"}):
             coreset.append(_run(["--one", f"coreset:{impl}", *common], env=env))
             print(coreset[-1], flush=True)

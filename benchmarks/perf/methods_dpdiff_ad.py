@@ -1,10 +1,11 @@
 """DPDiff-AD cost against the number of categories k: parameters per part, prototype-bank memory,
-train / inference images/s, peak memory, and how much of each bank the k categories occupy.
+train / inference images/s, peak memory, and how the k categories share the prototypes.
 
 DPDiff-AD's banks have a fixed size (K_L local, K_G global prototypes) whatever k is, so its
 parameters, memory and time per image must stay flat as k grows; this script measures that on
 images of k real categories of the built-in synthetic dataset (the banks are initialised by
-k-means on them, which also shows how many prototypes the k categories occupy). The generic
+k-means on them; the table shows how many prototypes are in use and how many categories each
+serves, i.e. how a fixed bank is shared as k grows). The generic
 ``benchmarks/perf/methods.py`` gives the whole-model figures of every method on random images.
 
     python benchmarks/perf/methods_dpdiff_ad.py --k 1 15 60 160
@@ -61,7 +62,11 @@ def _timed(fn: Any, repeats: int, device: str) -> float:
 
 
 def _category_images(k: int, size: int, per_category: int, root: Path) -> Any:
-    """``per_category`` normal training images of each of k synthetic categories (k n, 3, S, S)."""
+    """``per_category`` normal training images of each of k synthetic categories.
+
+    Returns:
+        images (k n, 3, S, S) and their category ids (k n,).
+    """
     import torch
 
     from adbench.data import AnomalyDataset, load_index, make_synthetic
@@ -70,7 +75,16 @@ def _category_images(k: int, size: int, per_category: int, root: Path) -> Any:
     index = load_index("synthetic", root)
     frame = index.frame[index.frame["split"] == "train"]
     data = AnomalyDataset(frame, index.categories, size)
-    return torch.stack([data[i].image for i in range(len(data))])
+    samples = [data[i] for i in range(len(data))]
+    return (torch.stack([sample.image for sample in samples]),
+            torch.tensor([sample.category for sample in samples]))
+
+
+def _sharing(nearest: Any, category: Any) -> tuple[int, float]:
+    """Prototypes that are nearest to something, and the mean number of categories each serves."""
+    pairs = (nearest.flatten() * (int(category.max()) + 1) + category.flatten()).unique()
+    used = (pairs // (int(category.max()) + 1)).unique().numel()
+    return used, pairs.numel() / used
 
 
 def measure(preset: str, k: int, batch_size: int, steps: int, device: str, precision: str,
@@ -88,7 +102,8 @@ def measure(preset: str, k: int, batch_size: int, steps: int, device: str, preci
     model = method.model
     size = method.config.data.image_size
     per_category = max(1, math.ceil(2 * batch_size / k))
-    pool = _category_images(k, size, per_category, root / f"synthetic_{size}_{k}").to(device)
+    pool, category = _category_images(k, size, per_category, root / f"synthetic_{size}_{k}")
+    pool, category = pool.to(device), category.to(device)
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     autocast = torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None)
@@ -97,10 +112,11 @@ def measure(preset: str, k: int, batch_size: int, steps: int, device: str, preci
                    for chunk in pool.split(batch_size)]
         model.initialize(torch.cat([s[0] for s in samples]), torch.cat([s[1] for s in samples]),
                          torch.Generator().manual_seed(0))
-    local_used = int((model.local.usage > 0).sum())
-    global_used = int(model.glob.similarity(
-        model.glob.descriptor(torch.cat([model.extractor(c)[0] for c in pool.split(batch_size)]))
-    ).argmax(1).unique().numel())
+        tokens = torch.cat([model.extractor(chunk)[0] for chunk in pool.split(batch_size)])
+        nearest_local = model.local(tokens).index[..., 0]  # (images, N)
+        nearest_global = model.glob.similarity(model.glob.descriptor(tokens)).argmax(1)
+    sharing = {"local": _sharing(nearest_local, category[:, None].expand_as(nearest_local)),
+               "global": _sharing(nearest_global, category)}
 
     images = pool[torch.randperm(len(pool))[:batch_size]]  # a batch mixing the categories
     batch = Batch(images, torch.zeros(batch_size, 1, size, size, device=device),
@@ -142,8 +158,10 @@ def measure(preset: str, k: int, batch_size: int, steps: int, device: str, preci
            for part in PARTS},
         "trainable_M": sum(p.numel() for p in method.parameters() if p.requires_grad) / 1e6,
         "bank_MB": bank_bytes / 2**20,
-        "local_used": f"{local_used}/{model.local.config.num}",
-        "global_used": f"{global_used}/{model.glob.weight.shape[0]}",
+        "local_in_use": f"{sharing['local'][0]}/{model.local.config.num}",
+        "classes_per_local": sharing["local"][1],
+        "global_in_use": f"{sharing['global'][0]}/{model.glob.weight.shape[0]}",
+        "classes_per_global": sharing["global"][1],
         "train_img_s": batch_size / train_s,
         "infer_img_s": batch_size / infer_s,
         "peak_rss_GB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
