@@ -7,6 +7,7 @@ score is its distance to the nearest bank entry, the image score the paper's re-
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -52,13 +53,20 @@ class PatchCoreConfig(AnomalibConfig):
             raise ConfigError(f"num_neighbors must be >= 1, got {self.num_neighbors}")
 
 
+def projection_dims(n: int, eps: float) -> int:
+    """Johnson-Lindenstrauss dimension that keeps n points' distances within 1 +- eps."""
+    return int(4 * math.log(n) / (eps**2 / 2 - eps**3 / 3))
+
+
 def greedy_coreset(embedding: Tensor, size: int, eps: float = 0.9) -> Tensor:
     """Indices of a greedy k-center coreset of ``embedding`` (paper Sec. 3.2, Algorithm 1).
 
     Distances are measured after the same Johnson-Lindenstrauss sparse random projection as
     anomalib's ``KCenterGreedy`` (``eps`` = 0.9), from the same random start, so the selection is
-    the same; each step updates preallocated (N,) buffers in place instead of allocating an (N, d)
-    difference, which keeps memory flat (measured in ``benchmarks/perf/anomalib_coreset.py``).
+    the same. Two differences, both measured in ``benchmarks/perf/methods_anomalib.py``: each step
+    updates preallocated (N,) buffers in place instead of allocating an (N, d) difference (flat
+    memory, faster), and features with fewer dimensions than the projection would have are used
+    as they are (anomalib projects them *up*, which only costs time and adds distortion).
 
     Args:
         embedding: (N, D) patch features.
@@ -68,9 +76,10 @@ def greedy_coreset(embedding: Tensor, size: int, eps: float = 0.9) -> Tensor:
     Returns:
         (size,) int64 row indices, in selection order.
     """
-    n = embedding.shape[0]
-    projector = SparseRandomProjection(eps=eps).fit(embedding)
-    features = projector.transform(embedding)  # (N, d)
+    n, dims = embedding.shape
+    features = embedding
+    if projection_dims(n, eps) < dims:
+        features = SparseRandomProjection(eps=eps).fit(embedding).transform(embedding)  # (N, d)
     squared_norms = features.pow(2).sum(dim=1)
     min_distance = torch.full((n,), float("inf"), device=features.device, dtype=features.dtype)
     distance = torch.empty_like(min_distance)
@@ -131,7 +140,7 @@ class AnomalibPatchCore(MemoryBankAdapter):
         store = self.model.embedding_store
         if not store:
             return
-        embedding = torch.cat(store)
+        embedding = torch.cat(store).float()  # a float32 bank under mixed precision too
         store.clear()
         self.model.memory_bank = embedding[self.coreset_indices(embedding)]
 
