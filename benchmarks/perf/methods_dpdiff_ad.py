@@ -88,17 +88,18 @@ def _sharing(nearest: Any, category: Any) -> tuple[int, float]:
 
 
 def measure(preset: str, k: int, batch_size: int, steps: int, device: str, precision: str,
-            weights: str, root: Path) -> dict[str, Any]:
+            weights: str, root: Path, settings: list[str]) -> dict[str, Any]:
     """One (preset, k) measurement; run in a fresh process so peak memory is its own."""
     import resource
 
     import torch
 
     from adbench.batch import Batch
+    from adbench.config import parse_set
 
     torch.manual_seed(0)
     overrides = {"backbone.weights": weights} if preset == "paper" else {}
-    method = build(k, preset, **overrides).to(device)
+    method = build(k, preset, **overrides, **parse_set(settings)).to(device)
     model = method.model
     size = method.config.data.image_size
     per_category = max(1, math.ceil(2 * batch_size / k))
@@ -181,6 +182,8 @@ def main() -> None:
     parser.add_argument("--paper-weights", default="none",
                         help="backbone.weights for the paper preset ('pretrained' needs the hub "
                              "cache; 'none' times the architecture)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, e.g. init.kmeans_iters=3 for a quick CPU run")
     parser.add_argument("--data", type=Path, default=None,
                         help="folder for the generated synthetic images (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=RESULTS / "methods_dpdiff_ad")
@@ -190,7 +193,7 @@ def main() -> None:
         preset, k = args.one.rsplit(":", 1)
         batch = args.batch_size or (8 if preset == "tiny" else 16 if args.device == "cuda" else 2)
         row = measure(preset, int(k), batch, args.steps, args.device, args.precision,
-                      args.paper_weights, args.data)
+                      args.paper_weights, args.data, args.set)
         print(json.dumps(row))
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -201,6 +204,7 @@ def main() -> None:
                 cmd = [sys.executable, __file__, "--one", f"{preset}:{k}", "--steps",
                        str(args.steps), "--device", args.device, "--precision", args.precision,
                        "--paper-weights", args.paper_weights, "--data", str(data)]
+                cmd += [f"--set={item}" for item in args.set]
                 if args.batch_size:
                     cmd += ["--batch-size", str(args.batch_size)]
                 done = subprocess.run(cmd, capture_output=True, text=True)

@@ -49,7 +49,11 @@ class DPDiffAD(AnomalyMethod):
         return losses.total
 
     def on_train_start(self) -> None:
-        """K-means initialisation of both banks (and feature statistics) on training tokens."""
+        """K-means initialisation of both banks (and feature statistics) on training tokens.
+
+        Runs here rather than in ``on_fit_start`` because Lightning sets up the train dataloader
+        between the two; a resumed run (banks already initialised) skips it.
+        """
         if bool(self.model.initialized):
             return
         init = self.config.init
