@@ -68,6 +68,7 @@ def evaluate(
     datamodule: L.LightningDataModule,
     mode: str = "streaming",
     trainer: L.Trainer | None = None,
+    view_pooling: str = "max",
     **trainer_options: Any,
 ) -> MetricTable:
     """Score the test split once (Lightning's predict loop) and compute every metric per category.
@@ -77,14 +78,21 @@ def evaluate(
 
     Args:
         method: a trained `AnomalyMethod`.
-        datamodule: provides ``categories`` and the test split as ``predict_dataloader``.
+        datamodule: provides ``categories`` and the test split as ``predict_dataloader``; when it
+            also has an ``index`` (`SampleIndex`) whose rows carry ``object_id`` and ``view``
+            (Real-IAD), the table gains the object-level S-AUROC, S-AP and S-F1max.
         mode: "streaming" (histogram pixel metrics, bounded memory) or "exact" (sort-based).
         trainer: reuse a Trainer (e.g. the one `fit` returned); otherwise a new one is made from
             ``trainer_options`` (``accelerator``, ``devices``, ``precision`` ...).
+        view_pooling: object score from its view scores: "max", "mean" or "topK" (e.g. "top2").
     """
     from adbench.metrics import Evaluator
 
-    method.evaluator = Evaluator(list(datamodule.categories), mode=mode)
+    index = getattr(datamodule, "index", None)
+    objects = None if index is None else index.object_ids()
+    method.evaluator = Evaluator(
+        list(datamodule.categories), mode=mode, objects=objects, view_pooling=view_pooling
+    )
     if trainer is None:
         options = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False}
         options.update(trainer_options)

@@ -77,6 +77,15 @@ class SampleIndex:
         """Sorted category names."""
         return list(self._frame["category"].cat.categories)
 
+    def object_ids(self) -> pd.Series:
+        """Object id of each row of a multi-view dataset, indexed by row id (``Sample.index``).
+
+        Only rows with both ``object_id`` and ``view`` are listed; empty for other datasets.
+        """
+        frame = self._frame
+        rows = frame[frame["object_id"].notna() & frame["view"].notna()]
+        return rows["object_id"].astype(str)
+
     def select(self, categories: Iterable[str]) -> SampleIndex:
         """Keep the rows of ``categories`` (renumbered from 0); an unknown name is an error."""
         wanted = list(dict.fromkeys(categories))

@@ -6,7 +6,10 @@ are torchmetrics states (not persistent, so never in a checkpoint) and are gathe
 processes in ``compute``; under DDP, evaluate through the predict loop, which sees each test image
 exactly once. Image metrics are always exact. Pixel metrics and AUPRO are exact in ``"exact"`` mode
 (every pixel score is kept and sorted) and histogram-based in ``"streaming"`` mode (see
-`adbench.metrics.streaming`; memory O(categories x bins)).
+`adbench.metrics.streaming`; memory O(categories x bins)). Given ``objects`` (sample index ->
+object id of multi-view datasets), it also reports the object-level S-AUROC, S-AP and S-F1max,
+pooled from the gathered image scores at ``compute`` time (see `adbench.metrics.objects`), so the
+views of one object may be scored by different processes.
 
 Input rules: an anomaly map whose size differs from its mask is resized bilinearly
 (``align_corners=False``) to the mask size; a mask pixel is anomalous when its value is > 0.5; a
@@ -16,10 +19,11 @@ NaN or inf in a map or score raises `InvalidInputError` naming the sample index.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -29,6 +33,7 @@ from torchmetrics.utilities.distributed import gather_all_tensors
 from adbench.batch import AnomalyOutput, Batch
 from adbench.errors import InvalidInputError, unknown_name
 from adbench.metrics.aupro import Regions, label_regions
+from adbench.metrics.objects import ViewPooling, object_keys, object_scores
 from adbench.metrics.ranking import Curve, ranked_curve
 from adbench.metrics.streaming import (
     CHANNELS,
@@ -41,7 +46,7 @@ from adbench.metrics.streaming import (
     calibrate_core,
     histogram_curve,
 )
-from adbench.metrics.table import METRICS, MetricTable
+from adbench.metrics.table import METRICS, OBJECT_METRICS, MetricTable
 
 MODES = ("streaming", "exact")
 IMAGE_COLUMNS = 4  # score, label, category, index
@@ -86,6 +91,10 @@ class Evaluator(Metric):
         calibration_pixels: pixels of a category kept exactly before its bin range is fixed
             (streaming mode); a category with fewer pixels in total is evaluated exactly.
         fpr_limit: upper FPR limit of AUPRO.
+        objects: object id per sample index (`SampleIndex` row id) of multi-view datasets; a
+            category with objects among its test images also gets S-AUROC, S-AP and S-F1max.
+        view_pooling: how view scores become an object's score: ``"max"`` (the Real-IAD
+            protocol), ``"mean"`` or ``"topK"`` (mean of the K highest, e.g. ``"top2"``).
         **kwargs: passed to `torchmetrics.Metric` (e.g. ``process_group``).
     """
 
@@ -100,6 +109,8 @@ class Evaluator(Metric):
         bins: int = 4096,
         calibration_pixels: int = 2**17,
         fpr_limit: float = 0.3,
+        objects: Mapping[int, str | None] | pd.Series | None = None,
+        view_pooling: str = "max",
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("dist_sync_fn", gather_as_float64)
@@ -123,6 +134,8 @@ class Evaluator(Metric):
         self.layout = BinLayout(bins)
         self.calibration_pixels = calibration_pixels
         self.fpr_limit = fpr_limit
+        self.objects = None if objects is None else object_keys(objects)
+        self.view_pooling = ViewPooling.parse(view_pooling)
         k, size = len(self.categories), self.layout.size if mode == "streaming" else 0
         self.add_state("image_rows", default=[], dist_reduce_fx="cat")
         self.add_state("pixel_scores", default=[], dist_reduce_fx="cat")
@@ -167,14 +180,33 @@ class Evaluator(Metric):
         histogram, core = self.histogram, self.core
         if core.ndim == 2:  # not gathered: a single process
             histogram, core = histogram[None], core[None]
+        objects = self._objects(images)
         values = {}
         for c, name in enumerate(self.categories):
             rows = images[images[:, 2] == c]
             image_curve = ranked_curve(rows[:, 0], rows[:, 1] > 0)
             pixel_curve = self._pixel_curve(histogram[:, c], core[:, c], *pixels.get(c, ()))
             values[name] = self._metrics(image_curve, pixel_curve, int(self.regions[c]))
-            self._warn_undefined(name, values[name], rows)
+            self._warn_undefined(name, values[name], rows[:, 1].numpy(), "test images")
+            if c in objects:
+                scores, labels = objects[c]
+                curve = ranked_curve(torch.tensor(scores), torch.tensor(labels > 0))
+                found = dict(
+                    zip(OBJECT_METRICS, (curve.auroc(), curve.ap(), curve.f1max()), strict=True)
+                )
+                self._warn_undefined(name, found, labels, "test objects")
+                values[name].update(found)
         return MetricTable.from_values(values)
+
+    def _objects(self, images: Tensor) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Pooled ``(scores, labels)``, each (objects,), of the categories that have objects."""
+        if self.objects is None:
+            return {}
+        pooled = object_scores(images.numpy(), self.objects, self.view_pooling)
+        return {
+            int(c): (rows["score"].to_numpy(), rows["label"].to_numpy())
+            for c, rows in pooled.groupby("category", sort=True)
+        }
 
     def _check(self, scores: Tensor, extremes: tuple[Tensor, Tensor], batch: Batch) -> None:
         finite_map = torch.isfinite(extremes[0]) & torch.isfinite(extremes[1])
@@ -356,15 +388,16 @@ class Evaluator(Metric):
         return images
 
     @staticmethod
-    def _warn_undefined(name: str, values: dict[str, float], rows: Tensor) -> None:
+    def _warn_undefined(name: str, values: dict[str, float], labels: np.ndarray, unit: str) -> None:
+        """Warn about NaN ``values`` of category ``name``, given its (n,) image or object labels."""
         undefined = [m for m, v in values.items() if np.isnan(v)]
         if not undefined:
             return
-        anomalous = int((rows[:, 1] > 0).sum())
+        anomalous = int((labels > 0).sum())
         reason = (
-            "no test images" if rows.shape[0] == 0
-            else "no anomalous test images" if anomalous == 0
-            else "no normal test images" if anomalous == rows.shape[0]
+            f"no {unit}" if labels.size == 0
+            else f"no anomalous {unit}" if anomalous == 0
+            else f"no normal {unit}" if anomalous == labels.size
             else "no anomalous or no normal pixels in the masks"
         )  # fmt: skip
         warnings.warn(

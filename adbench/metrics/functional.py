@@ -48,6 +48,7 @@ def evaluate(
     categories: Sequence[str],
     mode: str = "streaming",
     *,
+    objects: Sequence[str | None] | None = None,
     batch_size: int = 32,
     **evaluator_kwargs: Any,
 ) -> pd.DataFrame:
@@ -61,12 +62,15 @@ def evaluate(
         masks: (N, H, W) or (N, 1, H, W) ground truth; pixels > 0.5 are anomalous.
         categories: N category names; rows follow their order of first appearance.
         mode: ``"streaming"`` or ``"exact"`` (see `Evaluator`).
+        objects: N object ids (None for an image without one) of a multi-view dataset; adds the
+            object-level S-AUROC, S-AP and S-F1max (pooled with ``view_pooling``, default max).
         batch_size: images fed to the Evaluator at a time.
-        **evaluator_kwargs: further `Evaluator` arguments (``bins``, ``calibration_pixels``, ...).
+        **evaluator_kwargs: further `Evaluator` arguments (``bins``, ``view_pooling``, ...).
 
     Returns:
         DataFrame indexed by category plus ``"mean"``, with the columns I-AUROC, I-AP, I-F1max,
-        P-AUROC, P-AP, P-F1max, AUPRO, mAD as fractions in [0, 1].
+        P-AUROC, P-AP, P-F1max, AUPRO, mAD (then S-AUROC, S-AP, S-F1max with ``objects``) as
+        fractions in [0, 1].
     """
     scores_t = torch.as_tensor(scores).reshape(-1)
     if not scores_t.is_floating_point():
@@ -80,10 +84,13 @@ def evaluate(
             f"scores, labels and categories must have one entry per image, got {count}, "
             f"{labels_t.numel()} and {len(names)}"
         )
+    if objects is not None and len(objects) != count:
+        raise InvalidInputError(f"objects has {len(objects)} entries but scores has {count}")
     order = list(dict.fromkeys(names))
     ids = {name: i for i, name in enumerate(order)}
     category_t = torch.tensor([ids[n] for n in names], dtype=torch.int64)
-    evaluator = Evaluator(order, mode=mode, **evaluator_kwargs)
+    keys = None if objects is None else dict(enumerate(objects))
+    evaluator = Evaluator(order, mode=mode, objects=keys, **evaluator_kwargs)
     for start in range(0, count, batch_size):
         part = slice(start, start + batch_size)
         chunk_maps = maps_t[part]

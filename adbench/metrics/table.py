@@ -4,7 +4,8 @@ Values are fractions in [0, 1]. ``mAD`` is the arithmetic mean of the seven metr
 NaN when any of the seven is NaN, so a mAD is always an average of the same seven numbers. The
 ``mean`` row averages each metric over the categories where it is defined (NaN entries are skipped;
 the Evaluator warns about each one), and its mAD is the mean of its seven averages, as the field's
-papers compute it.
+papers compute it. Tables of multi-view datasets also hold the object-level `OBJECT_METRICS`
+after mAD (NaN for a category without objects); they are not part of mAD.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from adbench.errors import InvalidInputError
 METRICS = ("I-AUROC", "I-AP", "I-F1max", "P-AUROC", "P-AP", "P-F1max", "AUPRO")
 SUMMARY = "mAD"
 COLUMNS = (*METRICS, SUMMARY)
+OBJECT_METRICS = ("S-AUROC", "S-AP", "S-F1max")
 MEAN_ROW = "mean"
 
 
@@ -34,8 +36,8 @@ class MetricTable:
     torchmetrics walks dataclasses returned by ``compute`` and cannot rebuild frozen ones.)
 
     Args:
-        frame: rows = categories then ``"mean"``, columns = `COLUMNS`, index named ``category``,
-            as `from_values` builds it.
+        frame: rows = categories then ``"mean"``, columns = `COLUMNS` (then `OBJECT_METRICS` for
+            multi-view datasets), index named ``category``, as `from_values` builds it.
     """
 
     def __init__(self, frame: pd.DataFrame) -> None:
@@ -48,7 +50,13 @@ class MetricTable:
 
     @classmethod
     def from_values(cls, values: Mapping[str, Mapping[str, float]]) -> MetricTable:
-        """Build the table from ``{category: {metric: value}}`` holding the seven `METRICS`."""
+        """Build the table from ``{category: {metric: value}}`` holding the seven `METRICS`.
+
+        When any category also holds `OBJECT_METRICS`, they become columns after mAD (NaN for the
+        categories without them).
+        """
+        objects = any(m in metrics for metrics in values.values() for m in OBJECT_METRICS)
+        names = (*METRICS, *OBJECT_METRICS) if objects else METRICS
         rows = {}
         for category, metrics in values.items():
             missing = [m for m in METRICS if m not in metrics]
@@ -57,23 +65,25 @@ class MetricTable:
                     f"category '{category}' lacks the metrics {', '.join(missing)}; a MetricTable "
                     f"needs all of {', '.join(METRICS)}"
                 )
-            rows[str(category)] = [float(metrics[m]) for m in METRICS]
+            rows[str(category)] = [float(metrics.get(m, np.nan)) for m in names]
         if MEAN_ROW in rows:
             raise InvalidInputError(
                 f"'{MEAN_ROW}' is reserved for the mean row; rename that category"
             )
-        per_category = np.array(list(rows.values()), dtype=np.float64).reshape(-1, len(METRICS))
+        per_category = np.array(list(rows.values()), dtype=np.float64).reshape(-1, len(names))
         mean = np.array([_nan_mean(column) for column in per_category.T])
         table = np.vstack([per_category, mean])
-        table = np.hstack([table, table.mean(axis=1, keepdims=True)])  # NaN if any metric is NaN
         index = pd.Index([*rows, MEAN_ROW], name="category")
-        return cls(pd.DataFrame(table, index=index, columns=list(COLUMNS)))
+        frame = pd.DataFrame(table, index=index, columns=list(names))
+        frame.insert(len(METRICS), SUMMARY, table[:, : len(METRICS)].mean(axis=1))  # NaN if any is
+        return cls(frame)
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> MetricTable:
         """Rebuild a table from a frame indexed by category with the seven metric columns.
 
-        A ``mean`` row and a ``mAD`` column, if present, are derived values and are recomputed.
+        A ``mean`` row and a ``mAD`` column, if present, are derived values and are recomputed;
+        `OBJECT_METRICS` columns are kept when present.
         """
         missing = [m for m in METRICS if m not in frame.columns]
         if missing:
@@ -82,7 +92,8 @@ class MetricTable:
                 f"expected {', '.join(COLUMNS)}"
             )
         rows = frame.drop(index=MEAN_ROW, errors="ignore")
-        return cls.from_values({str(k): row for k, row in rows[list(METRICS)].iterrows()})
+        names = [*METRICS, *(m for m in OBJECT_METRICS if m in frame.columns)]
+        return cls.from_values({str(k): row for k, row in rows[names].iterrows()})
 
     @classmethod
     def from_long(cls, long: pd.DataFrame) -> MetricTable:
@@ -108,7 +119,8 @@ class MetricTable:
         return self.frame.loc[MEAN_ROW].copy()
 
     def to_frame(self) -> pd.DataFrame:
-        """A copy of the wide table: index = categories + ``"mean"``, columns = `COLUMNS`."""
+        """A copy of the wide table: index = categories + ``"mean"``, columns = `COLUMNS` (and
+        `OBJECT_METRICS` for multi-view datasets)."""
         return self.frame.copy()
 
     def to_long(self) -> pd.DataFrame:
@@ -122,7 +134,7 @@ class MetricTable:
 
     def to_markdown(self, digits: int = 1) -> str:
         """A Markdown table in percent with ``digits`` decimals; NaN shows as ``-``."""
-        header = ["category", *COLUMNS]
+        header = ["category", *map(str, self.frame.columns)]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for name, row in self.frame.iterrows():
             cells = ["-" if np.isnan(v) else f"{100 * v:.{digits}f}" for v in row.to_numpy()]

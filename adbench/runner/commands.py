@@ -35,7 +35,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
     from adbench.runner import leaderboard
 
     text = leaderboard(args.dir, fmt=args.format, k=args.k, per_category=args.per_category,
-                       digits=args.digits)
+                       digits=args.digits, cost=args.cost, per_gpu_hour=args.per_gpu_hour)
     if args.output:
         write_atomic(args.output, text)
     else:
@@ -75,6 +75,12 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--per-category", nargs="*", default=["I-AUROC", "P-AUROC"], metavar="METRIC",
                    help="metrics with a per-category breakdown (default: I-AUROC P-AUROC)")
     p.add_argument("--digits", type=int, default=1, help="decimals of the percentages")
+    p.add_argument("--cost", action=argparse.BooleanOptionalAction, default=None,
+                   help="cost columns train h, img/s, peak GB, params M (default: on in md, "
+                        "off in latex and csv)")
+    p.add_argument("--per-gpu-hour", nargs="?", const="I-AUROC", metavar="METRIC",
+                   help="rank methods by METRIC (default I-AUROC) in %% per GPU-hour of training "
+                        "(per device-hour for CPU runs) instead of the usual tables")
     p.add_argument("--output", help="write to this file instead of printing")
     p.set_defaults(func=_leaderboard)
 
@@ -82,7 +88,9 @@ def add_commands(subparsers: Any) -> None:
     plots = p.add_subparsers(dest="plot", metavar="PLOT", required=True)
     q = plots.add_parser("scaling", help="metric and cost vs number of categories k")
     q.add_argument("dir", help="run directory of `adbench run`")
-    q.add_argument("--metric", default="I-AUROC")
+    q.add_argument("--metric", default="I-AUROC",
+                   help="a metric (I-AUROC, S-AUROC, ...) or a cost column (train h, img/s, "
+                        "peak GB, params M)")
     q.add_argument("--dataset", help="only this dataset (default: all)")
     q.add_argument("--output-dir", help="default: DIR/plots")
     q.add_argument("--format", nargs="+", choices=("png", "svg"), default=["png", "svg"])

@@ -3,7 +3,9 @@ breakdowns, the best value in bold; rendered as Markdown, LaTeX or CSV.
 
 Values are shown in percent. The spread is the sample standard deviation over seeds (shown
 only with two or more seeds). A dataset's table uses its largest category count ``k`` unless
-another ``k`` is asked for.
+another ``k`` is asked for. The cost columns of `adbench.runner.costs` (mean over seeds, never
+bold) follow the metrics, by default in Markdown only. The per-GPU-hour view (`cost_ranking`)
+ranks methods by a metric's mean (in %) divided by the mean device-hours of training.
 """
 
 from __future__ import annotations
@@ -15,16 +17,28 @@ import numpy as np
 import pandas as pd
 
 from adbench.errors import ConfigError, unknown_name
-from adbench.runner.store import load_results
+from adbench.runner.costs import COSTS, DEVICE_HOURS, cost_results, device_unit, memory_column
+from adbench.runner.store import load_cells, load_results
 
 FORMATS = ("md", "latex", "csv")
 MEAN = "mean"
+RANKING_COLUMNS = ("dataset", "k", "method", "metric", "value", "device_hours",
+                   "per_device_hour", "unit", "n_seeds")
 
 
 def _metric_order() -> list[str]:
-    from adbench.metrics import COLUMNS
+    from adbench.metrics import COLUMNS, OBJECT_METRICS
 
-    return list(COLUMNS)
+    return [*COLUMNS, *OBJECT_METRICS]
+
+
+def significant(value: float, figures: int = 3) -> str:
+    """``value`` with ``figures`` significant digits in fixed-point notation (at most 8
+    decimals); NaN -> ``-``."""
+    if np.isnan(value):
+        return "-"
+    magnitude = int(np.floor(np.log10(abs(value)))) if value else 0
+    return f"{value:.{min(max(figures - 1 - magnitude, 0), 8)}f}"
 
 
 def summarize(results: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
@@ -54,8 +68,46 @@ def summarize(results: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
     return summary
 
 
+def cost_ranking(summary: pd.DataFrame, cells: pd.DataFrame, metric: str = "I-AUROC"
+                 ) -> pd.DataFrame:
+    """Methods ranked by ``metric`` per device-hour of training, per dataset.
+
+    ``per_device_hour`` = (mean over seeds of the metric's mean row, in %) / (mean over seeds of
+    the training device-hours, wall-clock hours x processes); NaN when no training time was
+    recorded. ``unit`` is "GPU" when every finished cell of the dataset trained on CUDA devices,
+    else "device".
+
+    Args:
+        summary: `summarize` of the results together with `cost_results`.
+        cells: the `load_cells` table.
+        metric: the accuracy metric.
+
+    Returns:
+        Columns `RANKING_COLUMNS`, best first within each dataset.
+    """
+    means = summary[summary["category"] == MEAN]
+    known = [m for m in _metric_order() if m in set(means["metric"])]
+    if metric not in known:
+        raise unknown_name("metric", metric, known)
+    parts = []
+    for dataset, rows in means.groupby("dataset", sort=False):
+        wide = rows.pivot(index="method", columns="metric", values="mean")
+        seeds = rows[rows["metric"] == metric].set_index("method")["n_seeds"]
+        frame = pd.DataFrame({"dataset": dataset, "k": int(rows["k"].iloc[0]), "metric": metric,
+                              "value": 100 * wide[metric], "device_hours": wide[DEVICE_HOURS]})
+        frame["per_device_hour"] = frame["value"] / frame["device_hours"].where(
+            frame["device_hours"] > 0)
+        frame["unit"] = device_unit(cells[cells["dataset"] == dataset])
+        frame["n_seeds"] = seeds.reindex(frame.index)
+        parts.append(frame.rename_axis("method").reset_index()
+                     .sort_values("per_device_hour", ascending=False, kind="stable"))
+    return pd.concat(parts, ignore_index=True)[list(RANKING_COLUMNS)]
+
+
 def leaderboard(source: str | Path | pd.DataFrame, fmt: str = "md", k: int | None = None,
-                per_category: Sequence[str] = ("I-AUROC", "P-AUROC"), digits: int = 1) -> str:
+                per_category: Sequence[str] = ("I-AUROC", "P-AUROC"), digits: int = 1,
+                cost: bool | None = None, cells: pd.DataFrame | None = None,
+                per_gpu_hour: str | None = None) -> str:
     """Render the leaderboard of a run directory (or of a `load_results` table).
 
     Args:
@@ -64,11 +116,33 @@ def leaderboard(source: str | Path | pd.DataFrame, fmt: str = "md", k: int | Non
         k: category count to tabulate (default: each dataset's largest).
         per_category: metrics that also get a category x method breakdown.
         digits: decimals of the percentages.
+        cost: show the cost columns ``train h, img/s, peak GB, params M`` (in CSV: add their
+            rows); default: in Markdown only.
+        cells: the `load_cells` table, needed for costs when ``source`` is a results table.
+        per_gpu_hour: render only the ranking of methods by this metric per GPU-hour (per
+            device-hour for runs not on GPUs) of training, see `cost_ranking`.
     """
+    from adbench.metrics import SUMMARY
+
     if fmt not in FORMATS:
         raise unknown_name("leaderboard format", fmt, FORMATS)
     results = source if isinstance(source, pd.DataFrame) else load_results(source)
+    show_cost = fmt == "md" if cost is None else cost
+    if (show_cost or per_gpu_hour is not None) and cells is None:
+        if not isinstance(source, pd.DataFrame):
+            cells = load_cells(source)
+        elif cost is None and per_gpu_hour is None:
+            show_cost = False  # the default for a bare results table: no costs to show
+        else:
+            raise ConfigError("cost columns and the per-GPU-hour view need the cells table: "
+                              "pass a run directory, or cells=load_cells(DIR)")
+    if cells is not None and (show_cost or per_gpu_hour is not None):
+        results = pd.concat([results, cost_results(cells)], ignore_index=True)
     summary = summarize(results, k)
+    if per_gpu_hour is not None:
+        ranking = cost_ranking(summary, cells, per_gpu_hour)
+        return ranking.to_csv(index=False) if fmt == "csv" else _ranking_text(ranking, fmt,
+                                                                               digits)
     if fmt == "csv":
         return summary.to_csv(index=False)
     order = _metric_order()
@@ -81,10 +155,19 @@ def leaderboard(source: str | Path | pd.DataFrame, fmt: str = "md", k: int | Non
         k_used, seeds = int(rows["k"].iloc[0]), int(rows["n_seeds"].max())
         means = rows[rows["category"] == MEAN]
         table = _pivot(means, "method", "metric", [m for m in order if m in set(means["metric"])])
-        table = table.sort_values(("mean", table["mean"].columns[-1]), ascending=False)
+        ranked_by = SUMMARY if SUMMARY in table["mean"] else table["mean"].columns[-1]
+        table = table.sort_values(("mean", ranked_by), ascending=False)
         title = (f"{dataset}: k = {k_used} categories; values in %, "
                  + (f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed"))
-        blocks.append(render(title, _cells(table, digits, best_by="column"), "method"))
+        text = _cells(table, digits, best_by="column")
+        if show_cost:
+            costs = means[means["metric"].isin(COSTS)].pivot(index="method", columns="metric",
+                                                             values="mean")
+            text = text.join(costs.reindex(index=table.index, columns=list(COSTS))
+                             .map(significant))
+            gpu = memory_column(cells[cells["dataset"] == dataset]) == "peak_gpu_mb"
+            title += f"; costs: mean over seeds, peak GB of {'GPU' if gpu else 'CPU'} memory"
+        blocks.append(render(title, text, "method"))
         for metric in per_category:
             per = rows[(rows["category"] != MEAN) & (rows["metric"] == metric)]
             if per.empty:
@@ -94,6 +177,27 @@ def leaderboard(source: str | Path | pd.DataFrame, fmt: str = "md", k: int | Non
             blocks.append(render(f"{dataset}: {metric} per category (%)",
                                  _cells(breakdown, digits, best_by="row", spread=False),
                                  "category"))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _ranking_text(ranking: pd.DataFrame, fmt: str, digits: int) -> str:
+    """Markdown or LaTeX tables of `cost_ranking`, one per dataset."""
+    render = _markdown if fmt == "md" else _latex
+    blocks = []
+    for dataset, rows in ranking.groupby("dataset", sort=False):
+        metric, unit = rows["metric"].iloc[0], rows["unit"].iloc[0]
+        seeds = int(rows["n_seeds"].max())
+        per_hour = rows["per_device_hour"].map(significant)
+        best = rows["per_device_hour"].notna() & (per_hour == per_hour.iloc[0]) & (len(rows) > 1)
+        text = pd.DataFrame({
+            f"{metric} (%)": rows["value"].map(lambda v: "-" if np.isnan(v) else f"{v:.{digits}f}"),
+            f"train {unit}-h": rows["device_hours"].map(significant),
+            f"{metric} per {unit}-h": per_hour.where(~best, "**" + per_hour + "**"),
+        }).set_axis(rows["method"])  # fmt: skip
+        title = (f"{dataset}: k = {int(rows['k'].iloc[0])} categories; {metric} (%) per "
+                 f"{unit}-hour of training (hours x processes), mean over "
+                 + (f"{seeds} seeds" if seeds > 1 else "1 seed"))
+        blocks.append(render(title, text, "method"))
     return "\n\n".join(blocks) + "\n"
 
 

@@ -1,9 +1,11 @@
-"""Category-scaling curves: a metric vs the number of categories k, one line per method with the
-seed spread, next to the cost (training time, peak memory) vs k. Saved as PNG and SVG."""
+"""Category-scaling curves: a metric or cost column vs the number of categories k, one line per
+method with the seed spread, next to the cost (training time, peak memory) vs k. Saved as PNG and
+SVG. The cost columns are those of `adbench.runner.costs`."""
 
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,9 +13,11 @@ import pandas as pd
 
 from adbench.errors import ConfigError, unknown_name
 from adbench.io import write_atomic
+from adbench.runner.costs import COSTS, cost_results, memory_column
 from adbench.runner.store import load_cells, load_results
 
 IMAGE_FORMATS = ("png", "svg")
+_UNSAFE = re.compile(r"[^\w.-]+")  # characters kept out of file names
 
 
 def _seed_stats(frame: pd.DataFrame, value: str) -> pd.DataFrame:
@@ -42,13 +46,15 @@ def plot_scaling(out: str | Path, metric: str = "I-AUROC", dataset: str | None =
 
     Args:
         out: the sweep's run directory.
-        metric: metric on the first panel (the mean over the cell's categories).
+        metric: what the first panel shows: a metric (the mean over the cell's categories, in
+            %) or a cost column (``train h``, ``img/s``, ``peak GB``, ``params M``).
         dataset: only this dataset (default: every dataset with two or more k values).
         save_dir: where the files go (default ``out/plots``).
         formats: image formats ("png", "svg").
 
     Returns:
-        The written files, ``scaling_<dataset>_<metric>.<format>``.
+        The written files, ``scaling_<dataset>_<metric>.<format>``; characters of the metric
+        other than letters, digits, ``.`` and ``-`` become ``_`` (``scaling_mvtec_img_s.png``).
     """
     import matplotlib
 
@@ -59,8 +65,13 @@ def plot_scaling(out: str | Path, metric: str = "I-AUROC", dataset: str | None =
         if fmt not in IMAGE_FORMATS:
             raise unknown_name("image format", fmt, IMAGE_FORMATS)
     results, cells = load_results(out), load_cells(out)
-    if metric not in set(results["metric"]):
-        raise unknown_name("metric", metric, sorted(set(results["metric"])))
+    metrics = sorted(set(results["metric"]))
+    if metric in COSTS:
+        results, scale, ylabel = cost_results(cells), 1.0, metric
+    elif metric in metrics:
+        scale, ylabel = 100.0, f"{metric} (%)"
+    else:
+        raise unknown_name("metric or cost column", metric, [*metrics, *COSTS])
     datasets = list(dict.fromkeys(results["dataset"]))
     if dataset is not None:
         if dataset not in datasets:
@@ -78,10 +89,10 @@ def plot_scaling(out: str | Path, metric: str = "I-AUROC", dataset: str | None =
         methods = list(dict.fromkeys(scores["method"]))
         palette = plt.get_cmap("tab10")
         colors = {m: palette(i % 10) for i, m in enumerate(methods)}
-        memory = "peak_gpu_mb" if costs["peak_gpu_mb"].notna().any() else "peak_rss_mb"
+        memory = memory_column(costs)
         rows = -(-len(methods) // 4)  # legend rows under the panels
         figure, axes = plt.subplots(1, 3, figsize=(14, 4.4 + 0.3 * rows), layout="constrained")
-        _panel(axes[0], _seed_stats(scores, "value"), f"{metric} (%)", colors, scale=100)
+        _panel(axes[0], _seed_stats(scores, "value"), ylabel, colors, scale=scale)
         _panel(axes[1], _seed_stats(costs, "train_s"), "training time (s)", colors)
         _panel(axes[2], _seed_stats(costs, memory),
                "peak GPU memory (MiB)" if memory == "peak_gpu_mb" else "peak CPU RSS (MiB)",
@@ -99,7 +110,7 @@ def plot_scaling(out: str | Path, metric: str = "I-AUROC", dataset: str | None =
         figure.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4),
                       title=f"mean over {seeds} seed{'s' if seeds > 1 else ''}"
                       + (", band = min-max over seeds" if seeds > 1 else ""), frameon=False)
-        stem = f"scaling_{name.replace('/', '_')}_{metric}"
+        stem = f"scaling_{name.replace('/', '_')}_{_UNSAFE.sub('_', metric)}"
         for fmt in formats:
             buffer = io.BytesIO()
             figure.savefig(buffer, format=fmt, dpi=150)

@@ -1,7 +1,8 @@
 """ResultStore: every cell of a run directory as tidy tables (pandas; Parquet and CSV).
 
 ``results``: one row per (cell, category, metric), the mean over categories included as
-category ``mean``. ``cells``: one row per cell directory with its status, timings and memory.
+category ``mean``. ``cells``: one row per cell directory with its status, timings, memory,
+parameter count and the devices it trained on (``world_size`` processes of ``device_type``).
 The cell directories are the source of truth; the Parquet/CSV files are exports of them.
 """
 
@@ -21,7 +22,9 @@ RESULT_COLUMNS = (*IDENTITY, "category", "metric", "value")
 TIMING_COLUMNS = ("setup_s", "train_s", "inference_s", "total_s", "images_per_s", "n_train",
                   "n_test")
 MEMORY_COLUMNS = ("peak_rss_mb", "peak_gpu_mb", "peak_gpu_reserved_mb")
-CELL_COLUMNS = (*IDENTITY, "status", *TIMING_COLUMNS, *MEMORY_COLUMNS, "params", "error")
+DEVICE_COLUMNS = ("world_size", "device_type")
+CELL_COLUMNS = (*IDENTITY, "status", *TIMING_COLUMNS, *MEMORY_COLUMNS, "params", *DEVICE_COLUMNS,
+                "error")
 
 
 class ResultStore:
@@ -53,7 +56,8 @@ class ResultStore:
 
     def cells(self) -> pd.DataFrame:
         """One row per cell directory: identity, status (finished/failed/running/incomplete),
-        timings, peak memory, parameter count and the error message of a failed attempt."""
+        timings, peak memory, parameter count, devices (``world_size`` processes, ``device_type``
+        "cpu", "cuda", ...) and the error message of a failed attempt."""
         if not rundir.cells_dir(self.out).is_dir():
             return self._exported("cells")
         rows = []
@@ -90,7 +94,9 @@ class ResultStore:
             result = rundir.read_json(folder / rundir.RESULT)
             return {**_identity(result), "status": "finished", **result["timings"],
                     **{k: result["memory"].get(k) for k in MEMORY_COLUMNS},
-                    "params": result["params"]["total"], "error": None}
+                    "params": result["params"]["total"],
+                    "world_size": result["trainer"]["world_size"],
+                    "device_type": result["trainer"]["device"].split(":")[0], "error": None}
         if not (folder / rundir.CELL).is_file():
             return None
         cell = rundir.read_json(folder / rundir.CELL)
@@ -143,5 +149,6 @@ def load_results(out: str | Path) -> pd.DataFrame:
 
 
 def load_cells(out: str | Path) -> pd.DataFrame:
-    """One row per cell of run directory ``out``: status, timings (s), peak memory (MiB), params."""
+    """One row per cell of run directory ``out``: status, timings (s), peak memory (MiB), params,
+    devices."""
     return ResultStore(out).cells()

@@ -1,4 +1,8 @@
-"""Two gloo processes, each updating with half of the images, give the single-process table."""
+"""Two gloo processes, each updating with half of the images, give the single-process table.
+
+Every three consecutive images of a category are the views of one object, so the interleaved
+halves split the views of each object across the processes.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from metric_cases import Maps, structured_maps
 
-from adbench.metrics import Evaluator
+from adbench.metrics import OBJECT_METRICS, Evaluator
 
 CATEGORIES = ["bottle", "cable", "grid", "wood"]
 
@@ -33,8 +37,13 @@ def _data() -> Maps:
     )
 
 
+def _objects(data: Maps) -> dict[int, str]:
+    """Sample index -> object id: three consecutive images of a category form one object."""
+    return {i: f"{c}/{i // 3}" for i, c in enumerate(data.categories)}
+
+
 def _evaluate(data: Maps, mode: str) -> pd.DataFrame:
-    evaluator = Evaluator(CATEGORIES, mode=mode, calibration_pixels=5000)
+    evaluator = Evaluator(CATEGORIES, mode=mode, calibration_pixels=5000, objects=_objects(_data()))
     for output, batch in data.batches(CATEGORIES, size=5):
         evaluator.update(output, batch)
     return evaluator.compute().to_frame()
@@ -72,3 +81,8 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
         tolerance = 1e-12 if mode == "exact" else 1e-4
         np.testing.assert_allclose(ranks[0].to_numpy(), single.to_numpy(), atol=tolerance)
     np.testing.assert_allclose(ranks[0].to_numpy(), _evaluate(data, "exact").to_numpy(), atol=1e-3)
+    # object scores are pooled after the gather: exact in both modes
+    for mode in ("exact", "streaming"):
+        objects = pd.read_pickle(tmp_path / f"{mode}-0.pkl")[list(OBJECT_METRICS)]
+        pd.testing.assert_frame_equal(objects, _evaluate(data, mode)[list(OBJECT_METRICS)])
+        assert objects.loc[CATEGORIES[:3]].notna().all().all()

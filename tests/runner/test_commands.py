@@ -46,10 +46,26 @@ def test_cli_run_leaderboard_and_plot(tmp_path, tiny_root, capsys):
     assert _main(["leaderboard", str(out), "--format", "csv", "--output", str(target)]) == 0
     assert target.read_text().startswith("dataset,k,method,category,metric,mean,std,n_seeds")
 
+    assert _main(["leaderboard", str(out), "--per-category"]) == 0
+    assert "| train h | img/s | peak GB | params M |" in capsys.readouterr().out
+    assert _main(["leaderboard", str(out), "--no-cost", "--per-category"]) == 0
+    assert "train h" not in capsys.readouterr().out
+    assert _main(["leaderboard", str(out), "--format", "csv", "--cost"]) == 0
+    assert ",mean,train h," in capsys.readouterr().out
+    assert _main(["leaderboard", str(out), "--per-gpu-hour"]) == 0
+    assert "| method | I-AUROC (%) | train device-h | I-AUROC per device-h |" in (
+        capsys.readouterr().out)
+    assert _main(["leaderboard", str(out), "--per-gpu-hour", "mAD", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.startswith(
+        "dataset,k,method,metric,value,device_hours,per_device_hour,unit,n_seeds\nsynthetic,4,toy,mAD,")
+
     assert _main(["plot", "scaling", str(out), "--metric", "AUPRO", "--format", "svg",
                   "--output-dir", str(tmp_path / "figs")]) == 0
     assert (tmp_path / "figs" / "scaling_synthetic_AUPRO.svg").is_file()
     assert not (tmp_path / "figs" / "scaling_synthetic_AUPRO.png").exists()
+    assert _main(["plot", "scaling", str(out), "--metric", "peak GB", "--format", "svg",
+                  "--output-dir", str(tmp_path / "figs")]) == 0
+    assert (tmp_path / "figs" / "scaling_synthetic_peak_GB.svg").is_file()
 
 
 def test_cli_run_exit_code_reports_failures(tmp_path, tiny_root, capsys):
