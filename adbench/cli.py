@@ -1,8 +1,9 @@
-"""The ``adbench`` command: an argparse front end where each subcommand calls one public function."""
+"""The ``adbench`` command: an argparse front end; each subcommand calls one public function."""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -41,7 +42,9 @@ def _fit(args: argparse.Namespace) -> int:
 
     fmt, sep, root = args.data.partition(":")
     if not sep:
-        raise SystemExit(f"--data expects FORMAT:ROOT (e.g. synthetic:data/synthetic), got {args.data!r}")
+        raise SystemExit(
+            f"--data expects FORMAT:ROOT (e.g. synthetic:data/synthetic), got {args.data!r}"
+        )
     categories = args.categories.split(",") if args.categories else None
     index = load_index(fmt, root, categories=categories)
     if args.k:
@@ -91,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="FORMAT:ROOT, e.g. synthetic:data/synthetic")
     p.add_argument("--preset", default="paper", help="preset name (default: paper)")
     p.add_argument("--config", action="append", help="YAML file applied after the preset")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. optim.lr=1e-4")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override, e.g. optim.lr=1e-4"
+    )
     p.add_argument("--categories", help="comma-separated category names (default: all)")
     p.add_argument("--k", type=int, help="use a seeded subset of k categories")
     p.add_argument("--subset-seed", type=int, default=0)
@@ -104,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mode", choices=("streaming", "exact"), default="streaming")
-    p.add_argument("--out", default="runs/fit", help="run folder (config, logs, checkpoint, metrics)")
+    p.add_argument(
+        "--out", default="runs/fit", help="run folder (config, logs, checkpoint, metrics)"
+    )
     p.set_defaults(func=_fit)
 
     for module in COMMAND_MODULES:
@@ -127,6 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AdbenchError as err:
         print(f"adbench: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk or quota is the machine's state, not a bug: no traceback
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"adbench: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -8,7 +8,11 @@ from pathlib import Path
 
 
 def write_atomic(path: str | Path, text: str | bytes) -> None:
-    """Write ``text`` to ``path`` atomically: temp file in the same folder, fsync, rename."""
+    """Write ``text`` to ``path`` atomically: temp file in the same folder, fsync, rename.
+
+    On failure (e.g. a full disk) ``path`` keeps its previous content, no temp file is left and
+    the `OSError` raised names ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = text.encode() if isinstance(text, str) else text
@@ -20,6 +24,11 @@ def write_atomic(path: str | Path, text: str | bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        if err.errno is None or err.filename is not None:
+            raise
+        raise OSError(err.errno, err.strerror, str(path)) from err  # name the file (disk full)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

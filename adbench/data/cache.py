@@ -51,21 +51,26 @@ def default_cache_dir(root: str | Path, size: int) -> Path:
     return root.parent / f"{root.name}_adbench_cache" / f"{size}px"
 
 
-def _job_list(index_frame: pd.DataFrame, root: Path) -> list[tuple[str, str, str]]:
-    """(relative source path, absolute source path, kind) for every image and mask."""
+def _job_list(index_frame: pd.DataFrame, root: Path) -> list[tuple[str, str, str, str]]:
+    """(relative source path, absolute source path, kind, image of a mask or "") per file."""
     jobs = {}
     for column, kind in (("path", "image"), ("mask_path", "mask")):
-        for value in index_frame[column]:
+        for value, image in zip(index_frame[column], index_frame["path"], strict=True):
             path = optional(value)
             if path is not None:
-                jobs[Path(path).relative_to(root).as_posix()] = (path, kind)
-    return [(rel, src, kind) for rel, (src, kind) in sorted(jobs.items())]
+                owner = image if kind == "mask" else ""
+                jobs[Path(path).relative_to(root).as_posix()] = (path, kind, owner)
+    return [(rel, src, kind, owner) for rel, (src, kind, owner) in sorted(jobs.items())]
 
 
-def _encode(src: str, kind: str, size: int) -> bytes:
-    image = (read_rgb if kind == "image" else read_mask)(src, (size, size))
+def _encode(src: str, kind: str, size: int, owner: str) -> bytes:
+    """PNG bytes of one resized file; a mask must have the size of its image ``owner``."""
+    if kind == "image":
+        resized = read_rgb(src, (size, size))
+    else:
+        resized = read_mask(src, (size, size), owner)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)
+    resized.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 
@@ -78,16 +83,16 @@ def _is_complete(data: bytes, kind: str, size: int) -> bool:
         return False
 
 
-def _process(job: tuple[str, str, str, str, int]) -> tuple[str, str, int, str, str]:
+def _process(job: tuple[str, str, str, str, int, str]) -> tuple[str, str, int, str, str]:
     """Write (or verify and keep) one cached file: (rel, status, bytes, sha256, error)."""
-    rel, src, kind, dst, size = job
+    rel, src, kind, dst, size, owner = job
     target = Path(dst)
     if target.is_file():
         data = target.read_bytes()
         if _is_complete(data, kind, size):
             return rel, "reused", len(data), hashlib.sha256(data).hexdigest(), ""
     try:
-        data = _encode(src, kind, size)
+        data = _encode(src, kind, size, owner)
     except DatasetFormatError as err:
         return rel, "error", 0, "", str(err)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -125,8 +130,8 @@ def prepare_cache(
     out = Path(out).expanduser().resolve() if out is not None else default_cache_dir(root, size)
     files = out / "files"
     jobs = [
-        (rel, src, kind, str(files / f"{rel}.png"), size)
-        for rel, src, kind in _job_list(index.frame, root)
+        (rel, src, kind, str(files / f"{rel}.png"), size, owner)
+        for rel, src, kind, owner in _job_list(index.frame, root)
     ]
     (out / MANIFEST).unlink(missing_ok=True)  # the cache is unfinished until the manifest exists
     for leftover in files.rglob(".*.tmp"):  # partial writes of a killed run

@@ -70,10 +70,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a synthetic set at ROOT")
     p.set_defaults(func=_synth)
 
-    formats = sorted(FORMATS)
+    formats = ", ".join(sorted(FORMATS))  # checked by load_index, which suggests the closest
     p = sub.add_parser("check", help="validate a dataset root and summarise it per category")
     p.add_argument("root")
-    p.add_argument("--format", required=True, choices=formats)
+    p.add_argument("--format", required=True, help=f"dataset format: {formats}")
     p.add_argument("--only", help="comma-separated categories to check (default: all)")
     p.add_argument("--no-decode", action="store_true", help="skip decoding every file")
     p.add_argument("--workers", type=int, default=4, help="decoding threads")
@@ -81,7 +81,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("prepare", help="build (or resume) a resized cache of a huge dataset")
     p.add_argument("root")
-    p.add_argument("--format", required=True, choices=formats)
+    p.add_argument("--format", required=True, help=f"dataset format: {formats}")
     p.add_argument("--out", help="cache folder (default: <root>_adbench_cache/<size>px)")
     p.add_argument("--size", type=int, default=256, help="cached image side (default 256)")
     p.add_argument("--workers", type=int, help="worker processes (default: all CPUs)")

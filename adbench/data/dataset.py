@@ -49,13 +49,35 @@ def read_rgb(path: str | Path, size: Size) -> Image.Image:
     return image
 
 
-def read_mask(path: str | Path, size: Size) -> Image.Image:
-    """Mask as 0/255 gray: non-zero pixels are anomalous, resized nearest to ``size`` (H, W)."""
-    binary = np.asarray(decode_image(path, "L", None)) > 0
+def read_mask(path: str | Path, size: Size, image_path: str | Path | None = None) -> Image.Image:
+    """Mask as 0/255 gray: non-zero pixels are anomalous, resized nearest to ``size`` (H, W).
+
+    With ``image_path``, a mask whose size differs from that image's is an error (it would
+    otherwise be stretched silently onto the image).
+    """
+    decoded = decode_image(path, "L", None)
+    if image_path is not None:
+        expected = source_size(image_path)
+        if decoded.size != expected:
+            raise DatasetFormatError(
+                f"mask {path} is {decoded.size[0]}x{decoded.size[1]} px but its image "
+                f"{image_path} is {expected[0]}x{expected[1]} px; masks must have the size of "
+                "their image (run `adbench data check` to list every such file)"
+            )
+    binary = np.asarray(decoded) > 0
     image = Image.fromarray(binary.astype(np.uint8) * 255)
     if image.size != (size[1], size[0]):
         image = image.resize((size[1], size[0]), Image.NEAREST)
     return image
+
+
+def source_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
+        raise DatasetFormatError(f"cannot read image {path}: {err}") from err
 
 
 def load_image(path: str | Path, size: Size) -> torch.Tensor:
@@ -65,9 +87,10 @@ def load_image(path: str | Path, size: Size) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(pixels))
 
 
-def load_mask(path: str | Path, size: Size) -> torch.Tensor:
-    """(1, H, W) float32 in {0, 1} at ``size``."""
-    return torch.from_numpy((np.asarray(read_mask(path, size)) > 127).astype(np.float32)[None])
+def load_mask(path: str | Path, size: Size, image_path: str | Path | None = None) -> torch.Tensor:
+    """(1, H, W) float32 in {0, 1} at ``size`` (checked against ``image_path``, see `read_mask`)."""
+    binary = np.asarray(read_mask(path, size, image_path)) > 127
+    return torch.from_numpy(binary.astype(np.float32)[None])
 
 
 class AnomalyDataset(Dataset):
@@ -104,7 +127,7 @@ class AnomalyDataset(Dataset):
         if mask_path is None:
             mask = torch.from_numpy(np.zeros((1, *self.size), dtype=np.float32))
         else:
-            mask = load_mask(mask_path, self.size)
+            mask = load_mask(mask_path, self.size, self.paths[item])
         return Sample(
             image=image,
             mask=mask,

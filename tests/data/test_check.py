@@ -12,6 +12,7 @@ from adbench.data import check_dataset, load_index
 from adbench.data.cache import MANIFEST
 from adbench.data.commands import add_commands
 from adbench.data.formats.synthetic import META
+from adbench.errors import UnknownNameError
 
 
 def _run(*argv: str) -> int:
@@ -96,5 +97,5 @@ def test_synth_and_prepare_commands(tmp_path: Path, capsys) -> None:
     assert _run(*argv) == 0
     assert (out / MANIFEST).is_file()
     assert "written" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
+    with pytest.raises(UnknownNameError, match="did you mean 'mvtec'"):
         _run("data", "check", str(root), "--format", "mvtek")

@@ -1,0 +1,50 @@
+"""Helpers of the reliability tests: tiny toy sweeps, file snapshots, the CLI in-process."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adbench.cli import main
+
+TESTS = Path(__file__).resolve().parents[1]
+TOY = str(TESTS / "runner" / "toy_plugin.py")
+NAN_TOY = str(Path(__file__).with_name("nan_plugin.py"))
+# tests that find a temporary file's name from its descriptor
+LINUX_FDS = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc/self/fd")
+
+
+def toy_sweep(root: Path, **changes: Any) -> dict[str, Any]:
+    """A sweep of the toy method on the synthetic set at ``root``: k = 1 and 2, two steps each."""
+    sweep = {
+        "name": "reliability",
+        "methods": [{"name": "toy", "preset": "tiny"}],
+        "datasets": [{"format": "synthetic", "root": str(root)}],
+        "categories": [1, 2],
+        "seeds": [0],
+        "trainer": {"accelerator": "cpu", "max_steps": 2},
+        "checkpoints": False,
+        "plugins": [TOY],
+    }
+    sweep.update(copy.deepcopy(changes))
+    return sweep
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative path -> bytes)."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run ``adbench ARGV`` in this process: (exit code, stdout, stderr); argparse exits too."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
