@@ -1,4 +1,4 @@
-"""GLAD configuration; the defaults are the paper's setting (Yao et al., ECCV 2024, arXiv:2406.07487).
+"""GLAD configuration; defaults are the paper's setting (Yao et al., ECCV 2024, arXiv:2406.07487).
 
 Each field says where its default comes from: the paper ("paper"), the authors' public code
 ("official", for details the paper leaves to the code; MVTec AD test settings where they differ
@@ -31,7 +31,7 @@ class AutoencoderConfig:
 
     kind: Literal["sd_vae", "identity"] = "sd_vae"  # paper: SD v1.4 VAE; identity = pixel space
     weights: str = SD_V1_4  # sd_vae: diffusers folder or hub repo id holding vae/
-    scaling_factor: float = 0.18215  # paper/SD v1.4: latent = 0.18215 * E(x); identity: 2x-1 times it
+    scaling_factor: float = 0.18215  # SD v1.4: latent = 0.18215 E(x); identity: (2x - 1) times it
     size: int | None = 512  # official: 256 px inputs are upsampled to 512 for the VAE; None = keep
     patch_size: int = 1  # identity only: lossless space-to-depth by p (3p^2 channels at 1/p size)
 
@@ -47,8 +47,8 @@ class AutoencoderConfig:
 class DenoiserConfig:
     """The noise predictor eps_theta (fully fine-tuned in the paper)."""
 
-    kind: Literal["sd_unet", "unet2d"] = "sd_unet"  # paper: SD v1.4 UNet; unet2d: small, from scratch
-    weights: str = SD_V1_4  # sd_unet: diffusers folder or hub repo id (unet/, text_encoder/, tokenizer/)
+    kind: Literal["sd_unet", "unet2d"] = "sd_unet"  # paper: SD v1.4 UNet; unet2d: small, scratch
+    weights: str = SD_V1_4  # sd_unet: diffusers folder or hub id (unet/, text_encoder/, tokenizer/)
     prompt: str = "a photo of sks"  # official: the text condition of training and test (sd_unet)
     guidance_scale: float = 9.0  # official test code: classifier-free guidance 9; 1 = one pass
     block_out_channels: tuple[int, ...] = (32, 64, 64)  # unet2d only: widths per resolution

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def mix_latents(z_normal: Tensor, z_anomalous: Tensor, t: Tensor, num_train_timesteps: int) -> Tensor:
+def mix_latents(z_normal: Tensor, z_anomalous: Tensor, t: Tensor,
+                num_train_timesteps: int) -> Tensor:
     """``z~ = alpha z_a + (1 - alpha) z_n`` with ``alpha = t / T`` per sample.
 
     Args:

@@ -14,7 +14,6 @@ from torch import Tensor, nn
 
 from adbench.backbones import FeatureExtractor
 from adbench.diffusion import NoiseSchedule
-
 from adbench.methods.glad.config import GLADConfig, GLADScoringConfig, SamplerConfig
 from adbench.methods.glad.loss import atp_loss, atp_noise_target, mix_latents
 from adbench.methods.glad.networks import Denoiser, LatentCodec, build_codec, build_denoiser

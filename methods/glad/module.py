@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from adbench.batch import AnomalyOutput, Batch
@@ -97,8 +98,9 @@ class GLAD(AnomalyMethod):
         self.reset_stop_steps()
 
     def on_test_epoch_end(self) -> None:
-        """Log the mean chosen stopping timestep of the test pass."""
+        """Log the mean chosen stopping timestep of the test pass and print the distribution."""
         self.log("test/stop_step", self._mean_stop_step(), sync_dist=True)
+        rank_zero_info(f"GLAD stopping timesteps {{t: images}}: {self.stop_step_histogram()}")
 
     def on_predict_epoch_start(self) -> None:
         """Count stop steps of this predict pass only (read them from `stop_step_histogram`)."""

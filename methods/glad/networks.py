@@ -12,7 +12,6 @@ from torch import Tensor, nn
 
 from adbench.backbones import load_diffusers_component
 from adbench.errors import MissingDependencyError
-
 from adbench.methods.glad.config import AutoencoderConfig, DenoiserConfig
 
 

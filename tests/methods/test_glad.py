@@ -35,7 +35,7 @@ from adbench.methods.glad.scoring import (
 )
 
 SIZE = 32
-PIXELS = {"autoencoder.patch_size": 1}  # plain pixel space: latent = 2 x - 1
+PIXELS = {"autoencoder.patch_size": 1, "autoencoder.scaling_factor": 1.0}  # latent = 2 x - 1
 
 
 def tiny(**overrides) -> GLAD:
@@ -299,8 +299,8 @@ def test_ads_stops_samples_at_different_steps_within_one_batch():
     changed = z0.clone()
     changed[1, :, 8:24, 8:24] = -z0[1, :, 8:24, 8:24]  # sample 1 generates something else
     model = oracle_model(changed, t_max=400, steps=5, tau=0.01, min_step=150)
-    result = model.reconstruct(x, noise=torch.randn(z0.shape, generator=torch.Generator()
-                                                    .manual_seed(0)))
+    noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(0))
+    result = model.reconstruct(x, noise=noise)
     # trajectory 400, 300, 200, 100, 0: at t = 400 both x0-estimates coincide (same x_t), so
     # sample 1 stops at 300 with s > tau; sample 0 (x0_gen = input) waits for t < min_step
     assert result.stop_steps.tolist() == [100, 300]
@@ -308,8 +308,7 @@ def test_ads_stops_samples_at_different_steps_within_one_batch():
     # batched decisions equal the per-sample ones
     for i in range(2):
         single = oracle_model(changed[i:i + 1], t_max=400, steps=5, tau=0.01, min_step=150)
-        alone = single.reconstruct(x[i:i + 1], noise=torch.randn(z0.shape, generator=torch
-                                                                 .Generator().manual_seed(0))[i:i + 1])
+        alone = single.reconstruct(x[i:i + 1], noise=noise[i:i + 1])
         assert alone.stop_steps.item() == result.stop_steps[i].item()
         torch.testing.assert_close(alone.images, result.images[i:i + 1], rtol=1e-4, atol=1e-4)
 
@@ -435,7 +434,7 @@ def baseline():
     ("scoring.pooling", "max"),
     ("autoencoder.scaling_factor", 0.5),
     ("autoencoder.size", 16),
-    ("autoencoder.patch_size", 2),
+    ("autoencoder.patch_size", 4),
     ("schedule.beta_schedule", "linear"),
     ("features.layers", [1, 2]),
     ("denoiser.block_out_channels", [16, 32, 32]),
@@ -540,3 +539,4 @@ def test_paper_preset_offline_raises_weights_not_found(monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(WeightsNotFoundError, match=r"CompVis/stable-diffusion-v1-4.*weights="):
         adbench.create("glad", preset="paper")
+
