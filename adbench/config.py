@@ -159,7 +159,10 @@ def _coerce(tp: Any, value: Any, context: str, key: str) -> Any:
             return tuple(_coerce(args[0], v, context, f"{key}[{i}]") for i, v in enumerate(value))
         if len(args) != len(value):
             raise ConfigError(f"{context}: {key} must have {len(args)} entries, got {value!r}")
-        return tuple(_coerce(a, v, context, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        return tuple(
+            _coerce(a, v, context, f"{key}[{i}]")
+            for i, (a, v) in enumerate(zip(args, value, strict=True))
+        )
     if origin in (dict, Mapping) or tp is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{context}: {key} must be a mapping, got {value!r}")
@@ -213,7 +216,6 @@ def config_hash(config: Any, length: int = 12) -> str:
     data = to_dict(config) if dataclasses.is_dataclass(config) else _plain(config)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:length]
-
 
 
 def fill_num_classes(config: T, k: int) -> T:

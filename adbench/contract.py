@@ -8,6 +8,7 @@ dict and a checkpoint round trip that rebuilds the typed config.
 
 from __future__ import annotations
 
+import inspect
 import math
 import sys
 from collections.abc import Mapping
@@ -87,7 +88,7 @@ def gaussian_blur(maps: Tensor, sigma: float) -> Tensor:
     """
     if sigma <= 0:
         return maps
-    radius = max(1, int(math.ceil(4 * sigma)))
+    radius = max(1, math.ceil(4 * sigma))
     radius = min(radius, maps.shape[-1] - 1, maps.shape[-2] - 1)
     offsets = torch.arange(-radius, radius + 1, device=maps.device, dtype=maps.dtype)
     kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
@@ -120,11 +121,11 @@ def pool_scores(maps: Tensor, pooling: str, topk_fraction: float) -> Tensor:
 def _config_class(cls: type) -> type:
     """The dataclass named by the ``config: XConfig`` annotation of a method class."""
     for klass in cls.__mro__:
-        annotation = klass.__dict__.get("__annotations__", {}).get("config")
+        annotation = inspect.get_annotations(klass).get("config")
         if annotation is None:
             continue
         if isinstance(annotation, str):
-            annotation = eval(annotation, vars(sys.modules[klass.__module__]))  # noqa: S307
+            annotation = eval(annotation, vars(sys.modules[klass.__module__]))
         return annotation
     raise TypeError(f"{cls.__name__} must annotate its config class, e.g. `config: MyConfig`")
 
@@ -146,7 +147,8 @@ class AnomalyMethod(L.LightningModule):
             config = from_dict(config_class, config, context=type(self).__name__)
         if not isinstance(config, config_class):
             raise ConfigError(
-                f"{type(self).__name__} expects a {config_class.__name__}, got {type(config).__name__}"
+                f"{type(self).__name__} expects a {config_class.__name__}, "
+                f"got {type(config).__name__}"
             )
         self.config = config
         self.save_hyperparameters({"config": to_dict(config)})
@@ -202,14 +204,17 @@ class AnomalyMethod(L.LightningModule):
         optim = self.config.optim
         groups = self.parameter_groups()
         if optim.name == "adam":
-            optimizer = torch.optim.Adam(groups, lr=optim.lr, betas=optim.betas,
-                                         weight_decay=optim.weight_decay)
+            optimizer = torch.optim.Adam(
+                groups, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay
+            )
         elif optim.name == "adamw":
-            optimizer = torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas,
-                                          weight_decay=optim.weight_decay)
+            optimizer = torch.optim.AdamW(
+                groups, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay
+            )
         else:
-            optimizer = torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum,
-                                        weight_decay=optim.weight_decay)
+            optimizer = torch.optim.SGD(
+                groups, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay
+            )
         if optim.schedule == "constant" and optim.warmup_steps == 0:
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))
@@ -225,7 +230,10 @@ class AnomalyMethod(L.LightningModule):
             return 0.5 * (1.0 + math.cos(math.pi * progress))
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     # -- checkpoints --------------------------------------------------------------------------
     @classmethod

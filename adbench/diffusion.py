@@ -48,15 +48,20 @@ class NoiseSchedule(nn.Module):
     def abar(self, t: Tensor, like: Tensor) -> Tensor:
         """``abar_t`` per sample, shaped to broadcast against ``like`` (B, ...); t = -1 gives 1."""
         t = t.long()
-        values = torch.where(t >= 0, self.alphas_cumprod[t.clamp(min=0)], torch.ones_like(t,
-                             dtype=self.alphas_cumprod.dtype))
+        values = torch.where(
+            t >= 0,
+            self.alphas_cumprod[t.clamp(min=0)],
+            torch.ones_like(t, dtype=self.alphas_cumprod.dtype),
+        )
         return values.view(-1, *([1] * (like.ndim - 1))).to(like.dtype)
 
-    def sample_timesteps(self, batch_size: int, device: torch.device,
-                         generator: torch.Generator | None = None) -> Tensor:
+    def sample_timesteps(
+        self, batch_size: int, device: torch.device, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Uniform training timesteps (B,) in [0, T)."""
-        return torch.randint(0, self.num_train_timesteps, (batch_size,), device=device,
-                             generator=generator)
+        return torch.randint(
+            0, self.num_train_timesteps, (batch_size,), device=device, generator=generator
+        )
 
     def add_noise(self, x0: Tensor, eps: Tensor, t: Tensor) -> Tensor:
         """``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` for per-sample t (B,)."""
@@ -89,4 +94,4 @@ class NoiseSchedule(nn.Module):
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         ts = torch.linspace(t_start, 0, steps).round().long().tolist() if steps > 1 else [t_start]
-        return list(zip(ts, [*ts[1:], -1]))
+        return list(zip(ts, [*ts[1:], -1], strict=True))

@@ -114,7 +114,9 @@ def _check_requires(spec: MethodSpec) -> None:
         try:
             importlib.import_module(module)
         except ImportError as err:
-            extra = f"pip install 'adbench[{spec.extra}]'" if spec.extra else f"pip install {module}"
+            extra = (
+                f"pip install 'adbench[{spec.extra}]'" if spec.extra else f"pip install {module}"
+            )
             raise MissingDependencyError(
                 f"method '{spec.name}' needs the optional dependency '{module}': {extra}"
             ) from err
@@ -125,8 +127,9 @@ def _validate(spec: Any, name: str, origin: str) -> None:
     from adbench.contract import AnomalyMethod, _config_class
 
     if not isinstance(spec, MethodSpec):
-        raise AdbenchError(f"method '{name}': {origin} must point at a MethodSpec, "
-                           f"got {type(spec).__name__}")
+        raise AdbenchError(
+            f"method '{name}': {origin} must point at a MethodSpec, got {type(spec).__name__}"
+        )
     if spec.name != name:
         raise AdbenchError(f"method '{name}': {origin} holds a spec named '{spec.name}'")
     if not (isinstance(spec.module, type) and issubclass(spec.module, AnomalyMethod)):
@@ -135,9 +138,11 @@ def _validate(spec: Any, name: str, origin: str) -> None:
         raise AdbenchError(f"method '{name}': config must be a dataclass")
     annotated = _config_class(spec.module)
     if annotated is not spec.config:
-        raise AdbenchError(f"method '{name}': {spec.module.__name__} annotates config as "
-                           f"{getattr(annotated, '__name__', annotated)}, the spec says "
-                           f"{spec.config.__name__}")
+        raise AdbenchError(
+            f"method '{name}': {spec.module.__name__} annotates config as "
+            f"{getattr(annotated, '__name__', annotated)}, the spec says "
+            f"{spec.config.__name__}"
+        )
     for preset in spec.presets:
         from_dict(spec.config, spec.preset(preset), context=f"{name} preset '{preset}'")
 
@@ -175,8 +180,12 @@ def method(
     return decorate
 
 
-def resolve_config(name: str, preset: str = "paper", overrides: Mapping[str, Any] | None = None,
-                   files: tuple[str | Path, ...] = ()) -> Any:
+def resolve_config(
+    name: str,
+    preset: str = "paper",
+    overrides: Mapping[str, Any] | None = None,
+    files: tuple[str | Path, ...] = (),
+) -> Any:
     """Layer defaults <- preset <- config files <- overrides into the typed config of ``name``.
 
     Args:

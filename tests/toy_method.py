@@ -8,7 +8,13 @@ import torch
 from torch import Tensor, nn
 
 from adbench.batch import AnomalyOutput, Batch
-from adbench.contract import AnomalyMethod, MethodConfig, OptimConfig, ScoringConfig, TrainerDefaults
+from adbench.contract import (
+    AnomalyMethod,
+    MethodConfig,
+    OptimConfig,
+    ScoringConfig,
+    TrainerDefaults,
+)
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,17 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
-def measure(name: str, preset: str, k: int, image_size: int, batch_size: int, train_steps: int,
-            infer_batches: int, device: str, precision: str) -> dict:
+def measure(
+    name: str,
+    preset: str,
+    k: int,
+    image_size: int,
+    batch_size: int,
+    train_steps: int,
+    infer_batches: int,
+    device: str,
+    precision: str,
+) -> dict:
     """Measure one method at one k (runs inside the subprocess)."""
     import resource
 
@@ -51,9 +60,17 @@ def measure(name: str, preset: str, k: int, image_size: int, batch_size: int, tr
         for i in range(n // batch_size)
     ]
     loader = DataLoader(batches, batch_size=None, shuffle=False)
-    trainer = L.Trainer(max_steps=train_steps + 1, accelerator=device, devices=1, precision=precision,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0)
+    trainer = L.Trainer(
+        max_steps=train_steps + 1,
+        accelerator=device,
+        devices=1,
+        precision=precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     start = time.perf_counter()
     trainer.fit(method, train_dataloaders=loader)
     train_s = time.perf_counter() - start
@@ -75,9 +92,15 @@ def measure(name: str, preset: str, k: int, image_size: int, batch_size: int, tr
             torch.cuda.synchronize()
         infer_s = time.perf_counter() - start
     return {
-        "method": name, "preset": preset, "k": k, "image_size": image_size,
-        "batch_size": batch_size, "device": device, "precision": precision,
-        "params_M": params / 1e6, "trainable_M": trainable / 1e6,
+        "method": name,
+        "preset": preset,
+        "k": k,
+        "image_size": image_size,
+        "batch_size": batch_size,
+        "device": device,
+        "precision": precision,
+        "params_M": params / 1e6,
+        "trainable_M": trainable / 1e6,
         # the first step (optimiser state creation, lazy init) is included: fit time / steps
         "train_img_s": (train_steps + 1) * batch_size / train_s,
         "infer_img_s": infer_batches * batch_size / infer_s,
@@ -100,8 +123,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "methods")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: NAME:K, run in a subprocess
     args = parser.parse_args()
-    options = (args.image_size, args.batch_size, args.train_steps, args.infer_batches,
-               args.device, args.precision)
+    options = (
+        args.image_size,
+        args.batch_size,
+        args.train_steps,
+        args.infer_batches,
+        args.device,
+        args.precision,
+    )
     if args.one:
         name, k = args.one.rsplit(":", 1)
         print(json.dumps(measure(name, args.preset, int(k), *options)))
@@ -113,10 +142,26 @@ def main() -> None:
     rows = []
     for name in names:
         for k in args.k:
-            cmd = [sys.executable, __file__, "--one", f"{name}:{k}", "--preset", args.preset,
-                   "--image-size", str(args.image_size), "--batch-size", str(args.batch_size),
-                   "--train-steps", str(args.train_steps), "--infer-batches",
-                   str(args.infer_batches), "--device", args.device, "--precision", args.precision]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                f"{name}:{k}",
+                "--preset",
+                args.preset,
+                "--image-size",
+                str(args.image_size),
+                "--batch-size",
+                str(args.batch_size),
+                "--train-steps",
+                str(args.train_steps),
+                "--infer-batches",
+                str(args.infer_batches),
+                "--device",
+                args.device,
+                "--precision",
+                args.precision,
+            ]
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:
                 rows.append({"method": name, "k": k, "error": done.stderr.strip().splitlines()[-1]})
@@ -132,9 +177,11 @@ def write(rows: list[dict], out: Path) -> None:
     import torch
 
     frame = pd.DataFrame(rows)
-    header = (f"Measured {date.today()} on {platform.processor() or platform.machine()} "
-              f"({torch.get_num_threads()} threads), torch {torch.__version__}, "
-              f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}.")
+    header = (
+        f"Measured {date.today()} on {platform.processor() or platform.machine()} "
+        f"({torch.get_num_threads()} threads), torch {torch.__version__}, "
+        f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}."
+    )
     table = frame.to_markdown(index=False, floatfmt=".3g")
     print(f"\n{header}\n\n{table}")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
@@ -29,17 +31,23 @@ def test_collate_refuses_mixed_sizes_naming_both_samples():
 
 def test_field_checks_name_the_field():
     good = Batch.collate([make_sample(0), make_sample(1)])
-    with pytest.raises(ValueError, match="Batch.label has 3 entries but Batch.image has 2"):
+    with pytest.raises(
+        ValueError, match=re.escape("Batch.label has 3 entries but Batch.image has 2")
+    ):
         Batch(good.image, good.mask, torch.zeros(3, dtype=torch.int64), good.category, good.index)
-    with pytest.raises(TypeError, match="Batch.category must have dtype int64, got torch.float32"):
+    with pytest.raises(
+        TypeError, match=re.escape("Batch.category must have dtype int64, got torch.float32")
+    ):
         Batch(good.image, good.mask, good.label, good.category.float(), good.index)
-    with pytest.raises(ValueError, match="Batch.mask must have shape"):
+    with pytest.raises(ValueError, match=re.escape("Batch.mask must have shape")):
         Batch(good.image, good.mask[:, :, :4], good.label, good.category, good.index)
-    with pytest.raises(ValueError, match="Sample.image must have 3 channels"):
+    with pytest.raises(ValueError, match=re.escape("Sample.image must have 3 channels")):
         Sample(torch.rand(1, 4, 4), torch.zeros(1, 4, 4), 0, 0, 0)
-    with pytest.raises(ValueError, match=r"AnomalyOutput.anomaly_map must have shape \(B, 1, h, w\)"):
+    with pytest.raises(
+        ValueError, match=r"AnomalyOutput.anomaly_map must have shape \(B, 1, h, w\)"
+    ):
         AnomalyOutput(torch.rand(2, 3, 4, 4), torch.rand(2))
-    with pytest.raises(ValueError, match="AnomalyOutput.score has 3 entries"):
+    with pytest.raises(ValueError, match=re.escape("AnomalyOutput.score has 3 entries")):
         AnomalyOutput(torch.rand(2, 1, 4, 4), torch.rand(3))
 
 

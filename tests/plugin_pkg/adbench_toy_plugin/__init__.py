@@ -1,7 +1,8 @@
 """A third-party method package, installed with pip by the registry tests."""
 
-from adbench.registry import MethodSpec
 from toy_method import TOY_PRESETS, ToyAutoencoder, ToyConfig
+
+from adbench.registry import MethodSpec
 
 
 class PluginAutoencoder(ToyAutoencoder):
