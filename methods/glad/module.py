@@ -100,8 +100,16 @@ class GLAD(AnomalyMethod):
     def on_test_epoch_end(self) -> None:
         """Log the mean chosen stopping timestep of the test pass and print the distribution."""
         self.log("test/stop_step", self._mean_stop_step(), sync_dist=True)
-        rank_zero_info(f"GLAD stopping timesteps {{t: images}}: {self.stop_step_histogram()}")
+        self._report_stop_steps()
 
     def on_predict_epoch_start(self) -> None:
         """Count stop steps of this predict pass only (read them from `stop_step_histogram`)."""
         self.reset_stop_steps()
+
+    def on_predict_epoch_end(self) -> None:
+        """Print the distribution of chosen stopping timesteps (`adbench.evaluate` predicts)."""
+        self._report_stop_steps()
+
+    def _report_stop_steps(self) -> None:
+        """Print this process's stopping-step histogram to the log (rank 0)."""
+        rank_zero_info(f"GLAD stopping timesteps {{t: images}}: {self.stop_step_histogram()}")

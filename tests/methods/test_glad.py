@@ -9,6 +9,7 @@ settings the paper leaves to it).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 
 import numpy as np
@@ -370,6 +371,15 @@ def test_forward_shapes_and_stop_step_record():
     assert sum(method.stop_step_histogram().values()) == 5
     method.on_predict_epoch_start()
     assert method.stop_step_histogram() == {}
+
+
+def test_stop_step_distribution_is_written_to_the_log(caplog):
+    method = tiny()
+    method.on_predict_epoch_start()
+    method(images(3))
+    with caplog.at_level(logging.INFO):
+        method.on_predict_epoch_end()
+    assert f"GLAD stopping timesteps {{t: images}}: {method.stop_step_histogram()}" in caplog.text
 
 
 def test_forward_is_deterministic():
