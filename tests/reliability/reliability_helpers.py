@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
 import pytest
+from runner import runner_helpers
 
 from adbench.cli import main
 
-TESTS = Path(__file__).resolve().parents[1]
-TOY = str(TESTS / "runner" / "toy_plugin.py")
+TOY = runner_helpers.TOY  # the toy method of the runner tests
 NAN_TOY = str(Path(__file__).with_name("nan_plugin.py"))
 # tests that find a temporary file's name from its descriptor
 LINUX_FDS = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc/self/fd")
@@ -19,18 +18,9 @@ LINUX_FDS = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads
 
 def toy_sweep(root: Path, **changes: Any) -> dict[str, Any]:
     """A sweep of the toy method on the synthetic set at ``root``: k = 1 and 2, two steps each."""
-    sweep = {
-        "name": "reliability",
-        "methods": [{"name": "toy", "preset": "tiny"}],
-        "datasets": [{"format": "synthetic", "root": str(root)}],
-        "categories": [1, 2],
-        "seeds": [0],
-        "trainer": {"accelerator": "cpu", "max_steps": 2},
-        "checkpoints": False,
-        "plugins": [TOY],
-    }
-    sweep.update(copy.deepcopy(changes))
-    return sweep
+    defaults = {"name": "reliability", "categories": [1, 2], "checkpoints": False,
+                "trainer": {"accelerator": "cpu", "max_steps": 2}}
+    return runner_helpers.make_sweep(root, **{**defaults, **changes})
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
