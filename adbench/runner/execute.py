@@ -252,7 +252,8 @@ def _execute(cell: Cell, folder: Path, runtime: Runtime, writes: bool) -> dict[s
         fitted = time.perf_counter()
         trainer = fit(method, datamodule, seed=cell.seed, default_root_dir=folder, **options)
         trained = time.perf_counter()
-        table = evaluate(method, datamodule, mode=cell.config["evaluation"], trainer=trainer)
+        table = evaluate(method, datamodule, mode=cell.config["evaluation"], trainer=trainer,
+                         view_pooling=cell.config["view_pooling"])
         inferred = time.perf_counter()
     if not (writes and trainer.is_global_zero):
         return None

@@ -119,6 +119,7 @@ class Sweep:
     image_size: int | None = None
     trainer: TrainerSettings = field(default_factory=TrainerSettings)
     evaluation: Literal["streaming", "exact"] = "streaming"
+    view_pooling: str = "max"  # object score from its view scores (Real-IAD): max, mean, topK
     subset_seed: int | None = 0  # None: each seed draws its own nested category subsets
     num_workers: int = 0
     checkpoints: bool = True
@@ -212,6 +213,12 @@ def _check(sweep: Sweep, context: str) -> None:
             raise ConfigError(f"{context}: categories: k must be >= 1 or 'all', got {k}")
     if sweep.num_workers < 0:
         raise ConfigError(f"{context}: num_workers must be >= 0, got {sweep.num_workers}")
+    from adbench.metrics.objects import ViewPooling
+
+    try:
+        ViewPooling.parse(sweep.view_pooling)
+    except AdbenchError as err:
+        raise ConfigError(f"{context}: view_pooling: {err}") from err
     for i, entry in enumerate(sweep.datasets):
         where = f"{context}: datasets[{i}]"
         if entry.parts and (entry.format or entry.root):
@@ -395,6 +402,7 @@ def expand(sweep: Sweep) -> list[Cell]:
                         "data": _data_settings(sweep, config, label),
                         "trainer": trainer,
                         "evaluation": sweep.evaluation,
+                        "view_pooling": sweep.view_pooling,
                     }
                     cells.append(Cell(config_hash(resolved), label, entry.name, entry.preset,
                                       name, k, seed, categories, resolved))

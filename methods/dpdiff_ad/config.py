@@ -49,7 +49,9 @@ class FeatureConfig:
 class LocalPrototypeConfig:
     """The local prototype bank P_L (fine-grained normal patterns)."""
 
-    num: int = 1024  # spec: K_L; fixed, it does not grow with the number of categories
+    # spec: K_L = 1024, "scale with the number of classes"; choice: a fixed size that never grows
+    # by itself, so memory and time stay flat as categories are added (raise it by configuration)
+    num: int = 1024
     topk: int = 8  # spec: prototypes aggregated per token
     temperature: float = 0.07  # spec: tau_L of the softmax over the top-k cosine similarities
     # spec: "vq" learns P_L by gradient of L_loc; "ema" moves P_L by EMA k-means updates

@@ -14,9 +14,9 @@ from runner_helpers import make_sweep
 
 from adbench.data import UnifiedDataModule, load_index
 from adbench.engine import evaluate
-from adbench.errors import MissingDependencyError
+from adbench.errors import ConfigError, MissingDependencyError
 from adbench.registry import get_method_spec
-from adbench.runner import CellFailed, load_cells, load_results, run_sweep
+from adbench.runner import CellFailed, load_cells, load_results, load_sweep, run_sweep
 from adbench.runner.rundir import LOCK, CellLock, cell_dir, lock_holder
 
 
@@ -158,3 +158,36 @@ def test_ray_launcher_without_ray_names_the_extra(tmp_path, tiny_root, toy):
         pytest.skip("ray is installed")
     with pytest.raises(MissingDependencyError, match=r"adbench\[ray\]"):
         run_sweep(make_sweep(tiny_root, launcher={"name": "ray"}), tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "top2"])
+def test_view_pooling_of_the_sweep_reaches_the_object_metrics(tmp_path, realiad_root, toy,
+                                                              pooling, monkeypatch):
+    import adbench.engine as engine
+
+    used = []
+    monkeypatch.setattr(engine, "evaluate", lambda *args, **kwargs: (
+        used.append(kwargs["view_pooling"]) or evaluate(*args, **kwargs)))
+    sweep = make_sweep(realiad_root.root, categories=["all"], view_pooling=pooling,
+                       datasets=[{"format": "realiad", "root": str(realiad_root.root)}])
+    report = run_sweep(sweep, tmp_path, progress=False)
+    (cell,) = report.cells
+    assert report.statuses[cell.id] == "finished" and cell.config["view_pooling"] == pooling
+    assert used == [pooling]
+    folder = cell_dir(tmp_path, cell.id)
+    result = json.loads((folder / "result.json").read_text())
+    method = get_method_spec("toy").module.from_checkpoint(str(folder / result["checkpoint"]))
+    index = load_index("realiad", cell.config["dataset"]["root"])
+    datamodule = UnifiedDataModule(index, image_size=cell.config["data"]["image_size"],
+                                   batch_size=3)
+    expected = evaluate(method, datamodule, view_pooling=pooling, accelerator="cpu",
+                        enable_progress_bar=False).to_frame()
+    assert "S-AUROC" in expected.columns
+    for category, row in expected[["S-AUROC", "S-AP", "S-F1max"]].iterrows():
+        for metric, value in row.items():
+            assert result["metrics"][category][metric] == pytest.approx(value, abs=1e-9)
+
+
+def test_unknown_view_pooling_is_a_config_error(tiny_root):
+    with pytest.raises(ConfigError, match=r"view_pooling: unknown view pooling 'median'"):
+        load_sweep(make_sweep(tiny_root, view_pooling="median"))
