@@ -53,3 +53,18 @@ def variety_root(tmp_path_factory: pytest.TempPathFactory) -> Generated:
 def folder_root(tmp_path_factory: pytest.TempPathFactory) -> Generated:
     root = tmp_path_factory.mktemp("folder")
     return Generated(root, folder.write(root))
+
+
+@pytest.fixture
+def empty_offline_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The model hub is offline and its caches (hub and torch hub) are empty folders."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return cache

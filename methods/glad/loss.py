@@ -8,6 +8,7 @@ the latent of a normal image and ``z_a`` that of its synthetic anomalous version
 - target: ``eps* = (x_t - sqrt(abar_t) z_n) / sqrt(1 - abar_t)``, the noise whose x0-estimate
   is the *normal* latent, i.e. ``eps + s sqrt(abar_t) (z~ - z_n) / sqrt(1 - abar_t)`` with s = +1.
   ``target_sign = -1`` flips the sign of that correction term (the official code's 2025 variant).
+  An x0-predicting denoiser is trained on the x0-estimate of ``eps*`` instead.
 """
 
 from __future__ import annotations
@@ -48,6 +49,19 @@ def atp_noise_target(eps: Tensor, z_mixed: Tensor, z_normal: Tensor, abar: Tenso
     return eps + sign * correction
 
 
-def atp_loss(eps_pred: Tensor, eps_target: Tensor) -> Tensor:
-    """``MSE(eps_theta(x_t, t), eps*)`` averaged over every element (the official reduction)."""
-    return F.mse_loss(eps_pred.float(), eps_target.float())
+def atp_x0_target(z_mixed: Tensor, z_normal: Tensor, sign: float = 1.0) -> Tensor:
+    """The x0-estimate of the ATP noise target: ``z~ - sign (z~ - z_n)``, the normal latent for
+    ``sign = +1``; the target of an x0-predicting denoiser (``denoiser.prediction = "x0"``).
+
+    Args:
+        z_mixed: (B, C, h, w) the mixed latent ``z~``.
+        z_normal: (B, C, h, w) the normal latent ``z_n``.
+        sign: as in `atp_noise_target`.
+    """
+    return z_mixed - sign * (z_mixed - z_normal)
+
+
+def atp_loss(prediction: Tensor, target: Tensor) -> Tensor:
+    """``MSE(eps_theta(x_t, t), eps*)`` (or its x0 form) averaged over every element (the
+    official reduction)."""
+    return F.mse_loss(prediction.float(), target.float())

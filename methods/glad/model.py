@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from adbench.backbones import FeatureExtractor
 from adbench.diffusion import NoiseSchedule
 from adbench.methods.glad.config import GLADConfig, GLADScoringConfig, SamplerConfig
-from adbench.methods.glad.loss import atp_loss, atp_noise_target, mix_latents
+from adbench.methods.glad.loss import atp_loss, atp_noise_target, atp_x0_target, mix_latents
 from adbench.methods.glad.networks import Denoiser, LatentCodec, build_codec, build_denoiser
 from adbench.methods.glad.scoring import (
     add_pixel_term,
@@ -45,11 +45,13 @@ class GLADModel(nn.Module):
         sampler: ADS / SAFF settings.
         scoring: anomaly-map settings.
         target_sign: +1 (``eps*`` lands on the normal latent) or -1 (flipped correction).
+        prediction: what the denoiser outputs, ``"eps"`` (the noise) or ``"x0"`` (the clean
+            latent, from which the noise estimate is derived).
     """
 
     def __init__(self, codec: LatentCodec, denoiser: Denoiser, schedule: NoiseSchedule,
                  features: FeatureExtractor, sampler: SamplerConfig, scoring: GLADScoringConfig,
-                 target_sign: float = 1.0) -> None:
+                 target_sign: float = 1.0, prediction: str = "eps") -> None:
         super().__init__()
         self.codec = codec
         self.denoiser = denoiser
@@ -58,6 +60,7 @@ class GLADModel(nn.Module):
         self.sampler = sampler
         self.scoring = scoring
         self.target_sign = target_sign
+        self.prediction = prediction
 
     @classmethod
     def from_config(cls, config: GLADConfig) -> GLADModel:
@@ -70,7 +73,7 @@ class GLADModel(nn.Module):
         sign = 1.0 if config.training.target == "normal_x0" else -1.0
         return cls(codec, denoiser, NoiseSchedule(config.schedule),
                    FeatureExtractor(config.features, frozen=True), config.sampler,
-                   config.scoring, sign)
+                   config.scoring, sign, config.denoiser.prediction)
 
     # -- training: anomaly-oriented training (ATP) ----------------------------------------------
     def training_loss(self, normal: Tensor, anomalous: Tensor,
@@ -89,9 +92,17 @@ class GLADModel(nn.Module):
         eps = torch.randn(z_normal.shape, device=z.device, generator=generator)
         z_mixed = mix_latents(z_normal, z_anomalous, t, self.schedule.num_train_timesteps)
         x_t = self.schedule.add_noise(z_mixed, eps, t)
-        target = atp_noise_target(eps, z_mixed, z_normal, self.schedule.abar(t, z_mixed),
-                                  self.target_sign)
+        if self.prediction == "x0":
+            target = atp_x0_target(z_mixed, z_normal, self.target_sign)
+        else:
+            target = atp_noise_target(eps, z_mixed, z_normal, self.schedule.abar(t, z_mixed),
+                                      self.target_sign)
         return atp_loss(self.denoiser(x_t, t), target)
+
+    def predict_noise(self, x_t: Tensor, t: Tensor) -> Tensor:
+        """eps_hat (B, C, h, w) at inference (guided), derived from x0 for x0-prediction."""
+        out = self.denoiser(x_t, t, guided=True).float()
+        return self.schedule.predict_eps(x_t, out, t) if self.prediction == "x0" else out
 
     # -- inference: adaptive denoising step (ADS) and feature fusion (SAFF) ---------------------
     def ads_discrepancy(self, x0_in: Tensor, x0_gen: Tensor) -> Tensor:
@@ -130,7 +141,7 @@ class GLADModel(nn.Module):
         x_t = self.schedule.add_noise(z0, eps, torch.full((B,), cfg.t_max, device=device))
         for t_int, t_prev_int in self.schedule.ddim_timesteps(cfg.t_max, cfg.steps):
             t = torch.full((B,), t_int, device=device, dtype=torch.long)
-            eps_hat = self.denoiser(x_t, t, guided=True).float()
+            eps_hat = self.predict_noise(x_t, t)
             x0 = self.schedule.predict_x0(x_t, eps_hat, t)
             if bool(active.any()):
                 idx = active.nonzero().squeeze(1)

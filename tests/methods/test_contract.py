@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
@@ -93,3 +94,17 @@ def test_batch_and_output_survive_lightning_device_moves(datamodule):
     assert isinstance(move_data_to_device(batch, torch.device("cpu")), Batch)
     output = AnomalyOutput(torch.rand(2, 1, 4, 4), torch.rand(2))
     assert isinstance(move_data_to_device(output, torch.device("cpu")), AnomalyOutput)
+
+
+@pytest.mark.parametrize("sigma", [1.5, 4.0])
+def test_gaussian_blur_matches_scipy(sigma):
+    from scipy import ndimage
+
+    from adbench.contract import gaussian_blur
+
+    maps = torch.rand(2, 1, 40, 36, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    expected = [ndimage.gaussian_filter(m[0].numpy(), sigma, mode="mirror", truncate=4.0)
+                for m in maps]
+    got = gaussian_blur(maps, sigma)
+    torch.testing.assert_close(got[:, 0], torch.from_numpy(np.stack(expected)))
+    assert gaussian_blur(maps, 0.0) is maps

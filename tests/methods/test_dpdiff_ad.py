@@ -533,14 +533,10 @@ def test_overriding_one_backbone_key_of_the_paper_preset_keeps_the_others():
                                                   weights="/weights/dinov2.pth")
 
 
-def test_paper_preset_offline_raises_weights_not_found(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    try:
-        method = adbench.create("dpdiff_ad", preset="paper")
-    except WeightsNotFoundError as err:
-        assert "vit_base_patch14_reg4_dinov2.lvd142m" in str(err)
-        return
-    pytest.skip(f"the DINOv2 weights are cached here ({type(method).__name__} built)")
+def test_paper_preset_offline_raises_weights_not_found(empty_offline_hub):
+    with pytest.raises(WeightsNotFoundError,
+                       match=r"vit_base_patch14_reg4_dinov2\.lvd142m.*looked in"):
+        adbench.create("dpdiff_ad", preset="paper")
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import math
 
+import lightning
 import numpy as np
 import pytest
 import torch
@@ -24,7 +25,7 @@ from adbench.diffusion import NoiseSchedule, ScheduleConfig
 from adbench.errors import ConfigError, WeightsNotFoundError
 from adbench.methods.glad import GLAD, GLADConfig
 from adbench.methods.glad.config import SD_V1_4
-from adbench.methods.glad.loss import atp_loss, atp_noise_target, mix_latents
+from adbench.methods.glad.loss import atp_loss, atp_noise_target, atp_x0_target, mix_latents
 from adbench.methods.glad.model import GLADModel
 from adbench.methods.glad.networks import Denoiser, LatentCodec, guide
 from adbench.methods.glad.scoring import (
@@ -70,6 +71,24 @@ def test_atp_target_is_the_noise_that_lands_on_the_normal_latent():
     torch.testing.assert_close(flipped.flatten(), torch.tensor([-0.9]))
 
 
+def test_atp_x0_target_is_the_x0_estimate_of_the_noise_target():
+    # the numbers above: the x0-estimate of eps* is z_n = 0.25; of the flipped target
+    # (0.86 - 0.6 * (-0.9)) / 0.8 = 1.75 = 2 z~ - z_n
+    eps, z_mixed, z_normal = (torch.full((1, 1, 1, 1), v) for v in (0.1, 1.0, 0.25))
+    torch.testing.assert_close(atp_x0_target(z_mixed, z_normal, sign=1.0), z_normal)
+    torch.testing.assert_close(atp_x0_target(z_mixed, z_normal, sign=-1.0).flatten(),
+                               torch.tensor([1.75]))
+    schedule = NoiseSchedule(ScheduleConfig(1000, "scaled_linear", 0.00085, 0.012))
+    t = torch.tensor([0, 300, 999])
+    z_mixed, z_normal, eps = torch.randn(3, 3, 3, 2, 2).unbind(0)
+    abar = schedule.abar(t, z_mixed)
+    x_t = schedule.add_noise(z_mixed, eps, t)
+    for sign in (1.0, -1.0):
+        noise_target = atp_noise_target(eps, z_mixed, z_normal, abar, sign)
+        torch.testing.assert_close(schedule.predict_x0(x_t, noise_target, t),
+                                   atp_x0_target(z_mixed, z_normal, sign), rtol=1e-4, atol=1e-4)
+
+
 def test_atp_target_without_anomaly_is_the_plain_noise():
     eps, z = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3)
     torch.testing.assert_close(atp_noise_target(eps, z, z, torch.tensor(0.3)), eps)
@@ -79,8 +98,9 @@ def test_atp_loss_is_the_mean_squared_error():
     assert atp_loss(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 0.0])).item() == pytest.approx(2.5)
 
 
-def test_training_loss_follows_the_paper_equations():
-    model = tiny(**PIXELS).model
+@pytest.mark.parametrize("prediction", ["eps", "x0"])
+def test_training_loss_follows_the_paper_equations(prediction):
+    model = tiny(**PIXELS, **{"denoiser.prediction": prediction}).model
     normal, anomalous = images(2, seed=1), images(2, seed=2)
     got = model.training_loss(normal, anomalous, torch.Generator().manual_seed(3))
     # the same draws, written out: z = 2x - 1 (pixel space), t ~ U{0..T-1}, eps ~ N(0, I)
@@ -92,10 +112,23 @@ def test_training_loss_follows_the_paper_equations():
     alpha = (t / 1000).view(-1, 1, 1, 1)
     z_mixed = alpha * z_a + (1 - alpha) * z_n
     x_t = abar.sqrt() * z_mixed + (1 - abar).sqrt() * eps
-    target = (x_t - abar.sqrt() * z_n) / (1 - abar).sqrt()
+    target = (x_t - abar.sqrt() * z_n) / (1 - abar).sqrt() if prediction == "eps" else z_n
     with torch.no_grad():
         expected = ((model.denoiser(x_t, t) - target) ** 2).mean()
     torch.testing.assert_close(got.detach(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_x0_prediction_derives_the_noise_estimate_from_the_clean_latent():
+    model = tiny(**PIXELS, **{"denoiser.prediction": "x0"}).model
+    x_t, t = torch.randn(2, 3, SIZE, SIZE), torch.tensor([100, 650])
+    abar = model.schedule.alphas_cumprod[t].view(-1, 1, 1, 1)
+    with torch.no_grad():
+        x0_hat = model.denoiser(x_t, t)
+        torch.testing.assert_close(model.predict_noise(x_t, t),
+                                   (x_t - abar.sqrt() * x0_hat) / (1 - abar).sqrt())
+    eps_model = tiny(**PIXELS, **{"denoiser.prediction": "eps"}).model
+    with torch.no_grad():
+        torch.testing.assert_close(eps_model.predict_noise(x_t, t), eps_model.denoiser(x_t, t))
 
 
 def test_training_step_uses_the_synthesizer_and_backpropagates_into_the_denoiser_only():
@@ -431,7 +464,6 @@ def baseline():
     ("sampler.t_max", 200),
     ("sampler.steps", 3),
     ("sampler.tau", -1.0),
-    ("sampler.min_step", 290),
     ("sampler.score_topk", 1),
     ("sampler.feature_level", 0),
     ("sampler.feature_size", 64),
@@ -450,6 +482,7 @@ def baseline():
     ("denoiser.block_out_channels", [16, 32, 32]),
     ("denoiser.layers_per_block", 2),
     ("denoiser.attention", False),
+    ("denoiser.prediction", "eps"),
 ])
 def test_option_changes_the_computation(key, value, baseline):
     assert differs(signature(tiny(**{key: value})), baseline)
@@ -462,6 +495,9 @@ def test_option_sampler_tau_and_min_step_decide_when_samples_stop():
     eager(images()), patient(images())
     assert eager.stop_step_histogram() == {300: 2}  # every sample stops at the first step
     assert patient.stop_step_histogram() == {75: 2}  # 300, 225, 150, 75: first t < min_step
+    earlier = tiny(**{**fixed, "sampler.tau": 100.0, "sampler.min_step": 200})
+    earlier(images())
+    assert earlier.stop_step_histogram() == {150: 2}
 
 
 def test_option_training_target_sign_and_schedule_change_the_loss():
@@ -519,7 +555,7 @@ def test_paper_defaults_are_the_specification():
     assert round(config.scoring.topk_fraction * 256 * 256) == 250
     synthesis = config.training.synthesis
     assert (synthesis.probability, synthesis.threshold, synthesis.beta) == (0.5, 0.3, (0.0, 0.8))
-    assert config.training.target == "normal_x0"
+    assert config.training.target == "normal_x0" and config.denoiser.prediction == "eps"
     assert adbench.resolve_config("glad", "paper") == config
 
 
@@ -539,14 +575,57 @@ def test_unknown_key_suggests_the_closest():
         adbench.resolve_config("glad", "tiny", {"sampler.stpes": 3})
 
 
-def test_paper_preset_offline_raises_weights_not_found(monkeypatch):
-    from huggingface_hub import constants
-
-    if (constants.HF_HUB_CACHE and (
-            __import__("pathlib").Path(constants.HF_HUB_CACHE)
-            / "models--CompVis--stable-diffusion-v1-4").exists()):
-        pytest.skip("Stable Diffusion v1.4 is in the hub cache here")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+def test_paper_preset_offline_raises_weights_not_found(empty_offline_hub):
     with pytest.raises(WeightsNotFoundError, match=r"CompVis/stable-diffusion-v1-4.*weights="):
         adbench.create("glad", preset="paper")
 
+
+
+# -- learning ----------------------------------------------------------------------------------
+class _FixedBatchLoss(lightning.Callback):
+    """The ATP loss on one fixed batch and fixed draws, after the first step and at the end."""
+
+    def __init__(self, normal: torch.Tensor, anomalous: torch.Tensor) -> None:
+        self.normal, self.anomalous = normal, anomalous
+        self.values = []
+
+    def _measure(self, method: GLAD) -> None:
+        with torch.no_grad():
+            self.values.append(method.model.training_loss(
+                self.normal, self.anomalous, torch.Generator().manual_seed(0)).item())
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == 1 and not self.values:
+            self._measure(pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._measure(pl_module)
+
+
+LEARNING_MARGIN = 0.1  # image AUROC points above the mean-image baseline
+LEARNING_STEPS = 300
+
+
+@pytest.mark.slow
+def test_tiny_preset_learns_and_beats_the_naive_baseline(tmp_path):
+    from adbench.data.naive import mean_image_auroc
+
+    root = adbench.make_synthetic(tmp_path / "data", n_categories=3, seed=0, image_size=64,
+                                  n_train=24, n_test=32)
+    datamodule = adbench.UnifiedDataModule(adbench.load_index("synthetic", root), image_size=64,
+                                           batch_size=16, seed=0)
+    _, naive = mean_image_auroc(datamodule)
+    torch.manual_seed(0)
+    method = adbench.create("glad", preset="tiny")
+    train = datamodule.dataset("train")
+    normal = torch.stack([train[i].image for i in range(0, len(train), 9)])
+    torch.manual_seed(1)
+    fixed = _FixedBatchLoss(normal, method.synthesize(normal))
+    adbench.fit(method, datamodule, max_steps=LEARNING_STEPS, accelerator="cpu", devices=1,
+                enable_progress_bar=False, callbacks=[fixed])
+    first, last = fixed.values
+    assert last < 0.7 * first, fixed.values
+    table = adbench.evaluate(method, datamodule, accelerator="cpu", devices=1,
+                             enable_progress_bar=False).to_frame()
+    assert table.loc["mean", "I-AUROC"] >= naive + LEARNING_MARGIN, (table.loc["mean"], naive)
+    assert sum(method.stop_step_histogram().values()) == len(datamodule.dataset("test"))

@@ -440,14 +440,9 @@ def test_unknown_key_suggests_the_closest():
         from_dict(MDDNetConfig, {"memory": {"slot": 3}}, context="mddnet")
 
 
-def test_paper_preset_offline_raises_weights_not_found(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    try:
-        method = adbench.create("mddnet", preset="paper")
-    except WeightsNotFoundError as err:
-        assert "wide_resnet50_2.tv_in1k" in str(err)
-        return
-    pytest.skip(f"the WideResNet-50-2 weights are cached here ({type(method).__name__} built)")
+def test_paper_preset_offline_raises_weights_not_found(empty_offline_hub):
+    with pytest.raises(WeightsNotFoundError, match=r"wide_resnet50_2\.tv_in1k.*looked in"):
+        adbench.create("mddnet", preset="paper")
 
 
 # -- number of classes -------------------------------------------------------------------------
