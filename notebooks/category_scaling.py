@@ -164,11 +164,16 @@ def change(metric, method):
     return low, high, high - low, std_acc.loc[(metric, method), k_high]
 
 
+finished_ks = results.groupby("method")["k"].agg(set)
+COMPARED = [m for m in METHODS if {k_low, k_high} <= finished_ks[m]]
 lines = [f"From k = {k_low} to k = {k_high} categories on `{DATASET}` "
          f"({len(SEEDS)} seed{'s' if len(SEEDS) > 1 else ''}; the training set grows from "
          f"{images[k_low]:.0f} to {images[k_high]:.0f} images):", ""]
+if len(COMPARED) < len(METHODS):
+    lines += [f"(not compared, no finished cell at k = {k_low} or k = {k_high}: "
+              f"{', '.join(sorted(set(METHODS) - set(COMPARED)))})", ""]
 summary = []
-for method in METHODS:
+for method in COMPARED:
     low, high, delta, spread = change("mAD", method)
     i_low, i_high, i_delta, _ = change("I-AUROC", method)
     if np.isnan(spread):
