@@ -67,14 +67,9 @@ def results_dir(tmp_path_factory) -> Path:
     return report.out
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", NAMES)
-def test_notebook_runs(name, results_dir, tmp_path, monkeypatch):
+def _execute(name: str) -> list:
+    """Run notebook ``name`` top to bottom in a fresh kernel; return every cell output."""
     nbclient = pytest.importorskip("nbclient")
-    monkeypatch.setenv("ADBENCH_RESULTS", str(results_dir))
-    monkeypatch.setenv("ADBENCH_WORK", str(tmp_path))
-    monkeypatch.setenv("ADBENCH_STEPS", "2")
-    monkeypatch.delenv("MPLBACKEND", raising=False)  # the notebooks choose the inline backend
     notebook = jupytext.read(NOTEBOOKS / f"{name}.py")
     client = nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(NOTEBOOKS)}})
@@ -83,3 +78,26 @@ def test_notebook_runs(name, results_dir, tmp_path, monkeypatch):
     assert not [output for output in outputs if output.get("output_type") == "error"]
     if name in FIGURES:
         assert any("image/png" in output.get("data", {}) for output in outputs), "no figure shown"
+    return outputs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs(name, results_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADBENCH_RESULTS", str(results_dir))
+    monkeypatch.setenv("ADBENCH_WORK", str(tmp_path))
+    monkeypatch.setenv("ADBENCH_STEPS", "2")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the notebooks choose the inline backend
+    _execute(name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["leaderboard_analysis", "category_scaling"])
+def test_analysis_notebook_opens_the_shipped_results(name, monkeypatch):
+    """Without ADBENCH_RESULTS the analysis notebooks read examples/quickstart_results (one seed,
+    every registered method)."""
+    monkeypatch.delenv("ADBENCH_RESULTS", raising=False)
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    outputs = _execute(name)
+    printed = "".join(output.get("text", "") for output in outputs)
+    assert "examples/quickstart_results" in printed
