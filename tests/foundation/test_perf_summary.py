@@ -63,3 +63,13 @@ def test_hardware_names_cpu_memory_and_versions(run_all: ModuleType) -> None:
     assert set(machine) == set(MACHINE)
     assert "cores" in machine["cpu"] and "GiB RAM" in machine["cpu"]
     assert "torch" in machine["versions"] and "lightning" in machine["versions"]
+
+
+def test_the_performance_page_is_current(run_all: ModuleType) -> None:
+    """docs/performance.md holds a row for every stored result: rebuild it with
+    `python benchmarks/perf/run_all.py --collect-only` after a benchmark writes new results."""
+    rows, sources = run_all.collect(REPO / "benchmarks" / "results")
+    page = (REPO / "docs" / "performance.md").read_text()
+    missing = [row for row in rows if "| " + " | ".join(row.values()) + " |" not in page]
+    assert not missing, f"docs/performance.md is out of date; missing rows: {missing[:3]}"
+    assert all(source in page for source in sources)
