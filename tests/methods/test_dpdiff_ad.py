@@ -354,6 +354,11 @@ MAP_OPTIONS = [
     ("inference.prototype_weight", 0.0),
     ("inference.seed", 1),
     ("schedule.beta_end", 0.03),
+    ("schedule.beta_start", 1e-3),
+    ("schedule.beta_schedule", "scaled_linear"),
+    ("schedule.num_train_timesteps", 500),
+    ("scoring.sigma", 0.0),
+    ("backbone.layers", [1, 2]),
 ]
 
 
@@ -367,6 +372,15 @@ def test_option_changes_the_anomaly_map(key, value, reference_map):
     changed = forward(build(**{key: value}), images(2, seed=3)).anomaly_map
     assert changed.shape == reference_map.shape
     assert not torch.allclose(changed, reference_map, atol=1e-6)
+
+
+@pytest.mark.parametrize(("key", "value"), [("scoring.pooling", "max"),
+                                            ("scoring.topk_fraction", 0.5)])
+def test_pooling_options_change_the_image_score(key, value):
+    x = images(2, seed=3)
+    reference, changed = forward(build(), x), forward(build(**{key: value}), x)
+    torch.testing.assert_close(changed.anomaly_map, reference.anomaly_map)
+    assert not torch.allclose(changed.score, reference.score, atol=1e-6)
 
 
 def test_grid_level_and_fusion_change_the_token_grid():
