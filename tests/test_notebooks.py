@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jupytext
+import nbclient
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SOURCES = sorted(NOTEBOOKS.glob("*.py"))
 NAMES = [path.stem for path in SOURCES]
 FIGURES = {"quickstart", "leaderboard_analysis", "category_scaling"}  # notebooks that draw
-
-jupytext = pytest.importorskip("jupytext")
 
 
 def _cells(notebook) -> list[tuple[str, str]]:
@@ -69,7 +69,6 @@ def results_dir(tmp_path_factory) -> Path:
 
 def _execute(name: str) -> list:
     """Run notebook ``name`` top to bottom in a fresh kernel; return every cell output."""
-    nbclient = pytest.importorskip("nbclient")
     notebook = jupytext.read(NOTEBOOKS / f"{name}.py")
     client = nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(NOTEBOOKS)}})
