@@ -93,6 +93,16 @@ CASES: list[Case] = [
          lambda p: ["plot", "scaling", str(p.run), "--metric", "P-AUROCC", "--output-dir",
                     str(p.tmp / "plots")],
          "unknown metric", "P-AUROCC", "P-AUROC"),
+    Case("metric (cost ranking)", "adbench leaderboard DIR --per-gpu-hour I-AUROCC",
+         lambda p: ["leaderboard", str(p.run), "--per-gpu-hour", "I-AUROCC"],
+         "unknown metric", "I-AUROCC", "I-AUROC"),
+    Case("dataset (plot)", "adbench plot scaling DIR --dataset synthetik",
+         lambda p: ["plot", "scaling", str(p.run), "--dataset", "synthetik", "--output-dir",
+                    str(p.tmp / "plots")],
+         "unknown dataset", "synthetik", "synthetic"),
+    Case("view pooling", "sweep file with view_pooling: maxx",
+         lambda p: p.run_command(view_pooling="maxx"),
+         "unknown view pooling", "maxx", "max"),
 ]
 
 
