@@ -8,11 +8,11 @@ import math
 import re
 from types import SimpleNamespace
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from learning_helpers import FixedBatchLoss
 
 import adbench
 from adbench.batch import Batch
@@ -565,27 +565,6 @@ def test_paper_architecture_with_random_backbone_weights():
 
 
 # -- learning -------------------------------------------------------------------------------------
-class _FixedBatchLoss(L.Callback):
-    """Every loss term on one fixed batch (fixed noise and timesteps): after the first optimiser
-    step (the banks are initialised by then) and at the end of training."""
-
-    def __init__(self, images: torch.Tensor) -> None:
-        self.images = images
-        self.values = []
-
-    def _measure(self, method: DPDiffAD) -> None:
-        with torch.no_grad():
-            self.values.append(method.model.training_losses(self.images,
-                                                            torch.Generator().manual_seed(0)))
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step == 1 and not self.values:
-            self._measure(pl_module)
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        self._measure(pl_module)
-
-
 MARGIN = 0.1  # image AUROC points above the mean-image baseline
 
 
@@ -600,7 +579,9 @@ def test_tiny_preset_learns_and_beats_the_naive_baseline(tmp_path):
     _, naive = mean_image_auroc(datamodule)
     method = adbench.create("dpdiff_ad", preset="tiny")
     train = datamodule.dataset("train")
-    fixed = _FixedBatchLoss(torch.stack([train[i].image for i in range(0, len(train), 9)]))
+    images = torch.stack([train[i].image for i in range(0, len(train), 9)])
+    fixed = FixedBatchLoss(lambda m: m.model.training_losses(images,
+                                                             torch.Generator().manual_seed(0)))
     adbench.fit(method, datamodule, max_steps=120, accelerator="cpu", devices=1,
                 enable_progress_bar=False, callbacks=[fixed])
     first, last = fixed.values

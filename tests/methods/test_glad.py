@@ -12,11 +12,11 @@ import dataclasses
 import logging
 import math
 
-import lightning
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from learning_helpers import FixedBatchLoss
 from torch import nn
 
 import adbench
@@ -580,28 +580,7 @@ def test_paper_preset_offline_raises_weights_not_found(empty_offline_hub):
         adbench.create("glad", preset="paper")
 
 
-
 # -- learning ----------------------------------------------------------------------------------
-class _FixedBatchLoss(lightning.Callback):
-    """The ATP loss on one fixed batch and fixed draws, after the first step and at the end."""
-
-    def __init__(self, normal: torch.Tensor, anomalous: torch.Tensor) -> None:
-        self.normal, self.anomalous = normal, anomalous
-        self.values = []
-
-    def _measure(self, method: GLAD) -> None:
-        with torch.no_grad():
-            self.values.append(method.model.training_loss(
-                self.normal, self.anomalous, torch.Generator().manual_seed(0)).item())
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step == 1 and not self.values:
-            self._measure(pl_module)
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        self._measure(pl_module)
-
-
 LEARNING_MARGIN = 0.1  # image AUROC points above the mean-image baseline
 LEARNING_STEPS = 300
 
@@ -620,7 +599,9 @@ def test_tiny_preset_learns_and_beats_the_naive_baseline(tmp_path):
     train = datamodule.dataset("train")
     normal = torch.stack([train[i].image for i in range(0, len(train), 9)])
     torch.manual_seed(1)
-    fixed = _FixedBatchLoss(normal, method.synthesize(normal))
+    anomalous = method.synthesize(normal)
+    fixed = FixedBatchLoss(lambda m: m.model.training_loss(
+        normal, anomalous, torch.Generator().manual_seed(0)).item())
     adbench.fit(method, datamodule, max_steps=LEARNING_STEPS, accelerator="cpu", devices=1,
                 enable_progress_bar=False, callbacks=[fixed])
     first, last = fixed.values
