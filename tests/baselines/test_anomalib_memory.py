@@ -10,12 +10,12 @@ import pytest
 import torch
 from anomalib.models.components import KCenterGreedy
 from baseline_helpers import fit_memory
+from fixtures.learning import synthetic_task
 from torch.testing import assert_close
 
 import adbench
 from adbench.baselines.padim import RunningGaussian
 from adbench.baselines.patchcore import greedy_coreset, projection_dims
-from adbench.data.naive import mean_image_auroc
 from adbench.errors import ConfigError
 
 PATCHES_PER_IMAGE = 8 * 8  # tiny PatchCore at 32 px: Lite0 level 1 has stride 4
@@ -164,11 +164,8 @@ def test_memory_banks_refuse_several_processes():
 @pytest.mark.slow
 def test_patchcore_tiny_beats_the_mean_image_detector(tmp_path):
     """Learning check: 4 synthetic categories at 64 px; measured 0.91 vs 0.70 image AUROC."""
-    root = adbench.make_synthetic(tmp_path / "synthetic", n_categories=4, seed=0, image_size=64,
-                                  n_train=20, n_test=20)
-    datamodule = adbench.UnifiedDataModule(adbench.load_index("synthetic", root), image_size=64,
-                                           batch_size=16, seed=0)
-    _, naive = mean_image_auroc(datamodule)
+    datamodule, naive = synthetic_task(tmp_path / "synthetic", 4, n_train=20, n_test=20,
+                                       batch_size=16)
     method = adbench.create("anomalib.patchcore", "tiny")
     adbench.fit(method, datamodule, accelerator="cpu", devices=1, enable_progress_bar=False)
     assert method.model.memory_bank.shape[0] <= method.config.max_bank_size

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from learning_helpers import FixedBatchLoss
+from fixtures.learning import FixedBatchLoss, synthetic_task
 
 import adbench
 from adbench.batch import Batch
@@ -570,13 +570,7 @@ MARGIN = 0.1  # image AUROC points above the mean-image baseline
 
 @pytest.mark.slow
 def test_tiny_preset_learns_and_beats_the_naive_baseline(tmp_path):
-    from adbench.data.naive import mean_image_auroc
-
-    root = adbench.make_synthetic(tmp_path / "data", n_categories=3, seed=0, image_size=64,
-                                  n_train=24, n_test=32)
-    datamodule = adbench.UnifiedDataModule(adbench.load_index("synthetic", root), image_size=64,
-                                           batch_size=8, seed=0)
-    _, naive = mean_image_auroc(datamodule)
+    datamodule, naive = synthetic_task(tmp_path / "data", 3, n_train=24, n_test=32, batch_size=8)
     method = adbench.create("dpdiff_ad", preset="tiny")
     train = datamodule.dataset("train")
     images = torch.stack([train[i].image for i in range(0, len(train), 9)])

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from learning_helpers import FixedBatchLoss
+from fixtures.learning import FixedBatchLoss, synthetic_task
 from torch import nn
 
 import adbench
@@ -587,13 +587,7 @@ LEARNING_STEPS = 300
 
 @pytest.mark.slow
 def test_tiny_preset_learns_and_beats_the_naive_baseline(tmp_path):
-    from adbench.data.naive import mean_image_auroc
-
-    root = adbench.make_synthetic(tmp_path / "data", n_categories=3, seed=0, image_size=64,
-                                  n_train=24, n_test=32)
-    datamodule = adbench.UnifiedDataModule(adbench.load_index("synthetic", root), image_size=64,
-                                           batch_size=16, seed=0)
-    _, naive = mean_image_auroc(datamodule)
+    datamodule, naive = synthetic_task(tmp_path / "data", 3, n_train=24, n_test=32, batch_size=16)
     torch.manual_seed(0)
     method = adbench.create("glad", preset="tiny")
     train = datamodule.dataset("train")

@@ -16,12 +16,12 @@ from types import SimpleNamespace
 import lightning as L
 import pytest
 import torch
+from fixtures.learning import synthetic_task
 
 import adbench
 from adbench.backbones import BackboneConfig
 from adbench.batch import Batch
 from adbench.config import from_dict
-from adbench.data.naive import mean_image_auroc
 from adbench.errors import ConfigError, WeightsNotFoundError
 from adbench.methods.mddnet import MDDNet, MDDNetConfig
 from adbench.methods.mddnet.config import LossConfig
@@ -499,11 +499,8 @@ class LossRecorder(L.Callback):
 
 @pytest.mark.slow
 def test_tiny_preset_learns_and_beats_the_naive_detector(tmp_path):
-    root = adbench.make_synthetic(tmp_path / "synthetic", n_categories=4, seed=0, image_size=64,
-                                  n_train=20, n_test=20)
-    datamodule = adbench.UnifiedDataModule(adbench.load_index("synthetic", root), image_size=64,
-                                           batch_size=16, seed=0)
-    _, naive = mean_image_auroc(datamodule)
+    datamodule, naive = synthetic_task(tmp_path / "synthetic", 4, n_train=20, n_test=20,
+                                       batch_size=16)
     method = adbench.create("mddnet", preset="tiny")  # memory sized from the 4 categories
     recorder = LossRecorder()
     adbench.fit(method, datamodule, max_steps=LEARNING_STEPS, accelerator="cpu", devices=1,
