@@ -57,7 +57,7 @@ class DenoiserConfig:
     norm_num_groups: int = 8  # unet2d only: GroupNorm groups (divides every width)
     prediction: Literal["eps", "x0"] = "eps"  # paper: the UNet predicts the noise; x0: it
     # predicts the clean latent and eps_hat is derived from it (choice for small UNets trained
-    # from scratch, whose eps errors are amplified by sqrt((1 - abar) / abar) ~ 4.6 at t = 650)
+    # from scratch, whose eps errors are amplified by sqrt((1 - abar) / abar) = 2.7 at t = 650)
 
     def __post_init__(self) -> None:
         if self.kind == "unet2d" and self.guidance_scale != 1.0:
