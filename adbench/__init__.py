@@ -10,6 +10,7 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
+DISTRIBUTION = "adbench-uad"  # the name on PyPI; ``adbench`` there is another project
 
 _EXPORTS = {
     # registry and the method contract
@@ -42,7 +43,7 @@ _EXPORTS = {
     "plot_scaling": "adbench.runner",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["DISTRIBUTION", "__version__", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:

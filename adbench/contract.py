@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import math
 import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -77,6 +78,9 @@ class MethodConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     trainer: TrainerDefaults = field(default_factory=TrainerDefaults)
+    # mechanics mode: build the full architecture with random weights and load nothing, to
+    # measure mechanics and cost without the weights; recorded in every result, never a default
+    random_weights: bool = False
 
 
 def gaussian_blur(maps: Tensor, sigma: float) -> Tensor:
@@ -151,6 +155,12 @@ class AnomalyMethod(L.LightningModule):
                 f"got {type(config).__name__}"
             )
         self.config = config
+        if config.random_weights:
+            warnings.warn(
+                f"{type(self).__name__}: random_weights=True builds the architecture without "
+                "pretrained weights (mechanics mode); its scores measure cost, not accuracy",
+                stacklevel=3,
+            )
         self.save_hyperparameters({"config": to_dict(config)})
         self.evaluator: Evaluator | None = None
 
@@ -171,6 +181,11 @@ class AnomalyMethod(L.LightningModule):
         maps = F.interpolate(raw_map.float(), size=size, mode="bilinear", align_corners=False)
         maps = gaussian_blur(maps, scoring.sigma)
         return AnomalyOutput(maps, pool_scores(maps, scoring.pooling, scoring.topk_fraction))
+
+    def run_record(self) -> dict[str, Any]:
+        """Facts decided at run time that a result must carry (e.g. which anomaly-synthesis
+        source was actually used); written to ``result.json`` as ``run_record``. None here."""
+        return {}
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Parameter groups for the optimiser; override to give parts their own learning rate."""

@@ -11,6 +11,7 @@ Notation (Ho et al. 2020; Song et al., DDIM, 2021): ``abar_t`` = cumulative prod
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -95,3 +96,36 @@ class NoiseSchedule(nn.Module):
             raise ValueError(f"steps must be >= 1, got {steps}")
         ts = torch.linspace(t_start, 0, steps).round().long().tolist() if steps > 1 else [t_start]
         return list(zip(ts, [*ts[1:], -1], strict=True))
+
+
+def image_seeds(images: Tensor, seed: int) -> list[int]:
+    """One seed per image, from its pixels (quantised to 8 bits) and ``seed``.
+
+    Noise drawn from these seeds depends on the image alone, never on its batch position, the
+    batch size or the other images of the batch, so scores do not depend on batching.
+
+    Args:
+        images: (B, C, H, W) in [0, 1].
+        seed: the method's inference seed.
+    """
+    quantised = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    seeds = []
+    for image in quantised.numpy():
+        digest = hashlib.blake2b(image.tobytes(), digest_size=8, key=str(seed).encode())
+        seeds.append(int.from_bytes(digest.digest(), "little") & (2**63 - 1))
+    return seeds
+
+
+def randn_per_image(images: Tensor, shape: tuple[int, ...], seed: int) -> Tensor:
+    """(B, *shape) standard normal noise on ``images.device``, one generator per image.
+
+    Args:
+        images: (B, C, H, W) in [0, 1]; each image's noise is seeded by `image_seeds`.
+        shape: the noise shape of one image.
+        seed: the method's inference seed.
+    """
+    draws = []
+    for image_seed in image_seeds(images, seed):
+        generator = torch.Generator(device=images.device).manual_seed(image_seed)
+        draws.append(torch.randn(shape, generator=generator, device=images.device))
+    return torch.stack(draws)

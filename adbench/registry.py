@@ -37,7 +37,7 @@ class MethodSpec:
         presets: preset name -> YAML file or mapping, each an overlay on the defaults.
         paper: the reference, e.g. ``"Yao et al., ECCV 2024, arXiv:2406.07487"``.
         requires: optional modules the method imports (checked before it is loaded).
-        extra: the pip extra that provides ``requires`` (``pip install 'adbench[extra]'``).
+        extra: the pip extra that provides ``requires`` (``pip install 'adbench-uad[extra]'``).
     """
 
     name: str
@@ -114,9 +114,9 @@ def _check_requires(spec: MethodSpec) -> None:
         try:
             importlib.import_module(module)
         except ImportError as err:
-            extra = (
-                f"pip install 'adbench[{spec.extra}]'" if spec.extra else f"pip install {module}"
-            )
+            extra = f"pip install {module}"
+            if spec.extra:
+                extra = f"pip install 'adbench-uad[{spec.extra}]'"
             raise MissingDependencyError(
                 f"method '{spec.name}' needs the optional dependency '{module}': {extra}"
             ) from err
@@ -203,7 +203,35 @@ def resolve_config(
     return from_dict(spec.config, data, context=name)
 
 
-def create(name: str, preset: str = "paper", **overrides: Any) -> AnomalyMethod:
-    """Build method ``name`` from a preset plus overrides (dotted keys or nested dicts)."""
+def create(
+    name: str,
+    preset: str = "paper",
+    *,
+    random_weights: bool = False,
+    seed: int | None = None,
+    **overrides: Any,
+) -> AnomalyMethod:
+    """Build method ``name`` from a preset plus overrides (dotted keys or nested dicts).
+
+    Args:
+        name: registered method name.
+        preset: preset name.
+        random_weights: mechanics mode: the full architecture with random weights, nothing
+            downloaded or loaded (recorded in the config, so every result made with it says so).
+        seed: seeds Python, NumPy and torch before the weights are initialised, so the same seed
+            gives the same initial weights from every entry point.
+        **overrides: config keys, dotted (``**{"optim.lr": 1e-4}``) or nested dicts.
+    """
+    if random_weights:
+        overrides = {**overrides, "random_weights": True}
+    return build(name, resolve_config(name, preset, overrides), seed=seed)
+
+
+def build(name: str, config: Any, seed: int | None = None) -> AnomalyMethod:
+    """Instantiate method ``name`` from its resolved ``config``, seeding the weights first."""
     spec = get_method_spec(name)
-    return spec.module(resolve_config(name, preset, overrides))
+    if seed is not None:
+        import lightning as L
+
+        L.seed_everything(seed, workers=True, verbose=False)
+    return spec.module(config)

@@ -41,7 +41,7 @@ def backbone_arch(backbone: BackboneConfig) -> str:
     return backbone.name.split(".")[0]
 
 
-def weights_source(backbone: BackboneConfig) -> FeatureExtractor:
+def weights_source(backbone: BackboneConfig, random_weights: bool = False) -> FeatureExtractor:
     """The weighted timm feature model anomalib's extractor is loaded from.
 
     Built exactly as anomalib's `TimmFeatureExtractor` builds its model (``features_only``,
@@ -56,7 +56,8 @@ def weights_source(backbone: BackboneConfig) -> FeatureExtractor:
             f"backbone.timm_kwargs {backbone.timm_kwargs} cannot be used with anomalib baselines: "
             "anomalib creates the timm model itself; remove backbone.timm_kwargs"
         )
-    return FeatureExtractor(dataclasses.replace(backbone, timm_kwargs={"exportable": True}))
+    return FeatureExtractor(dataclasses.replace(backbone, timm_kwargs={"exportable": True}),
+                            random_weights=random_weights)
 
 
 class AnomalibAdapter(AnomalyMethod):
@@ -70,7 +71,8 @@ class AnomalibAdapter(AnomalyMethod):
 
     def __init__(self, config: AnomalibConfig) -> None:
         super().__init__(config)
-        source = weights_source(self.config.backbone)  # fails fast, before the model is built
+        # fails fast, before the model is built
+        source = weights_source(self.config.backbone, self.config.random_weights)
         self.register_buffer("mean", source.mean.clone(), persistent=False)
         self.register_buffer("std", source.std.clone(), persistent=False)
         self.backbone_channels: list[int] = list(source.channels)

@@ -50,7 +50,7 @@ LOCK = ".lock"
 JOB = "job.json"  # the cluster job that runs the cell (slurm launcher); kept across attempts
 HEARTBEAT_S = 30.0  # the lock holder touches the lock this often
 STALE_AFTER_S = 600.0  # a lock not touched for this long is stale, whoever holds it
-PACKAGES = ("adbench", "torch", "torchvision", "lightning", "timm", "torchmetrics", "anomalib",
+PACKAGES = ("adbench-uad", "torch", "torchvision", "lightning", "timm", "torchmetrics", "anomalib",
             "diffusers", "pot", "numpy", "pandas")
 
 

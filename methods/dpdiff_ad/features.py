@@ -24,10 +24,12 @@ class TokenExtractor(nn.Module):
         channels: C, the token width.
     """
 
-    def __init__(self, backbone: BackboneConfig, config: FeatureConfig) -> None:
+    def __init__(
+        self, backbone: BackboneConfig, config: FeatureConfig, random_weights: bool = False
+    ) -> None:
         super().__init__()
         self.config = config
-        self.backbone = FeatureExtractor(backbone, frozen=True)
+        self.backbone = FeatureExtractor(backbone, frozen=True, random_weights=random_weights)
         widths = self.backbone.channels
         if not 0 <= config.grid_level < len(widths):
             raise ConfigError(f"features.grid_level must index backbone.layers "

@@ -54,7 +54,8 @@ class DPDiffModel(nn.Module):
     def __init__(self, config: DPDiffADConfig) -> None:
         super().__init__()
         self.config = config
-        self.extractor = TokenExtractor(config.backbone, config.features)
+        self.extractor = TokenExtractor(config.backbone, config.features,
+                                        random_weights=config.random_weights)
         channels = self.extractor.channels
         self.local = LocalPrototypes(channels, config.local_prototypes)
         self.glob = GlobalPrototypes(channels, config.global_prototypes.num)

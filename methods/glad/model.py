@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from adbench.backbones import FeatureExtractor
 from adbench.diffusion import NoiseSchedule
+from adbench.errors import ConfigError
 from adbench.methods.glad.config import GLADConfig, GLADScoringConfig, SamplerConfig
 from adbench.methods.glad.loss import atp_loss, atp_noise_target, atp_x0_target, mix_latents
 from adbench.methods.glad.networks import Denoiser, LatentCodec, build_codec, build_denoiser
@@ -65,6 +66,13 @@ class GLADModel(nn.Module):
     @classmethod
     def from_config(cls, config: GLADConfig) -> GLADModel:
         """Build every part named by ``config`` (pretrained parts are loaded here)."""
+        if config.random_weights and "sd_" in config.autoencoder.kind + config.denoiser.kind:
+            raise ConfigError(
+                "glad: random_weights=True cannot build the Stable Diffusion components yet "
+                f"(autoencoder.kind={config.autoencoder.kind!r}, "
+                f"denoiser.kind={config.denoiser.kind!r}); use the pixel-space parts "
+                "(autoencoder.kind='identity', denoiser.kind='unet2d') for mechanics runs"
+            )
         codec = build_codec(config.autoencoder)
         size = config.autoencoder.size or config.data.image_size
         with torch.no_grad():
@@ -72,7 +80,8 @@ class GLADModel(nn.Module):
         denoiser = build_denoiser(config.denoiser, image_size=shape[-1], channels=shape[1])
         sign = 1.0 if config.training.target == "normal_x0" else -1.0
         return cls(codec, denoiser, NoiseSchedule(config.schedule),
-                   FeatureExtractor(config.features, frozen=True), config.sampler,
+                   FeatureExtractor(config.features, frozen=True,
+                                    random_weights=config.random_weights), config.sampler,
                    config.scoring, sign, config.denoiser.prediction)
 
     # -- training: anomaly-oriented training (ATP) ----------------------------------------------

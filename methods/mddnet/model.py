@@ -46,7 +46,8 @@ class MDDNetModel(nn.Module):
     def __init__(self, config: MDDNetConfig) -> None:
         super().__init__()
         self.config = config
-        self.teacher = FeatureExtractor(config.backbone, frozen=True)
+        self.teacher = FeatureExtractor(config.backbone, frozen=True,
+                                        random_weights=config.random_weights)
         channels, strides = self.teacher.channels, self.teacher.strides
         neck = config.bottleneck
         self.bottleneck = FusionBottleneck(channels, strides, neck.channels, neck.blocks,

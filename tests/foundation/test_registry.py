@@ -121,7 +121,7 @@ def test_broken_plugins_fail_by_name(clean_registry, monkeypatch):
         registry.get_method_spec("wrong")
     with pytest.raises(ConfigError, match=r"bad_preset preset 'tiny': unknown key 'wdith'"):
         registry.get_method_spec("bad_preset")
-    with pytest.raises(MissingDependencyError, match=r"pip install 'adbench\[fancy\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'adbench-uad\[fancy\]'"):
         registry.get_method_spec("needs")
     with pytest.raises(AttributeError):
         registry.get_method_spec("gone")

@@ -1,4 +1,4 @@
-"""The ``ray`` launcher (optional extra ``adbench[ray]``): cells in parallel over Ray's GPUs.
+"""The ``ray`` launcher (optional extra ``adbench-uad[ray]``): cells in parallel over Ray's GPUs.
 
 Each cell is a Ray task that asks for ``num_gpus_per_cell`` GPUs; Ray places the tasks on the
 free GPUs of a node or cluster and sets ``CUDA_VISIBLE_DEVICES`` for each, and the cell runs
@@ -42,7 +42,7 @@ def _import_ray() -> Any:
         import ray
     except ImportError as err:
         raise MissingDependencyError(
-            "the ray launcher needs Ray: pip install 'adbench[ray]' (or use launcher: local / "
+            "the ray launcher needs Ray: pip install 'adbench-uad[ray]' (or use launcher: local / "
             "slurm)") from err
     return ray
 

@@ -88,7 +88,7 @@ def _executor(config: SlurmLauncher, out: Path) -> Any:
         import submitit
     except ImportError as err:
         raise MissingDependencyError(
-            "the slurm launcher needs submitit: pip install 'adbench[slurm]'") from err
+            "the slurm launcher needs submitit: pip install 'adbench-uad[slurm]'") from err
     folder = Path(config.folder) if config.folder else out / "slurm"
     executor = submitit.AutoExecutor(folder=folder / "%j", cluster=config.cluster)
     parameters: dict[str, Any] = {
