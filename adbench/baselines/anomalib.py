@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from adbench.baselines.dinomaly import AnomalibDinomaly, DinomalyConfig
 from adbench.baselines.padim import AnomalibPadim, PadimConfig
 from adbench.baselines.patchcore import AnomalibPatchCore, PatchCoreConfig
 from adbench.baselines.reverse_distillation import (
@@ -57,15 +58,27 @@ STFPM = MethodSpec(
     "BMVC 2021, arXiv:2103.04257 (implementation: anomalib)",
 )
 
+DINOMALY = MethodSpec(
+    name="anomalib.dinomaly",
+    module=AnomalibDinomaly,
+    config=DinomalyConfig,
+    presets=presets_from_folder(PRESETS / "dinomaly"),
+    paper="Guo et al., Dinomaly: The Less Is More Philosophy in Multi-Class Unsupervised Anomaly "
+    "Detection, CVPR 2025, arXiv:2405.14325 (implementation: anomalib)",
+)
+
 __all__ = [
+    "DINOMALY",
     "PADIM",
     "PATCHCORE",
     "REVERSE_DISTILLATION",
     "STFPM",
+    "AnomalibDinomaly",
     "AnomalibPadim",
     "AnomalibPatchCore",
     "AnomalibReverseDistillation",
     "AnomalibSTFPM",
+    "DinomalyConfig",
     "PadimConfig",
     "PatchCoreConfig",
     "ReverseDistillationConfig",

@@ -1,6 +1,8 @@
 """The method contract, checked for every registered method (built-ins, plugins, the toy method).
 
-A method that is registered is tested here automatically: create its tiny preset, fit a few steps
+A method that is registered is tested here automatically: create its tiny preset (a method with no
+offline-capable preset: its paper preset in mechanics mode, ``random_weights=True``, at the reduced
+size given in `MECHANICS`), fit a few steps
 on the built-in synthetic data, check output shapes and finiteness, a checkpoint round trip with
 identical outputs, the unknown-override error, and a full evaluation table.
 """
@@ -28,6 +30,24 @@ if TOY not in registry._REGISTERED:
 
 IMAGE_SIZE = 32
 
+# methods without a tiny preset (their paper presets need downloaded weights): the overrides that
+# make the paper architecture small enough for the contract, built with random_weights=True
+MECHANICS = {
+    # ViT-S/14 DINOv2-R instead of ViT-B, a 28 px centre crop (2 x 2 patches) of the 32 px images
+    "anomalib.dinomaly": {"crop_size": 28, "backbone": {
+        "name": "vit_small_patch14_reg4_dinov2.lvd142m", "layers": [2, 3, 4, 5, 6, 7, 8, 9]}},
+}
+
+
+def contract_preset(name: str) -> tuple[str, dict, bool]:
+    """(preset, overrides, random_weights) the contract builds ``name`` with."""
+    if "tiny" in registry.get_method_spec(name).presets:
+        return "tiny", {}, False
+    if name not in MECHANICS:
+        raise AssertionError(f"method '{name}' has no tiny preset: add its reduced mechanics-mode "
+                             "overrides to MECHANICS")
+    return "paper", MECHANICS[name], True
+
 
 @pytest.fixture(scope="module")
 def datamodule(tmp_path_factory):
@@ -39,8 +59,9 @@ def datamodule(tmp_path_factory):
 
 def build(name: str, k: int) -> adbench.AnomalyMethod:
     spec = registry.get_method_spec(name)
-    config = fill_num_classes(registry.resolve_config(name, "tiny"), k)
-    return spec.module(config)
+    preset, overrides, random_weights = contract_preset(name)
+    config = registry.resolve_config(name, preset, {**overrides, "random_weights": random_weights})
+    return spec.module(fill_num_classes(config, k))
 
 
 def outputs(method: adbench.AnomalyMethod, images: torch.Tensor) -> AnomalyOutput:
@@ -84,8 +105,9 @@ def test_method_contract(name, datamodule, tmp_path):
 
 @pytest.mark.parametrize("name", adbench.list_methods())
 def test_unknown_override_is_an_error(name):
+    preset, _, _ = contract_preset(name)
     with pytest.raises(ConfigError, match="unknown key 'no_such_option'"):
-        adbench.create(name, preset="tiny", no_such_option=1)
+        adbench.create(name, preset=preset, no_such_option=1)
 
 
 def test_batch_and_output_survive_lightning_device_moves(datamodule):
