@@ -35,7 +35,8 @@ def _leaderboard(args: argparse.Namespace) -> int:
     from adbench.runner import leaderboard
 
     text = leaderboard(args.dir, fmt=args.format, k=args.k, per_category=args.per_category,
-                       digits=args.digits, cost=args.cost, per_gpu_hour=args.per_gpu_hour)
+                       digits=args.digits, cost=args.cost, per_gpu_hour=args.per_gpu_hour,
+                       reference=args.reference)
     if args.output:
         write_atomic(args.output, text)
     else:
@@ -82,6 +83,9 @@ def add_commands(subparsers: Any) -> None:
                    help="rank methods by METRIC (default I-AUROC) in %% per GPU-hour of training "
                         "(per device-hour for CPU runs) instead of the usual tables")
     p.add_argument("--output", help="write to this file instead of printing")
+    p.add_argument("--reference", nargs="?", const=True, default=None, metavar="PATH",
+                   help="also show the published reference rows (a YAML file or folder; "
+                        "default: benchmarks/reference), marked '(published)', never ranked")
     p.set_defaults(func=_leaderboard)
 
     p = subparsers.add_parser("plot", help="figures of a run directory")

@@ -6,15 +6,21 @@ only with two or more seeds). A dataset's table uses its largest category count 
 another ``k`` is asked for. The cost columns of `adbench.runner.costs` (mean over seeds, never
 bold) follow the metrics, by default in Markdown only. The per-GPU-hour view (`cost_ranking`)
 ranks methods by a metric's mean (in %) divided by the mean device-hours of training.
+
+Published reference rows (`load_reference`, ``benchmarks/reference/*.yaml``) are the numbers
+papers report. With ``reference=`` they are shown in their own table under each measured
+dataset's table, each method marked "(published)" with its source; they are never ranked, never
+bold and never compared with the measured rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from adbench.errors import ConfigError, unknown_name
 from adbench.runner.costs import COSTS, DEVICE_HOURS, cost_results, device_unit, memory_column
@@ -22,6 +28,9 @@ from adbench.runner.store import load_cells, load_results
 
 FORMATS = ("md", "latex", "csv")
 MEAN = "mean"
+PUBLISHED = " (published)"
+REFERENCE_COLUMNS = ("dataset", "k", "method", "metric", "value", "protocol", "source")
+REFERENCE_KEYS = ("method", "dataset", "k", "protocol", "metrics", "source")
 RANKING_COLUMNS = ("dataset", "k", "method", "metric", "value", "device_hours",
                    "per_device_hour", "unit", "n_seeds")
 
@@ -39,6 +48,67 @@ def significant(value: float, figures: int = 3) -> str:
         return "-"
     magnitude = int(np.floor(np.log10(abs(value)))) if value else 0
     return f"{value:.{min(max(figures - 1 - magnitude, 0), 8)}f}"
+
+
+def default_reference_dir() -> Path:
+    """``benchmarks/reference`` of the source checkout (the published rows shipped with adbench)."""
+    return Path(__file__).resolve().parents[2] / "benchmarks" / "reference"
+
+
+def load_reference(source: str | Path | None = None) -> pd.DataFrame:
+    """Published reference rows from a YAML file or a folder of them (default: the shipped ones).
+
+    Each file holds ``rows:``, a list of mappings with ``method, dataset, k, protocol, metrics``
+    (metric name -> value in %) and ``source`` (paper and table).
+
+    Returns:
+        Columns `REFERENCE_COLUMNS`; ``value`` is a fraction (as in the measured results).
+
+    Raises:
+        ConfigError: missing file or folder, a missing or unknown key, an unknown metric or a
+            value outside [0, 100], naming the file and row.
+    """
+    path = Path(source) if source is not None else default_reference_dir()
+    if path.is_dir():
+        files = sorted(path.glob("*.yaml"))
+        if not files:
+            raise ConfigError(f"reference folder {path} holds no *.yaml files")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise ConfigError(f"reference rows: {path} is neither a YAML file nor a folder")
+    order = _metric_order()
+    records = []
+    for file in files:
+        data = yaml.safe_load(file.read_text()) or {}
+        rows = data.get("rows") if isinstance(data, dict) else None
+        if not isinstance(rows, list) or not rows:
+            raise ConfigError(f"{file}: expected a non-empty list under 'rows:'")
+        for i, row in enumerate(rows):
+            where = f"{file} row {i}"
+            if not isinstance(row, dict):
+                raise ConfigError(f"{where}: expected a mapping, got {type(row).__name__}")
+            missing = [key for key in REFERENCE_KEYS if key not in row]
+            if missing:
+                raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}")
+            extra = sorted(set(row) - set(REFERENCE_KEYS))
+            if extra:
+                raise unknown_name(f"key of {where}", extra[0], REFERENCE_KEYS)
+            if not isinstance(row["metrics"], dict) or not row["metrics"]:
+                raise ConfigError(f"{where}: 'metrics' must map metric names to values in %")
+            if not str(row["source"]).strip():
+                raise ConfigError(f"{where}: 'source' must name the paper and table")
+            for metric, value in row["metrics"].items():
+                if metric not in order:
+                    raise unknown_name(f"metric of {where}", metric, order)
+                if not isinstance(value, int | float) or not 0 <= value <= 100:
+                    raise ConfigError(f"{where}: {metric} = {value!r} is not a percentage in "
+                                      "[0, 100]")
+                records.append({"dataset": str(row["dataset"]), "k": int(row["k"]),
+                                "method": str(row["method"]), "metric": metric,
+                                "value": float(value) / 100, "protocol": str(row["protocol"]),
+                                "source": str(row["source"])})
+    return pd.DataFrame.from_records(records, columns=list(REFERENCE_COLUMNS))
 
 
 def summarize(results: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
@@ -107,7 +177,8 @@ def cost_ranking(summary: pd.DataFrame, cells: pd.DataFrame, metric: str = "I-AU
 def leaderboard(source: str | Path | pd.DataFrame, fmt: str = "md", k: int | None = None,
                 per_category: Sequence[str] = ("I-AUROC", "P-AUROC"), digits: int = 1,
                 cost: bool | None = None, cells: pd.DataFrame | None = None,
-                per_gpu_hour: str | None = None) -> str:
+                per_gpu_hour: str | None = None,
+                reference: str | Path | pd.DataFrame | bool | None = None) -> str:
     """Render the leaderboard of a run directory (or of a `load_results` table).
 
     Args:
@@ -121,6 +192,10 @@ def leaderboard(source: str | Path | pd.DataFrame, fmt: str = "md", k: int | Non
         cells: the `load_cells` table, needed for costs when ``source`` is a results table.
         per_gpu_hour: render only the ranking of methods by this metric per GPU-hour (per
             device-hour for runs not on GPUs) of training, see `cost_ranking`.
+        reference: published rows to show under each measured dataset's table (marked
+            "(published)", with their sources, never ranked): a YAML file or folder, a
+            `load_reference` table, or True for the shipped ``benchmarks/reference``. In CSV
+            they are appended with ``category = mean``, ``published = True`` and ``source``.
     """
     from adbench.metrics import SUMMARY
 
@@ -139,12 +214,25 @@ def leaderboard(source: str | Path | pd.DataFrame, fmt: str = "md", k: int | Non
     if cells is not None and (show_cost or per_gpu_hour is not None):
         results = pd.concat([results, cost_results(cells)], ignore_index=True)
     summary = summarize(results, k)
+    published = None
+    if reference is not None and reference is not False:
+        if isinstance(reference, pd.DataFrame):
+            published = reference
+        else:
+            published = load_reference(None if reference is True else reference)
     if per_gpu_hour is not None:
         ranking = cost_ranking(summary, cells, per_gpu_hour)
         return ranking.to_csv(index=False) if fmt == "csv" else _ranking_text(ranking, fmt,
                                                                                digits)
     if fmt == "csv":
-        return summary.to_csv(index=False)
+        if published is None:
+            return summary.to_csv(index=False)
+        rows = published.rename(columns={"value": "mean"}).assign(
+            category=MEAN, std=np.nan, n_seeds=np.nan, published=True)
+        rows["method"] = rows["method"] + PUBLISHED
+        both = pd.concat([summary.assign(published=False, protocol=np.nan, source=np.nan), rows],
+                         ignore_index=True)
+        return both[[*summary.columns, "published", "protocol", "source"]].to_csv(index=False)
     order = _metric_order()
     for metric in per_category:
         if metric not in order:
@@ -168,6 +256,11 @@ def leaderboard(source: str | Path | pd.DataFrame, fmt: str = "md", k: int | Non
             gpu = memory_column(cells[cells["dataset"] == dataset]) == "peak_gpu_mb"
             title += f"; costs: mean over seeds, peak GB of {'GPU' if gpu else 'CPU'} memory"
         blocks.append(render(title, text, "method"))
+        if published is not None:
+            block = _reference_block(published, str(dataset), list(table["mean"].columns),
+                                     digits, render)
+            if block:
+                blocks.append(block)
         for metric in per_category:
             per = rows[(rows["category"] != MEAN) & (rows["metric"] == metric)]
             if per.empty:
@@ -178,6 +271,33 @@ def leaderboard(source: str | Path | pd.DataFrame, fmt: str = "md", k: int | Non
                                  _cells(breakdown, digits, best_by="row", spread=False),
                                  "category"))
     return "\n\n".join(blocks) + "\n"
+
+
+def _reference_block(published: pd.DataFrame, dataset: str, metrics: list[str], digits: int,
+                     render: Callable[[str, pd.DataFrame, str], str]) -> str:
+    """The published rows of ``dataset`` as their own table (not ranked, nothing bold)."""
+    rows = published[published["dataset"] == dataset]
+    if rows.empty:
+        return ""
+    order = _metric_order()
+    columns = list(dict.fromkeys([*metrics, *[m for m in order if m in set(rows["metric"])]]))
+    columns = [m for m in order if m in columns]
+    keys = ["method", "k", "source"]
+    wide = rows.pivot_table(index=keys, columns="metric", values="value", aggfunc="first",
+                            sort=False)
+    text = pd.DataFrame("-", index=range(len(wide)), columns=[*columns, "k", "source"])
+    names = []
+    for i, ((method, k, source), values) in enumerate(wide.iterrows()):
+        names.append(method + PUBLISHED)
+        for metric in columns:
+            value = values.get(metric, np.nan)
+            if not np.isnan(value):
+                text.at[i, metric] = f"{100 * value:.{digits}f}"
+        text.at[i, "k"], text.at[i, "source"] = str(k), source
+    text.index = names
+    title = (f"{dataset}: published reference rows (reported by their papers, not measured "
+             "here, not ranked); values in %")
+    return render(title, text, "method")
 
 
 def _ranking_text(ranking: pd.DataFrame, fmt: str, digits: int) -> str:
