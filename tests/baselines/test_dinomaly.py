@@ -1,0 +1,132 @@
+"""anomalib.dinomaly: the paper preset, the offline refusal, weights reaching the encoder, and the
+mechanics (forward and backward) at a reduced size; unified training on several categories with an
+anomalib model that has an offline preset."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+from anomalib.models.image.dinomaly.components.loss import CosineHardMiningLoss
+from baseline_helpers import as_batch, smooth_images
+from torchvision.transforms.v2 import CenterCrop
+
+import adbench
+from adbench.errors import ConfigError, WeightsNotFoundError
+
+SMALL = {"name": "vit_small_patch14_reg4_dinov2.lvd142m", "layers": [2, 3, 4, 5, 6, 7, 8, 9]}
+
+
+def test_paper_preset_is_the_papers_multi_class_setting():
+    config = adbench.resolve_config("anomalib.dinomaly", "paper")
+    assert config.backbone.name == "vit_base_patch14_reg4_dinov2.lvd142m"
+    assert config.backbone.weights == "pretrained" and not config.random_weights
+    assert config.backbone.layers == (2, 3, 4, 5, 6, 7, 8, 9)
+    assert config.fuse_groups == ((0, 1, 2, 3), (4, 5, 6, 7))
+    assert (config.data.image_size, config.crop_size, config.data.batch_size) == (448, 392, 16)
+    assert (config.decoder_depth, config.bottleneck_dropout) == (8, 0.2)
+    assert (config.optim.lr, config.final_lr, config.optim.warmup_steps) == (2e-3, 2e-4, 100)
+    assert config.optim.weight_decay == 1e-4
+    assert (config.trainer.max_steps, config.trainer.gradient_clip_val) == (10_000, 0.1)
+    assert (config.hard_mining_p, config.hard_mining_steps, config.hard_mining_factor) == (
+        0.9, 1000, 0.1)
+    assert "tiny" not in adbench.registry.get_method_spec("anomalib.dinomaly").presets
+
+
+def test_offline_paper_preset_names_the_dinov2_weights(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_cache"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty_cache"))
+    with pytest.raises(WeightsNotFoundError,
+                       match=r"vit_base_patch14_reg4_dinov2\.lvd142m.*backbone\.weights="):
+        adbench.create("anomalib.dinomaly", "paper")
+
+
+def test_bad_settings_are_named_errors():
+    with pytest.raises(ConfigError, match=r"backbone\.name must be a timm DINOv2 ViT"):
+        adbench.resolve_config("anomalib.dinomaly", "paper", {"backbone.name": "resnet18"})
+    with pytest.raises(ConfigError, match="decoder_depth is 6"):
+        adbench.resolve_config("anomalib.dinomaly", "paper", {"decoder_depth": 6})
+    with pytest.raises(ConfigError, match="crop_size must be in"):
+        adbench.resolve_config("anomalib.dinomaly", "paper", {"crop_size": 500})
+
+
+@pytest.mark.slow
+def test_a_weights_file_reaches_the_encoder(tmp_path):
+    source = timm.create_model("vit_small_patch14_reg4_dinov2", pretrained=False,
+                               dynamic_img_size=True)
+    path = tmp_path / "dinov2_small.pth"
+    torch.save(source.state_dict(), path)
+    method = adbench.create("anomalib.dinomaly", "paper", crop_size=28,
+                            backbone={**SMALL, "weights": str(path)})
+    encoder = method.model.encoder.feature_extractor.state_dict()
+    for key, value in source.state_dict().items():
+        assert torch.equal(encoder[key], value), key
+    assert not any(p.requires_grad for p in method.model.encoder.parameters())
+    assert torch.allclose(method.mean.flatten(), torch.tensor([0.485, 0.456, 0.406]))
+
+
+@pytest.mark.slow
+def test_mechanics_forward_and_backward_of_the_paper_architecture_at_56_px():
+    torch.manual_seed(0)
+    method = adbench.create("anomalib.dinomaly", "paper", random_weights=True, seed=0,
+                            crop_size=56, data={"image_size": 64, "batch_size": 2})
+    assert len(method.model.decoder) == 8
+    assert method.model.encoder.feature_extractor.embed_dim == 768  # ViT-B
+    images = smooth_images(2, size=64, seed=3)
+    method.train()
+    loss = method.training_step(as_batch(images), 0)
+    assert loss.ndim == 0 and torch.isfinite(loss) and 0 < loss < 2
+    loss.backward()
+    trainable = [p for p in method.parameters() if p.requires_grad]
+    assert trainable and all(p.grad is not None and torch.isfinite(p.grad).all() for p in trainable)
+    assert all(p.grad is None for p in method.model.encoder.parameters())
+    names = {n.split(".")[1] for n, p in method.named_parameters() if p.requires_grad}
+    assert names == {"bottleneck", "decoder"}
+
+    method.eval()
+    with torch.no_grad():
+        out = method(images)
+        # independent reference: anomalib's model on the torchvision centre crop
+        crop = CenterCrop(56)(images)
+        reference = method.model((crop - method.mean) / method.std)
+    assert out.anomaly_map.shape == (2, 1, 64, 64) and out.score.shape == (2,)
+    torch.testing.assert_close(out.score, reference.pred_score.reshape(-1))
+    # inside the crop the map (before smoothing) is anomalib's map; the border replicates it
+    raw = torch.nn.functional.pad(reference.anomaly_map, (4, 4, 4, 4), mode="replicate")
+    torch.testing.assert_close(out.anomaly_map,
+                               method.postprocess(raw, (64, 64)).anomaly_map)
+
+
+def test_hard_mining_loss_is_the_cosine_distance_of_the_flattened_groups():
+    generator = torch.Generator().manual_seed(0)
+    en = [torch.randn(2, 5, 3, 3, generator=generator) for _ in range(2)]
+    de = [torch.randn(2, 5, 3, 3, generator=generator, requires_grad=True) for _ in range(2)]
+    loss = CosineHardMiningLoss()(en, de, global_step=0)
+    by_hand = sum(
+        (1 - torch.nn.functional.cosine_similarity(e.flatten(1), d.flatten(1))).mean()
+        for e, d in zip(en, de, strict=True)) / 2
+    torch.testing.assert_close(loss, by_hand)
+
+
+def test_unified_training_of_an_anomalib_model_on_several_categories(tmp_path):
+    root = tmp_path / "synthetic"
+    adbench.make_synthetic(root, n_categories=3, seed=0, image_size=64, n_train=4, n_test=6)
+    datamodule = adbench.UnifiedDataModule(adbench.load_index("synthetic", root), image_size=64,
+                                           batch_size=4, seed=0)
+    method = adbench.create("anomalib.stfpm", "tiny")
+    seen = []
+    original = method.training_step
+
+    def record(batch, batch_idx):
+        seen.extend(batch.category.tolist())
+        return original(batch, batch_idx)
+
+    method.training_step = record
+    adbench.fit(method, datamodule, max_epochs=1, accelerator="cpu", devices=1,
+                enable_progress_bar=False, default_root_dir=tmp_path)
+    assert set(seen) == {0, 1, 2}  # one model trained on every category's images
+    table = adbench.evaluate(method, datamodule, accelerator="cpu", devices=1,
+                             enable_progress_bar=False).to_frame()
+    assert list(table.index) == [*datamodule.categories, "mean"]
+    assert table.loc["mean"].notna().all()
