@@ -34,9 +34,14 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from adbench.config import fill_num_classes, parse_set, to_yaml
-    from adbench.data import CategorySubset, UnifiedDataModule, load_index
-    from adbench.engine import evaluate, fit
+    from adbench.config import fill_num_classes, merge, parse_set, to_yaml, unflatten
+    from adbench.data import CategorySubset, load_index
+    from adbench.experiment import (
+        Experiment,
+        check_positive,
+        run_experiment,
+        split_trainer_settings,
+    )
     from adbench.io import write_atomic
     from adbench.registry import get_method_spec, resolve_config
 
@@ -49,27 +54,25 @@ def _fit(args: argparse.Namespace) -> int:
     index = load_index(fmt, root, categories=categories)
     if args.k:
         index = CategorySubset(args.k, seed=args.subset_seed).apply(index)
-    overrides = parse_set(args.set or [])
+    budget = {"max_epochs": check_positive("--max-epochs", args.max_epochs),
+              "max_steps": check_positive("--max-steps", args.max_steps),
+              "accelerator": args.accelerator, "devices": args.devices}
+    overrides, trainer = split_trainer_settings(budget, get_method_spec(args.method).config)
+    for key, value in (("data.image_size", check_positive("--image-size", args.image_size)),
+                       ("data.batch_size", check_positive("--batch-size", args.batch_size))):
+        if value is not None:
+            overrides[key] = value
+    if args.random_weights:
+        overrides["random_weights"] = True
+    overrides = merge(unflatten(overrides), parse_set(args.set or []))
     config = resolve_config(args.method, args.preset, overrides, files=tuple(args.config or ()))
     config = fill_num_classes(config, len(index.categories))
-    method = get_method_spec(args.method).module(config)
-    datamodule = UnifiedDataModule(
-        index,
-        image_size=args.image_size or config.data.image_size,
-        batch_size=args.batch_size or config.data.batch_size,
-        num_workers=args.workers,
-        seed=args.seed,
-    )
     out = Path(args.out)
     write_atomic(out / "config.yaml", to_yaml(config))
-    trainer_options = {"accelerator": args.accelerator, "devices": args.devices}
-    if args.max_epochs is not None:
-        trainer_options["max_epochs"] = args.max_epochs
-    if args.max_steps is not None:
-        trainer_options["max_steps"] = args.max_steps
-    fit(method, datamodule, seed=args.seed, default_root_dir=out, **trainer_options)
-    table = evaluate(method, datamodule, mode=args.mode, accelerator=args.accelerator, devices=1)
-    frame = table.to_frame()
+    experiment = Experiment(args.method, config, index, seed=args.seed,
+                            image_size=config.data.image_size, batch_size=config.data.batch_size,
+                            trainer=trainer, evaluation=args.mode)
+    frame = run_experiment(experiment, out, num_workers=args.workers).table.to_frame()
     write_atomic(out / "metrics.csv", frame.to_csv())
     print((frame * 100).round(1).to_string())
     return 0
@@ -108,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", default="auto")
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--random-weights", action="store_true",
+                   help="mechanics mode: the full architecture with random weights, no download")
     p.add_argument("--mode", choices=("streaming", "exact"), default="streaming")
     p.add_argument(
         "--out", default="runs/fit", help="run folder (config, logs, checkpoint, metrics)"
@@ -122,8 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``adbench`` console script."""
     from adbench.errors import AdbenchError
+    from adbench.quiet import quiet_third_party
 
     os.environ.setdefault("MPLBACKEND", "Agg")
+    quiet_third_party()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -1,8 +1,8 @@
 """The method contract: `AnomalyMethod`, the LightningModule every method subclasses.
 
 A method writes ``__init__(config)``, ``training_step`` and ``forward(images) -> AnomalyOutput``.
-The base provides the evaluation steps (which resize maps to the mask size and feed the
-`Evaluator`), the optimiser and schedule from ``config.optim``, hyper-parameter saving as a plain
+The base provides the evaluation steps (which feed the `Evaluator`; it resizes maps to the mask
+size), the optimiser and schedule from ``config.optim``, hyper-parameter saving as a plain
 dict and a checkpoint round trip that rebuilds the typed config.
 """
 
@@ -193,13 +193,8 @@ class AnomalyMethod(L.LightningModule):
 
     # -- evaluation (never re-implemented by a method) ----------------------------------------
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> AnomalyOutput:
-        """Score a test batch, resize maps to the mask size and feed the evaluator."""
+        """Score a test batch and feed the evaluator (which resizes maps to the mask size)."""
         output = self(batch.image)
-        if output.anomaly_map.shape[-2:] != batch.mask.shape[-2:]:
-            resized = F.interpolate(
-                output.anomaly_map, size=batch.mask.shape[-2:], mode="bilinear", align_corners=False
-            )
-            output = AnomalyOutput(resized, output.score)
         if self.evaluator is not None:
             self.evaluator.update(output, batch)
         return output

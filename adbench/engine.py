@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 
 from adbench.contract import AnomalyMethod
+from adbench.experiment import cleared_budget
+from adbench.quiet import quiet_third_party
 
 if TYPE_CHECKING:
     from adbench.metrics import MetricTable
@@ -18,16 +20,11 @@ def trainer_kwargs(method: AnomalyMethod, **user: Any) -> dict[str, Any]:
     """Trainer settings: the method's paper defaults (``config.trainer``) *under* the user's.
 
     Nothing is overridden silently: every key the user passes wins, and the method's defaults are
-    visible in its resolved config.
+    visible in its resolved config. A budget the user gives replaces the method's
+    (`adbench.experiment.cleared_budget`).
     """
-    defaults = {
-        key: value
-        for key, value in dataclasses.asdict(method.config.trainer).items()
-        if value is not None
-    }
-    if "max_steps" in user and "max_epochs" not in user and user["max_steps"] not in (None, -1):
-        defaults.pop("max_epochs", None)  # a user step budget replaces the paper's epoch budget
-    return {**defaults, **user}
+    defaults = {**dataclasses.asdict(method.config.trainer), **cleared_budget(user)}
+    return {**{key: value for key, value in defaults.items() if value is not None}, **user}
 
 
 def fit(
@@ -48,6 +45,7 @@ def fit(
         trainer_options: any `lightning.Trainer` argument (``max_epochs``, ``max_steps``,
             ``accelerator``, ``devices``, ``precision``, ...); they win over the method's defaults.
     """
+    quiet_third_party()
     L.seed_everything(seed, workers=True, verbose=False)
     writes = default_root_dir is not None
     options = {
@@ -88,6 +86,7 @@ def evaluate(
     """
     from adbench.metrics import Evaluator
 
+    quiet_third_party()
     index = getattr(datamodule, "index", None)
     objects = None if index is None else index.object_ids()
     method.evaluator = Evaluator(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adbench.config import from_dict, load_yaml, merge, unflatten
+from adbench.config import fill_num_classes, from_dict, load_yaml, merge, unflatten
 from adbench.errors import AdbenchError, MissingDependencyError, unknown_name
 
 if TYPE_CHECKING:
@@ -209,6 +209,7 @@ def create(
     *,
     random_weights: bool = False,
     seed: int | None = None,
+    num_classes: int | None = None,
     **overrides: Any,
 ) -> AnomalyMethod:
     """Build method ``name`` from a preset plus overrides (dotted keys or nested dicts).
@@ -220,11 +221,16 @@ def create(
             downloaded or loaded (recorded in the config, so every result made with it says so).
         seed: seeds Python, NumPy and torch before the weights are initialised, so the same seed
             gives the same initial weights from every entry point.
+        num_classes: the number of training categories; fills every ``num_classes: 0`` field
+            of the config ("from the data", `adbench.config.fill_num_classes`).
         **overrides: config keys, dotted (``**{"optim.lr": 1e-4}``) or nested dicts.
     """
     if random_weights:
         overrides = {**overrides, "random_weights": True}
-    return build(name, resolve_config(name, preset, overrides), seed=seed)
+    config = resolve_config(name, preset, overrides)
+    if num_classes is not None:
+        config = fill_num_classes(config, num_classes)
+    return build(name, config, seed=seed)
 
 
 def build(name: str, config: Any, seed: int | None = None) -> AnomalyMethod:

@@ -259,7 +259,7 @@ def _shuffle_patches(images: Tensor, grid: int, generator: torch.Generator | Non
 
 def _texture_stack(side: int = 256) -> Tensor:
     """(T, 1, side, side) gray CC0 textures from scikit-image."""
-    from adbench.data.render import TEXTURES, texture_source
+    from adbench.data.synthetic.render import TEXTURES, texture_source
 
     stack = [
         F.interpolate(

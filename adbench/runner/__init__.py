@@ -21,8 +21,9 @@ from adbench.runner.execute import FAILED, CellFailed, Runtime
 from adbench.runner.leaderboard import leaderboard
 from adbench.runner.plots import plot_scaling
 from adbench.runner.plugins import load_plugins, resolve_plugins
+from adbench.runner.schema import Cell, Sweep
 from adbench.runner.store import ResultStore, load_cells, load_results
-from adbench.runner.sweep import Cell, Sweep, describe, expand, load_sweep
+from adbench.runner.sweep import describe, expand, load_sweep
 
 __all__ = ["Cell", "CellFailed", "ResultStore", "Sweep", "SweepReport", "dry_run", "expand",
            "leaderboard", "load_cells", "load_results", "load_sweep", "plan", "plot_scaling",

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from adbench.config import from_dict, to_dict
-from adbench.runner.sweep import DatasetEntry, Sweep, SyntheticOptions
+from adbench.runner.schema import DatasetEntry, Sweep, SyntheticOptions
 
 
 def prepare_datasets(sweep: Sweep) -> list[Path]:

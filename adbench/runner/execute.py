@@ -17,7 +17,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ import yaml
 from adbench.errors import AdbenchError
 from adbench.io import write_atomic
 from adbench.runner import rundir
-from adbench.runner.sweep import Cell
+from adbench.runner.schema import Cell
 
 FINISHED, SKIPPED, FAILED, BUSY = "finished", "skipped", "failed", "busy"
 RUNTIME = "runtime.json"
@@ -223,16 +222,12 @@ def execute(cell: Cell, folder: Path, runtime: Runtime) -> dict[str, Any] | None
 
 
 def _execute(cell: Cell, folder: Path, runtime: Runtime, writes: bool) -> dict[str, Any] | None:
-    import lightning as L
-
     from adbench.config import from_dict
-    from adbench.data import UnifiedDataModule
-    from adbench.engine import evaluate, fit, trainer_kwargs
+    from adbench.experiment import Experiment, run_experiment
     from adbench.registry import get_method_spec
     from adbench.runner.datasets import load_dataset
     from adbench.runner.plugins import load_plugins
 
-    started = time.perf_counter()
     load_plugins(runtime.plugins)
     spec = get_method_spec(cell.method)
     config = from_dict(spec.config, cell.config["method"]["config"], context=cell.label)
@@ -241,35 +236,26 @@ def _execute(cell: Cell, folder: Path, runtime: Runtime, writes: bool) -> dict[s
         index.to_parquet(folder / "index.parquet")
         rundir.write_json(folder / "environment.json", rundir.environment())
     data = cell.config["data"]
-    datamodule = UnifiedDataModule(index, image_size=data["image_size"],
-                                   batch_size=data["batch_size"], num_workers=runtime.num_workers,
-                                   seed=cell.seed)
-    L.seed_everything(cell.seed, workers=True, verbose=False)  # the initial weights too
-    method = spec.module(config)
-    options = {**cell.config["trainer"], "enable_checkpointing": runtime.checkpoints,
-               "enable_progress_bar": runtime.progress}
+    experiment = Experiment(cell.method, config, index, seed=cell.seed,
+                            image_size=data["image_size"], batch_size=data["batch_size"],
+                            trainer=cell.config["trainer"], evaluation=cell.config["evaluation"],
+                            view_pooling=cell.config["view_pooling"])
     with rundir.PeakMemory() as memory:
-        fitted = time.perf_counter()
-        trainer = fit(method, datamodule, seed=cell.seed, default_root_dir=folder, **options)
-        trained = time.perf_counter()
-        table = evaluate(method, datamodule, mode=cell.config["evaluation"], trainer=trainer,
-                         view_pooling=cell.config["view_pooling"])
-        inferred = time.perf_counter()
-    if not (writes and trainer.is_global_zero):
+        outcome = run_experiment(experiment, folder, num_workers=runtime.num_workers,
+                                 checkpoints=runtime.checkpoints, progress=runtime.progress)
+    if not (writes and outcome.trainer.is_global_zero):
         return None
-    write_atomic(folder / "metrics.csv", table.to_frame().to_csv())
-    times = {"setup_s": fitted - started, "train_s": trained - fitted,
-             "inference_s": inferred - trained, "total_s": inferred - started}
-    result = _record(cell, folder, trainer, method, table.to_frame(), index.frame, times,
-                     trainer_kwargs(method, **options))
+    metrics = outcome.table.to_frame()
+    write_atomic(folder / "metrics.csv", metrics.to_csv())
+    result = _record(cell, folder, outcome, metrics, index.frame)
     result["memory"] = memory.as_dict()
     rundir.write_json(folder / rundir.RESULT, result)
     return result
 
 
-def _record(cell: Cell, folder: Path, trainer: Any, method: Any, metrics: Any, frame: Any,
-            times: dict[str, float], kwargs: dict[str, Any]) -> dict[str, Any]:
+def _record(cell: Cell, folder: Path, outcome: Any, metrics: Any, frame: Any) -> dict[str, Any]:
     """The content of ``result.json`` (without the memory section)."""
+    trainer, method, times = outcome.trainer, outcome.method, outcome.times
     n_test = int((frame["split"] == "test").sum())
     checkpoint = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
     return {
@@ -277,6 +263,7 @@ def _record(cell: Cell, folder: Path, trainer: Any, method: Any, metrics: Any, f
                                                "seed")},
         "cell_id": cell.id,
         "categories": list(cell.categories),
+        "random_weights": bool(method.config.random_weights),
         "metrics": {str(name): row.to_dict() for name, row in metrics.iterrows()},
         "timings": {**times, "images_per_s": n_test / max(times["inference_s"], 1e-9),
                     "n_train": int((frame["split"] == "train").sum()), "n_test": n_test},
@@ -284,7 +271,9 @@ def _record(cell: Cell, folder: Path, trainer: Any, method: Any, metrics: Any, f
                    "trainable": sum(p.numel() for p in method.parameters() if p.requires_grad)},
         "trainer": {"epochs": trainer.current_epoch, "global_step": trainer.global_step,
                     "world_size": trainer.world_size,
-                    "device": str(trainer.strategy.root_device), "kwargs": _plain(kwargs)},
+                    "device": str(trainer.strategy.root_device),
+                    "kwargs": _plain(outcome.trainer_options)},
+        "run_record": _plain(method.run_record()),
         "checkpoint": os.path.relpath(checkpoint, folder) if checkpoint else None,
         "finished_at": _now(),
         "host": socket.gethostname(),

@@ -100,7 +100,9 @@ class ResultStore:
         if not (folder / rundir.CELL).is_file():
             return None
         cell = rundir.read_json(folder / rundir.CELL)
-        row = {**_identity({**cell, "cell_id": cell["id"], "label": cell["label"]}),
+        row = {**_identity({
+            **cell, "cell_id": cell["id"],
+            "random_weights": cell["config"]["method"]["config"].get("random_weights", False)}),
                "status": "incomplete", "error": None}
         if rundir.lock_holder(folder) is not None:
             row["status"] = "running"
@@ -117,8 +119,12 @@ class ResultStore:
         return pd.read_parquet(path)
 
 
+RANDOM_WEIGHTS_MARK = " [random weights]"  # appended to the label of a mechanics-mode cell
+
+
 def _identity(result: dict) -> dict:
-    return {"cell_id": result["cell_id"], "method": result["label"], "name": result["method"],
+    label = result["label"] + (RANDOM_WEIGHTS_MARK if result.get("random_weights") else "")
+    return {"cell_id": result["cell_id"], "method": label, "name": result["method"],
             "preset": result["preset"], "dataset": result["dataset"], "k": int(result["k"]),
             "seed": int(result["seed"])}
 

@@ -20,12 +20,10 @@ Two rules fill method fields from the sweep:
 from __future__ import annotations
 
 import dataclasses
-import typing
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from adbench.config import (
     config_hash,
@@ -37,124 +35,15 @@ from adbench.config import (
     unflatten,
 )
 from adbench.errors import AdbenchError, ConfigError
-
-EVALUATION_MODES = ("streaming", "exact")
-
-
-@dataclass(frozen=True)
-class MethodEntry:
-    """One method of a sweep: registry name, preset and dotted overrides (``set``)."""
-
-    name: str
-    preset: str | None = None  # None: the sweep's `preset`
-    set: dict[str, Any] = field(default_factory=dict)
-    label: str | None = None  # leaderboard name; default: name, or name:preset when ambiguous
-
-
-@dataclass(frozen=True)
-class SyntheticOptions:
-    """How to generate the built-in synthetic dataset when its root does not exist yet."""
-
-    n_categories: int = 6
-    image_size: int = 64
-    n_train: int = 16
-    n_test: int = 12
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class DatasetPart:
-    """One dataset root inside a union dataset."""
-
-    format: str
-    root: str
-    categories: tuple[str, ...] | Literal["all"] = "all"
-    options: dict[str, Any] = field(default_factory=dict)  # reader options, e.g. {dataset: mpdd}
-
-
-@dataclass(frozen=True)
-class DatasetEntry:
-    """A dataset: one root (``format``, ``root``) or the union of several ``parts``.
-
-    ``categories`` restricts the pool the category counts ``k`` draw from; ``options`` go to the
-    format's reader (``{dataset: mpdd}``, ``{image_dir: realiad_1024}``). A union prefixes
-    category names with each part's dataset name (``mvtec/bottle``).
-    """
-
-    format: str = ""
-    root: str = ""
-    categories: tuple[str, ...] | Literal["all"] = "all"
-    name: str | None = None  # default: the format (or "union")
-    options: dict[str, Any] = field(default_factory=dict)  # reader options, e.g. {dataset: mpdd}
-    parts: tuple[DatasetPart, ...] = ()
-    synthetic: SyntheticOptions | None = None  # format "synthetic" only: generation settings
-
-
-@dataclass(frozen=True)
-class TrainerSettings:
-    """Lightning Trainer settings for every cell; unset (None) keeps the method's defaults."""
-
-    max_epochs: int | None = None
-    max_steps: int | None = None
-    precision: int | str | None = None
-    gradient_clip_val: float | None = None
-    accumulate_grad_batches: int | None = None
-    limit_train_batches: int | float | None = None
-    accelerator: str = "auto"
-    devices: int | str | tuple[int, ...] = "auto"
-    strategy: str = "auto"
-    num_nodes: int = 1
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """A validated sweep file (see the module docstring and ``benchmarks/*.yaml``)."""
-
-    methods: Any  # "all" or a list of MethodEntry mappings; parsed by `load_sweep`
-    datasets: tuple[DatasetEntry, ...]
-    name: str = ""
-    categories: tuple[int | Literal["all"], ...] = ("all",)
-    seeds: tuple[int, ...] = (0,)
-    preset: str = "paper"
-    image_size: int | None = None
-    trainer: TrainerSettings = field(default_factory=TrainerSettings)
-    evaluation: Literal["streaming", "exact"] = "streaming"
-    view_pooling: str = "max"  # object score from its view scores (Real-IAD): max, mean, topK
-    subset_seed: int | None = 0  # None: each seed draws its own nested category subsets
-    num_workers: int = 0
-    checkpoints: bool = True
-    plugins: tuple[str, ...] = ()
-    launcher: Any = field(default_factory=lambda: {"name": "local"})
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One unit of work: a method on k categories of a dataset with one seed.
-
-    Attributes:
-        id: `config_hash` of ``config``.
-        label: the method's leaderboard name.
-        config: the resolved, hashed config (plain data; written to ``config.yaml``).
-    """
-
-    id: str
-    label: str
-    method: str
-    preset: str
-    dataset: str
-    k: int
-    seed: int
-    categories: tuple[str, ...]
-    config: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form (``cell.json``)."""
-        return {**dataclasses.asdict(self), "categories": list(self.categories)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Cell:
-        """Inverse of `to_dict`."""
-        return cls(**{**data, "categories": tuple(data["categories"])})
+from adbench.experiment import has_field, split_trainer_settings
+from adbench.runner.datasets import load_dataset
+from adbench.runner.launchers import parse_launcher
+from adbench.runner.schema import (
+    Cell,
+    DatasetEntry,
+    MethodEntry,
+    Sweep,
+)
 
 
 def load_sweep(source: str | Path | Mapping[str, Any],
@@ -178,8 +67,6 @@ def load_sweep(source: str | Path | Mapping[str, Any],
     if not sweep.name:
         name = "sweep" if isinstance(source, Mapping) else Path(source).stem
         sweep = dataclasses.replace(sweep, name=name)
-    from adbench.runner.launchers import parse_launcher
-
     _check(sweep, context)
     return dataclasses.replace(
         sweep,
@@ -288,44 +175,16 @@ def method_entries(sweep: Sweep) -> list[tuple[str, MethodEntry]]:
             for label, entry, preset in zip(labels, entries, presets, strict=True)]
 
 
-def _has_field(cls: Any, dotted: str) -> bool:
-    for part in dotted.split("."):
-        if not dataclasses.is_dataclass(cls):
-            return False
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        if part not in names:
-            return False
-        cls = typing.get_type_hints(cls)[part]
-    return True
-
-
 def _sweep_overrides(sweep: Sweep, config_cls: type) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split the sweep's settings into method-config overrides and Trainer keyword arguments."""
-    overrides: dict[str, Any] = {}
-    if sweep.image_size is not None:
-        if _has_field(config_cls, "data.image_size"):
-            overrides["data.image_size"] = sweep.image_size
-    trainer: dict[str, Any] = {}
     settings = dataclasses.asdict(sweep.trainer)
     if settings["precision"] is not None:
         settings["precision"] = str(settings["precision"])
     if isinstance(settings["devices"], tuple):
         settings["devices"] = list(settings["devices"])
-    for key, value in settings.items():
-        if value is None:
-            continue
-        if _has_field(config_cls, f"trainer.{key}"):
-            overrides[f"trainer.{key}"] = value
-        else:
-            trainer[key] = value
-    # a sweep's budget replaces the method's: steps without epochs, or epochs without steps
-    budget = sweep.trainer
-    if budget.max_steps is not None and budget.max_epochs is None:
-        if _has_field(config_cls, "trainer.max_epochs"):
-            overrides["trainer.max_epochs"] = None
-    if budget.max_epochs is not None and budget.max_steps is None:
-        if _has_field(config_cls, "trainer.max_steps"):
-            overrides["trainer.max_steps"] = -1
+    overrides, trainer = split_trainer_settings(settings, config_cls)
+    if sweep.image_size is not None and has_field(config_cls, "data.image_size"):
+        overrides["data.image_size"] = sweep.image_size
     return overrides, trainer
 
 
@@ -334,6 +193,8 @@ def _resolve_method(sweep: Sweep, label: str, entry: MethodEntry) -> tuple[Any, 
 
     spec = get_method_spec(entry.name)
     overrides, trainer = _sweep_overrides(sweep, spec.config)
+    if entry.random_weights:
+        overrides["random_weights"] = True
     overrides = merge(unflatten(overrides), unflatten(dict(entry.set)))
     try:
         config = resolve_config(entry.name, entry.preset or sweep.preset, overrides)
@@ -376,7 +237,6 @@ def expand(sweep: Sweep) -> list[Cell]:
     each method's config once, so a typo anywhere fails before any cell runs.
     """
     from adbench.data import CategorySubset
-    from adbench.runner.datasets import load_dataset
 
     methods = resolve_methods(sweep)
     cells = []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from adbench.runner import rundir
 from adbench.runner.execute import RUNTIME, Runtime, execute, global_rank, record_error
-from adbench.runner.sweep import Cell
+from adbench.runner.schema import Cell
 
 
 def main(argv: list[str] | None = None) -> int:

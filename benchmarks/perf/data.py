@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from results_file import write_results
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -141,8 +141,7 @@ def write(rows: list[dict[str, Any]], out: Path) -> None:
     table = pd.DataFrame(rows).to_markdown(index=False, floatfmt=".1f")
     print(f"{header}\n\n{table}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"header": header, "rows": rows}, indent=1))
-    out.with_suffix(".md").write_text(f"{header}\n\n{table}\n")
+    write_results(out, {"header": header, "rows": rows}, f"{header}\n\n{table}")
 
 
 if __name__ == "__main__":

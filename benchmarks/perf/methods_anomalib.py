@@ -25,6 +25,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from results_file import write_results
+
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 MEMORY_METHODS = ("anomalib.patchcore", "anomalib.padim")
 
@@ -201,8 +203,7 @@ def write(tables: dict[str, list[dict[str, Any]]], out: Path) -> None:
     text = "\n\n".join(parts)
     print(f"\n{text}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"header": header, **tables}, indent=1))
-    out.with_suffix(".md").write_text(f"{text}\n")
+    write_results(out, {"header": header, **tables}, text)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from results_file import write_results
+
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 PARTS = ("extractor", "local", "glob", "denoiser", "ema_denoiser")
 
@@ -230,8 +232,7 @@ def write(rows: list[dict[str, Any]], out: Path) -> None:
     table = frame.to_markdown(index=False, floatfmt=".3g")
     print(f"\n{header}\n\n{table}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"header": header, "rows": rows}, indent=1))
-    out.with_suffix(".md").write_text(f"{header}\n\n{table}\n")
+    write_results(out, {"header": header, "rows": rows}, f"{header}\n\n{table}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ set size over the child's start) is its own. Prints a table and writes JSON and 
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import platform
 import time
@@ -29,6 +28,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 import torch.nn.functional as F
+from results_file import write_results
 
 from adbench.metrics import evaluate
 
@@ -225,8 +225,7 @@ def main() -> None:
         "threads": 1,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"info": info, "rows": rows}, indent=2))
-    args.out.with_suffix(".md").write_text(to_markdown(rows, info))
+    write_results(args.out, {"info": info, "rows": rows}, to_markdown(rows, info))
     print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}")
 
 

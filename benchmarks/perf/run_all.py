@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from results_file import describe
+
 PERF = Path(__file__).resolve().parent
 RESULTS = PERF.parent / "results"
 PAGE = PERF.parents[1] / "docs" / "performance.md"
@@ -128,7 +130,9 @@ def collect(results: Path) -> tuple[list[Row], list[str]]:
             data = json.loads(path.read_text())
             rows += read(data, path.stem)
             header = data.get("header") or data.get("machine") or data["info"]["machine"]
-            sources.append(f"`{path.name}`: {header}")
+            stamp = data.get("provenance")
+            measured = describe(stamp) if stamp else "commit not recorded (measured before stamps)"
+            sources.append(f"`{path.name}`: {measured}; {header}")
     return rows, sources
 
 
@@ -146,7 +150,7 @@ def hardware() -> dict[str, str]:
         "gpu": ", ".join(env["gpus"]) or "none",
         "versions": f"python {env['python']}, torch {packages['torch']}, lightning "
                     f"{packages['lightning']}, timm {packages['timm']}, adbench "
-                    f"{packages['adbench']}",
+                    f"{packages['adbench-uad']}",
     }
 
 

@@ -13,7 +13,6 @@ this process and with one worker process per cell (the multi-GPU path). The quic
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from results_file import write_results
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "results" / "runner.json"
 QUICKSTART = Path(__file__).resolve().parents[1] / "quickstart.yaml"
@@ -165,8 +165,7 @@ def main() -> None:
     text = _markdown(result)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(text + "\n")
+    write_results(args.out.with_suffix(""), result, text)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from adbench.diffusion import NoiseSchedule
+from adbench.diffusion import NoiseSchedule, randn_per_image
 
 from .config import DPDiffADConfig
 from .denoiser import PrototypeDenoiser
@@ -163,19 +163,18 @@ class DPDiffModel(nn.Module):
     # -- inference --------------------------------------------------------------------------
     @torch.no_grad()
     def reconstruct(self, tokens: Tensor, grid: tuple[int, int], local: Tensor, glob: Tensor,
-                    generator: torch.Generator | None = None) -> Tensor:
+                    noise: Tensor) -> Tensor:
         """F_hat (B, N, C): noise tokens to t_s, then DDIM (eta = 0) or one x0 step, EMA weights.
 
         Args:
             tokens: (B, N, C) clean normalised tokens F.
             grid: (h, w).
             local, glob: conditions from `conditions`.
-            generator: source of the starting noise.
+            noise: (B, N, C) starting noise (`adbench.diffusion.randn_per_image`).
         """
         inference = self.config.inference
         schedule = self.schedule
         batch = tokens.shape[0]
-        noise = torch.randn(tokens.shape, generator=generator, device=tokens.device)
         start = torch.full((batch,), inference.t_start, device=tokens.device, dtype=torch.long)
         x = schedule.add_noise(tokens, noise, start)
         if inference.sampler == "one_step":
@@ -194,11 +193,16 @@ class DPDiffModel(nn.Module):
         return out, self.schedule.predict_eps(x, out, t)
 
     @torch.no_grad()
-    def anomaly_map(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Raw anomaly map (B, 1, h, w) of images (B, 3, H, W) in [0, 1] (`anomaly_scores`)."""
+    def anomaly_map(self, images: Tensor, seed: int = 0) -> Tensor:
+        """Raw anomaly map (B, 1, h, w) of images (B, 3, H, W) in [0, 1] (`anomaly_scores`).
+
+        Each image's starting noise is seeded by the image and ``seed`` (`randn_per_image`),
+        so its map does not depend on the batch it is scored in.
+        """
         tokens, (h, w) = self.extractor(images)
         match = self.local(tokens)
-        recon = self.reconstruct(tokens, (h, w), *self.conditions(match), generator=generator)
+        noise = randn_per_image(images, tuple(tokens.shape[1:]), seed)
+        recon = self.reconstruct(tokens, (h, w), *self.conditions(match), noise=noise)
         weight = self.config.inference.prototype_weight
         scores = anomaly_scores(tokens, recon, match.nearest, weight)
         return rearrange(scores, "b (h w) -> b 1 h w", h=h, w=w)

@@ -31,10 +31,9 @@ class DPDiffAD(AnomalyMethod):
         self._ema_step = -1
 
     def forward(self, images: Tensor) -> AnomalyOutput:
-        """Score images (B, 3, H, W) in [0, 1]; the starting noise is seeded (deterministic)."""
-        generator = torch.Generator(device=images.device)
-        generator.manual_seed(self.config.inference.seed)
-        raw = self.model.anomaly_map(images, generator)
+        """Score images (B, 3, H, W) in [0, 1]; each image's noise is seeded by the image and
+        ``inference.seed``, so scores do not depend on batching."""
+        raw = self.model.anomaly_map(images, self.config.inference.seed)
         return self.postprocess(raw, (images.shape[-2], images.shape[-1]))
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adbench.backbones import FeatureExtractor
-from adbench.diffusion import NoiseSchedule
+from adbench.diffusion import NoiseSchedule, randn_per_image
 from adbench.errors import ConfigError
 from adbench.methods.glad.config import GLADConfig, GLADScoringConfig, SamplerConfig
 from adbench.methods.glad.loss import atp_loss, atp_noise_target, atp_x0_target, mix_latents
@@ -125,7 +125,7 @@ class GLADModel(nn.Module):
         return nn_discrepancy(f_in, f_gen)
 
     @torch.no_grad()
-    def reconstruct(self, images: Tensor, generator: torch.Generator | None = None,
+    def reconstruct(self, images: Tensor, seed: int = 0,
                     noise: Tensor | None = None) -> Reconstruction:
         """Reconstruct a normal version of ``images`` (B, 3, H, W) in [0, 1].
 
@@ -136,14 +136,15 @@ class GLADModel(nn.Module):
         per-sample flag; the batch is never split into a Python loop over samples.
 
         Args:
-            generator: draws the noise eps when ``noise`` is not given.
+            seed: seeds each image's noise eps with the image (`randn_per_image`) when ``noise``
+                is not given, so a reconstruction does not depend on the batch.
             noise: eps (B, C, h, w) in the diffusion space, to fix it from outside.
         """
         cfg = self.sampler
         z0 = self.codec.encode(images)
         B = z0.shape[0]
         device = z0.device
-        eps = torch.randn(z0.shape, device=device, generator=generator) if noise is None else noise
+        eps = randn_per_image(images, tuple(z0.shape[1:]), seed) if noise is None else noise
         active = torch.ones(B, dtype=torch.bool, device=device)
         stop_steps = torch.full((B,), -1, dtype=torch.long, device=device)
         stop_scores = torch.zeros(B, device=device)

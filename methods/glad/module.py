@@ -41,11 +41,10 @@ class GLAD(AnomalyMethod):
     def forward(self, images: Tensor) -> AnomalyOutput:
         """Score images (B, 3, H, W) in [0, 1]: reconstruct (ADS + SAFF), compare features.
 
-        The noise comes from a generator seeded with ``sampler.seed`` at every call, so the same
-        images always get the same scores.
+        Each image's noise is seeded by the image and ``sampler.seed``, so an image gets the same
+        score in any batch.
         """
-        generator = torch.Generator(device=images.device).manual_seed(self.config.sampler.seed)
-        reconstruction = self.model.reconstruct(images, generator)
+        reconstruction = self.model.reconstruct(images, self.config.sampler.seed)
         self.last_stop_steps = reconstruction.stop_steps
         self.stop_step_counts += torch.bincount(reconstruction.stop_steps,
                                                 minlength=len(self.stop_step_counts))

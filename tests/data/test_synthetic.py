@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from adbench.data import UnifiedDataModule, load_index, make_synthetic
-from adbench.data.defects import CHANGE_THRESHOLD, DEFECTS, apply_defect, changed_mask
 from adbench.data.naive import mean_image_auroc
-from adbench.data.products import (
+from adbench.data.synthetic.defects import CHANGE_THRESHOLD, DEFECTS, apply_defect, changed_mask
+from adbench.data.synthetic.products import (
     FAMILIES,
     background_sheet,
     category_spec,

@@ -49,11 +49,14 @@ def test_gpu_rows_and_failed_measurements_are_shown(run_all: ModuleType, tmp_pat
            "device": "cuda", "precision": "bf16-mixed", "train_img_s": 120.0, "infer_img_s": 300.0,
            "peak_rss_GB": 2.0, "peak_gpu_GB": 3.5}
     failed = {"method": "mddnet", "k": 1, "error": "RuntimeError: out of memory"}
-    record = {"header": "H100", "rows": [gpu, failed]}
+    stamp = {"commit": "0123456789abcdef", "dirty": False, "measured_at": "2030-01-02T03:04:05",
+             "load_average": [0.5, 0.25, 0.125], "machine": "x86_64, 16 CPUs"}
+    record = {"header": "H100", "rows": [gpu, failed], "provenance": stamp}
     (tmp_path / "methods_gpu.json").write_text(json.dumps(record))
     rows, sources = run_all.collect(tmp_path)
     page = run_all.render(rows, sources, {**MACHINE, "gpu": "NVIDIA H100"}, "run_all.py --full")
-    assert "GPU figures are the rows on `cuda`" in page and "`methods_gpu.json`: H100" in page
+    assert "GPU figures are the rows on `cuda`" in page and ("`methods_gpu.json`: commit 0123456789, 2030-01-02T03:04:05, load average "
+                 "0.50/0.25/0.12 (1/5/15 min), x86_64, 16 CPUs; H100") in page
     assert "| methods | glad | tiny, k=15, 64 px, batch 8, cuda bf16-mixed |" in page
     assert "peak GPU 3.50 GB" in page and "error: RuntimeError: out of memory" in page
 
@@ -73,3 +76,10 @@ def test_the_performance_page_is_current(run_all: ModuleType) -> None:
     missing = [row for row in rows if "| " + " | ".join(row.values()) + " |" not in page]
     assert not missing, f"docs/performance.md is out of date; missing rows: {missing[:3]}"
     assert all(source in page for source in sources)
+
+
+def test_every_stored_result_names_the_commit_it_measured() -> None:
+    for path in sorted((REPO / "benchmarks" / "results").glob("*.json")):
+        stamp = json.loads(path.read_text()).get("provenance")
+        assert stamp is not None, f"{path.name} has no provenance: re-run its benchmark"
+        assert len(stamp["commit"]) == 40 and len(stamp["load_average"]) == 3, path.name

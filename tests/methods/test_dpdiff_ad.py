@@ -317,7 +317,7 @@ def test_reconstruction_with_an_oracle_denoiser_returns_the_clean_tokens():
 
             model.ema_denoiser.forward = oracle
             local, glob = torch.zeros(2, 16, 1, 176), torch.zeros(8, 176)
-            recon = model.reconstruct(tokens, (4, 4), local, glob, torch.Generator())
+            recon = model.reconstruct(tokens, (4, 4), local, glob, torch.randn(tokens.shape))
             torch.testing.assert_close(recon, tokens, atol=1e-4, rtol=1e-4)
             assert seen == ([200, 150, 100, 50, 0] if sampler == "ddim" else [200])
 

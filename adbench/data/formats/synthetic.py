@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from adbench.data.defects import apply_defect, changed_mask
 from adbench.data.formats.common import existing_dir
 from adbench.data.formats.mvtec import read_mvtec
 from adbench.data.index import SampleIndex
-from adbench.data.products import background_sheet, category_spec, draw, sample_scene
+from adbench.data.synthetic.defects import apply_defect, changed_mask
+from adbench.data.synthetic.products import background_sheet, category_spec, draw, sample_scene
 from adbench.errors import ConfigError, DatasetFormatError
 from adbench.io import write_atomic
 

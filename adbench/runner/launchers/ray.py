@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from adbench.errors import MissingDependencyError
 from adbench.runner import rundir
 from adbench.runner.execute import FAILED, FINISHED, SKIPPED, CellFailed, Runtime, run_cell
-from adbench.runner.sweep import Cell
+from adbench.runner.schema import Cell
 
 
 @dataclass(frozen=True)

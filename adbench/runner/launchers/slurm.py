@@ -30,7 +30,7 @@ from adbench.runner.execute import (
     execute,
     run_cell,
 )
-from adbench.runner.sweep import Cell
+from adbench.runner.schema import Cell
 
 SUBMITTED, QUEUED = "submitted", "queued"
 JOB = rundir.JOB

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from adbench.data.render import (
+from adbench.data.synthetic.render import (
     TEXTURES,
     Colour,
     Part,
@@ -25,7 +25,7 @@ from adbench.data.render import (
     texture_sheet,
     transform,
 )
-from adbench.data.render import hsv as _hsv
+from adbench.data.synthetic.render import hsv as _hsv
 
 FAMILIES = ("texture", "object", "grid", "print")
 SURFACE_DEFECTS = ("scratch", "hole", "stain", "texture", "color")

@@ -13,8 +13,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from adbench.data.products import Scene, draw
-from adbench.data.render import (
+from adbench.data.synthetic.products import Scene, draw
+from adbench.data.synthetic.render import (
     TEXTURES,
     blob_distance,
     colourise,
