@@ -32,6 +32,9 @@ _EXPORTS = {
     "UnifiedDataModule": "adbench.data",
     "CategorySubset": "adbench.data",
     # training and evaluation
+    "build": "adbench.registry",
+    "Experiment": "adbench.experiment",
+    "run_experiment": "adbench.experiment",
     "fit": "adbench.engine",
     "evaluate": "adbench.engine",
     "MetricTable": "adbench.metrics",
