@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from adbench.baselines.dinomaly import AnomalibDinomaly, DinomalyConfig
+from adbench.baselines.inp_former import AnomalibInpFormer, InpFormerConfig
 from adbench.baselines.padim import AnomalibPadim, PadimConfig
 from adbench.baselines.patchcore import AnomalibPatchCore, PatchCoreConfig
 from adbench.baselines.reverse_distillation import (
@@ -67,18 +68,30 @@ DINOMALY = MethodSpec(
     "Detection, CVPR 2025, arXiv:2405.14325 (implementation: anomalib)",
 )
 
+INP_FORMER = MethodSpec(
+    name="anomalib.inp_former",
+    module=AnomalibInpFormer,
+    config=InpFormerConfig,
+    presets=presets_from_folder(PRESETS / "inp_former"),
+    paper="Luo et al., Exploring Intrinsic Normal Prototypes within a Single Image for Universal "
+    "Anomaly Detection, CVPR 2025, arXiv:2503.02424 (implementation: anomalib)",
+)
+
 __all__ = [
     "DINOMALY",
+    "INP_FORMER",
     "PADIM",
     "PATCHCORE",
     "REVERSE_DISTILLATION",
     "STFPM",
     "AnomalibDinomaly",
+    "AnomalibInpFormer",
     "AnomalibPadim",
     "AnomalibPatchCore",
     "AnomalibReverseDistillation",
     "AnomalibSTFPM",
     "DinomalyConfig",
+    "InpFormerConfig",
     "PadimConfig",
     "PatchCoreConfig",
     "ReverseDistillationConfig",

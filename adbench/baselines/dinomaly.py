@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from anomalib.models.image.dinomaly import torch_model as dinomaly_torch
 from anomalib.models.image.dinomaly.components.optimizer import StableAdamW, WarmCosineScheduler
 from anomalib.models.image.dinomaly.lightning_model import Dinomaly as DinomalyLightning
-from torch import Tensor
+from torch import Tensor, nn
 
 from adbench.backbones import BackboneConfig, create_timm_model
 from adbench.baselines.adapter import AnomalibConfig, backbone_arch
@@ -48,42 +48,35 @@ ARCH_SIZES = tuple(dinomaly_torch.DINO_ARCHITECTURES)  # small, base, large, hug
 
 
 @dataclass(frozen=True)
-class DinomalyConfig(AnomalibConfig):
-    """Dinomaly settings; the defaults are the paper's multi-class setting (Sec. 4.1)."""
+class DinoReconstructionConfig(AnomalibConfig):
+    """Fields shared by the DINOv2 feature-reconstruction baselines (Dinomaly, INP-Former)."""
 
     backbone: BackboneConfig = field(default_factory=lambda: BackboneConfig(
-        # paper Sec. 4.1: ViT-Base/14 DINOv2 with registers (DINOv2-R); timm tag lvd142m
+        # Dinomaly paper Sec. 4.1: ViT-Base/14 DINOv2 with registers (DINOv2-R); timm tag lvd142m
         name="vit_base_patch14_reg4_dinov2.lvd142m",
-        layers=(2, 3, 4, 5, 6, 7, 8, 9),  # paper Sec. 3/4.1: the middle 8 blocks of ViT-B
+        layers=(2, 3, 4, 5, 6, 7, 8, 9),  # Dinomaly paper Sec. 3/4.1: the middle 8 blocks of ViT-B
         weights="pretrained",
     ))
-    # paper Sec. 3.4 "loose reconstruction": two groups (low / high) of four layers each
+    # Dinomaly paper Sec. 3.4 "loose reconstruction": two groups (low / high) of four layers each
     fuse_groups: tuple[tuple[int, ...], ...] = ((0, 1, 2, 3), (4, 5, 6, 7))
-    bottleneck_dropout: float = 0.2  # paper Sec. 3.2 / 4.1: noisy bottleneck, dropout 0.2
-    decoder_depth: int = 8  # paper Sec. 4.1: 8 linear-attention decoder blocks
-    crop_size: int = 392  # paper Sec. 4.1: resize to 448, centre-crop 392; 0 = no crop
-    # loose loss with hard mining (paper Eq. 6, official code global_cosine_hm_percent):
-    # the easiest p of points get gradient x factor; p rises 0 -> 0.9 over 1000 iterations
-    hard_mining_p: float = 0.9
-    hard_mining_steps: int = 1000
-    hard_mining_factor: float = 0.1
+    crop_size: int = 392  # Dinomaly paper Sec. 4.1: resize to 448, centre-crop 392; 0 = no crop
     data: DataDefaults = field(default_factory=lambda: DataDefaults(image_size=448, batch_size=16))
-    # paper Sec. 4.1: batch 16; StableAdamW lr 2e-3, betas (0.9, 0.999), weight decay 1e-4,
-    # warm-up 100 iterations then cosine to final_lr 2e-4; amsgrad and eps 1e-8 as in anomalib's
-    # TRAINING_CONFIG (the official code's optimiser arguments)
+    # Dinomaly paper Sec. 4.1: batch 16; StableAdamW lr 2e-3, betas (0.9, 0.999), weight decay
+    # 1e-4, warm-up 100 iterations then cosine to final_lr 2e-4; amsgrad and eps 1e-8 as in
+    # anomalib's TRAINING_CONFIG (the official code's optimiser arguments)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
         name="adamw", lr=2e-3, betas=(0.9, 0.999), weight_decay=1e-4, schedule="cosine",
         warmup_steps=100,
     ))
     final_lr: float = 2e-4
-    # paper Sec. 4.1: 10,000 iterations (multi-class MVTec AD and VisA); gradient clipping 0.1 as
-    # in the official code and anomalib's trainer arguments
+    # Dinomaly paper Sec. 4.1: 10,000 iterations (multi-class MVTec AD and VisA); gradient
+    # clipping 0.1 as in the official code and anomalib's trainer arguments
     trainer: TrainerDefaults = field(default_factory=lambda: TrainerDefaults(
         max_steps=10_000, gradient_clip_val=0.1,
     ))
-    # paper Sec. 4.1 scoring: the map (at the crop) is resized to 256 and smoothed with a
-    # Gaussian of sigma 4; the image score is the mean of its top 1% (anomalib's pred_score).
-    # The evaluated map is smoothed with sigma 4 px by the shared post-processing.
+    # Dinomaly paper Sec. 4.1 scoring: the map is smoothed with a Gaussian of sigma 4 and the
+    # image score is the mean of its top 1% (anomalib's pred_score). The evaluated map is
+    # smoothed with sigma 4 px by the shared post-processing.
     scoring: ScoringConfig = field(default_factory=lambda: ScoringConfig(sigma=4.0))
 
     def __post_init__(self) -> None:
@@ -94,44 +87,63 @@ class DinomalyConfig(AnomalibConfig):
                               f"'{self.backbone.name}'")
         n = len(self.backbone.layers)
         used = sorted(i for group in self.fuse_groups for i in group)
+        if not used or used[-1] >= n or used[0] < 0:
+            raise ConfigError(f"fuse_groups {[list(g) for g in self.fuse_groups]} must index the "
+                              f"{n} target layers (0..{n - 1})")
+        if self.crop_size < 0 or self.crop_size > self.data.image_size:
+            raise ConfigError(f"crop_size must be in [0, data.image_size={self.data.image_size}]"
+                              f" (0 = no crop), got {self.crop_size}")
+
+
+@dataclass(frozen=True)
+class DinomalyConfig(DinoReconstructionConfig):
+    """Dinomaly settings; the defaults are the paper's multi-class setting (Sec. 4.1)."""
+
+    bottleneck_dropout: float = 0.2  # paper Sec. 3.2 / 4.1: noisy bottleneck, dropout 0.2
+    decoder_depth: int = 8  # paper Sec. 4.1: 8 linear-attention decoder blocks
+    # loose loss with hard mining (paper Eq. 6, official code global_cosine_hm_percent):
+    # the easiest p of points get gradient x factor; p rises 0 -> 0.9 over 1000 iterations
+    hard_mining_p: float = 0.9
+    hard_mining_steps: int = 1000
+    hard_mining_factor: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        n = len(self.backbone.layers)
         if n != self.decoder_depth:
             raise ConfigError(f"backbone.layers has {n} encoder blocks but decoder_depth is "
                               f"{self.decoder_depth}: Dinomaly reconstructs one encoder block per "
                               "decoder block; make them equal")
-        if not used or used[-1] >= n or used[0] < 0:
-            raise ConfigError(f"fuse_groups {[list(g) for g in self.fuse_groups]} must index the "
-                              f"{n} target layers (0..{n - 1})")
         if self.decoder_depth < 2:
             raise ConfigError(f"decoder_depth must be at least 2, got {self.decoder_depth}")
-        if self.crop_size < 0 or self.crop_size > self.data.image_size:
-            raise ConfigError(f"crop_size must be in [0, data.image_size={self.data.image_size}]"
-                              f" (0 = no crop), got {self.crop_size}")
         if not 0.0 <= self.hard_mining_p < 1.0:
             raise ConfigError(f"hard_mining_p must be in [0, 1), got {self.hard_mining_p}")
 
 
 @contextlib.contextmanager
-def _encoder_without_download() -> Iterator[None]:
-    """While anomalib builds `DinomalyModel`, its encoder is created with ``pre_trained=False``
-    (anomalib hard-codes True, which downloads); the weights are loaded afterwards."""
-    original = dinomaly_torch.TimmFeatureExtractor
+def encoder_without_download(module: Any) -> Iterator[None]:
+    """While anomalib's ``module`` builds its model, the encoder is created with
+    ``pre_trained=False`` (anomalib hard-codes True, which downloads); the weights are loaded
+    afterwards."""
+    original = module.TimmFeatureExtractor
 
     def build(*args: Any, **kwargs: Any) -> Any:
         return original(*args, **{**kwargs, "pre_trained": False})
 
-    dinomaly_torch.TimmFeatureExtractor = build
+    module.TimmFeatureExtractor = build
     try:
         yield
     finally:
-        dinomaly_torch.TimmFeatureExtractor = original
+        module.TimmFeatureExtractor = original
 
 
-class AnomalibDinomaly(AnomalyMethod):
-    """Dinomaly: anomalib's torch model and loss with adbench's weights, data and optimiser."""
+class DinoReconstruction(AnomalyMethod):
+    """Base of the DINOv2 reconstruction baselines: weights, crop, scoring and StableAdamW."""
 
-    config: DinomalyConfig
+    config: DinoReconstructionConfig
+    adam_eps: float = 1e-8  # anomalib's TRAINING_CONFIG for Dinomaly
 
-    def __init__(self, config: DinomalyConfig) -> None:
+    def __init__(self, config: DinoReconstructionConfig) -> None:
         super().__init__(config)
         backbone = self.config.backbone
         if backbone.timm_kwargs:
@@ -147,28 +159,27 @@ class AnomalibDinomaly(AnomalyMethod):
         self.register_buffer("std", torch.tensor(data_config["std"]).view(1, 3, 1, 1),
                              persistent=False)
         groups = [list(g) for g in self.config.fuse_groups]
-        with _encoder_without_download():
-            self.model = dinomaly_torch.DinomalyModel(
-                encoder_name=backbone_arch(backbone),
-                bottleneck_dropout=self.config.bottleneck_dropout,
-                decoder_depth=self.config.decoder_depth,
-                target_layers=list(backbone.layers),
-                fuse_layer_encoder=groups,
-                fuse_layer_decoder=groups,
-            )
-        # anomalib 2.7 stores fuse_layer_* only when they are None (its defaults): set them here
+        self.model = self.build_model(backbone_arch(backbone), list(backbone.layers), groups)
         self.model.fuse_layer_encoder = groups
         self.model.fuse_layer_decoder = groups
         self.model.encoder.feature_extractor.load_state_dict(weighted.state_dict(), strict=True)
         del weighted
-        loss = self.model.loss_fn
-        loss.p_final = self.config.hard_mining_p
-        loss.p_schedule_steps = self.config.hard_mining_steps
-        loss.factor = self.config.hard_mining_factor
         self.freeze(self.model.encoder)
-        # the paper's initialisation of the trainable parts (official code, anomalib)
-        DinomalyLightning._initialize_trainable_modules(
-            torch.nn.ModuleList([self.model.bottleneck, self.model.decoder]))
+        # the papers' initialisation of the trainable parts (official code, anomalib)
+        DinomalyLightning._initialize_trainable_modules(torch.nn.ModuleList(self.trainable()))
+
+    # -- the part a subclass writes -------------------------------------------------------------
+    def build_model(self, arch: str, layers: list[int], groups: list[list[int]]) -> nn.Module:
+        """anomalib's torch model, built without downloading (see `encoder_without_download`)."""
+        raise NotImplementedError
+
+    def trainable(self) -> list[nn.Module]:
+        """The modules that are trained (the encoder stays frozen)."""
+        raise NotImplementedError
+
+    def reconstruction_loss(self, images: Tensor) -> Tensor:
+        """anomalib's training loss for normalised, cropped images."""
+        raise NotImplementedError
 
     def normalize(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) in [0, 1] -> normalised with the encoder's mean and std."""
@@ -195,19 +206,19 @@ class AnomalibDinomaly(AnomalyMethod):
                                f"size {patch}; set crop_size (or data.image_size) accordingly")
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        """Loose group-wise cosine loss with hard mining (paper Eq. 6)."""
+        """The method's reconstruction loss on the cropped, normalised images."""
         images, _ = self.crop(batch.image)
         self._check_patch_multiple(images)
         self.model.encoder.eval()
-        loss = self.model(self.normalize(images), global_step=self.global_step)
+        loss = self.reconstruction_loss(self.normalize(images))
         self.log("train/loss", loss, batch_size=len(batch), prog_bar=True)
         return loss
 
     def forward(self, images: Tensor) -> AnomalyOutput:
         """Map: 1 - cosine(encoder, decoder) averaged over groups; score: anomalib's (paper)."""
         if self.model.training:
-            raise AdbenchError("AnomalibDinomaly.forward scores images and needs eval mode: "
-                               "call .eval() first")
+            raise AdbenchError(f"{type(self).__name__}.forward scores images and needs eval "
+                               "mode: call .eval() first")
         cropped, padding = self.crop(images)
         self._check_patch_multiple(cropped)
         output = self.model(self.normalize(cropped))
@@ -218,11 +229,12 @@ class AnomalibDinomaly(AnomalyMethod):
         return AnomalyOutput(maps, output.pred_score.reshape(-1).float())
 
     def configure_optimizers(self) -> Any:
-        """StableAdamW over bottleneck and decoder with the warm-up cosine schedule (paper)."""
+        """StableAdamW over the trainable parts with the warm-up cosine schedule (papers)."""
         optim = self.config.optim
         trainable = [p for p in self.parameters() if p.requires_grad]
         optimizer = StableAdamW([{"params": trainable}], lr=optim.lr, betas=optim.betas,
-                                weight_decay=optim.weight_decay, amsgrad=True, eps=1e-8)
+                                weight_decay=optim.weight_decay, amsgrad=True,
+                                eps=self.adam_eps)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = min(optim.warmup_steps, max(total - 1, 0))
         scheduler = WarmCosineScheduler(optimizer, base_value=optim.lr,
@@ -230,3 +242,32 @@ class AnomalibDinomaly(AnomalyMethod):
                                         warmup_iters=warmup)
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class AnomalibDinomaly(DinoReconstruction):
+    """Dinomaly: anomalib's torch model and loss with adbench's weights, data and optimiser."""
+
+    config: DinomalyConfig
+
+    def build_model(self, arch: str, layers: list[int], groups: list[list[int]]) -> nn.Module:
+        """anomalib's `DinomalyModel` with the config's dropout, depth and hard mining."""
+        with encoder_without_download(dinomaly_torch):
+            model = dinomaly_torch.DinomalyModel(
+                encoder_name=arch, bottleneck_dropout=self.config.bottleneck_dropout,
+                decoder_depth=self.config.decoder_depth, target_layers=layers,
+                fuse_layer_encoder=groups, fuse_layer_decoder=groups,
+            )
+        # anomalib 2.7 stores fuse_layer_* only when they are None; the base sets them
+        loss = model.loss_fn
+        loss.p_final = self.config.hard_mining_p
+        loss.p_schedule_steps = self.config.hard_mining_steps
+        loss.factor = self.config.hard_mining_factor
+        return model
+
+    def trainable(self) -> list[nn.Module]:
+        """Bottleneck and decoder."""
+        return [self.model.bottleneck, self.model.decoder]
+
+    def reconstruction_loss(self, images: Tensor) -> Tensor:
+        """Loose group-wise cosine loss with hard mining (paper Eq. 6)."""
+        return self.model(images, global_step=self.global_step)

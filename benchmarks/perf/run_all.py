@@ -78,7 +78,23 @@ def _metrics_rows(data: dict[str, Any], stem: str) -> list[Row]:
     return rows
 
 
+def _memory_bank_rows(data: dict[str, Any]) -> list[Row]:
+    rows = [_row("methods", row["method"], f"k={row['k']}, {row['train_images']} train images, "
+                 f"{row['image_size']} px", f"bank {row['bank_MB']:.2f} MB, build "
+                 f"{row['build_s']:.2f} s, infer {row['infer_img_s']:.0f} img/s, peak RSS "
+                 f"{row['peak_rss_GB']:.2f} GB")
+            for row in data["memory_bank_vs_k"]]
+    rows += [_row("methods", f"coreset, {row['impl']}",
+                  f"{row['selected']} of {row['patches']} x {row['dims']}, malloc mmap "
+                  f"threshold {row['malloc_mmap_threshold']}",
+                  f"{row['seconds']:.2f} s, peak RSS {row['peak_rss_GB']:.2f} GB")
+             for row in data["coreset"]]
+    return rows
+
+
 def _methods_rows(data: dict[str, Any], stem: str) -> list[Row]:
+    if "memory_bank_vs_k" in data:
+        return _memory_bank_rows(data)
     default = stem.removeprefix("methods_").removesuffix("_gpu") or "?"
     rows = []
     for row in data["rows"]:

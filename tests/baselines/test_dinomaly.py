@@ -12,6 +12,7 @@ from baseline_helpers import as_batch, smooth_images
 from torchvision.transforms.v2 import CenterCrop
 
 import adbench
+from adbench import registry
 from adbench.errors import ConfigError, WeightsNotFoundError
 
 SMALL = {"name": "vit_small_patch14_reg4_dinov2.lvd142m", "layers": [2, 3, 4, 5, 6, 7, 8, 9]}
@@ -30,7 +31,7 @@ def test_paper_preset_is_the_papers_multi_class_setting():
     assert (config.trainer.max_steps, config.trainer.gradient_clip_val) == (10_000, 0.1)
     assert (config.hard_mining_p, config.hard_mining_steps, config.hard_mining_factor) == (
         0.9, 1000, 0.1)
-    assert "tiny" not in adbench.registry.get_method_spec("anomalib.dinomaly").presets
+    assert "tiny" not in registry.get_method_spec("anomalib.dinomaly").presets
 
 
 def test_offline_paper_preset_names_the_dinov2_weights(monkeypatch, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -15,13 +16,21 @@ MACHINE = {"date": "2030-01-02", "cpu": "Test CPU, 4 cores, 8 GiB RAM", "gpu": "
            "versions": "python 3.x, torch 2.x, lightning 2.x, timm 1.x, adbench 0.x"}
 
 
-@pytest.fixture(scope="module")
-def run_all() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("run_all", REPO / "benchmarks/perf/run_all.py")
+def _load(name: str) -> ModuleType:
+    """Import ``benchmarks/perf/<name>.py`` without putting that folder on ``sys.path``
+    (its ``runner.py`` would shadow the ``tests/runner`` helpers)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks/perf" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def run_all() -> ModuleType:
+    _load("results_file")
+    return _load("run_all")
 
 
 def test_stored_results_give_one_table_per_area(run_all: ModuleType, tmp_path: Path) -> None:

@@ -36,6 +36,8 @@ MECHANICS = {
     # ViT-S/14 DINOv2-R instead of ViT-B, a 28 px centre crop (2 x 2 patches) of the 32 px images
     "anomalib.dinomaly": {"crop_size": 28, "backbone": {
         "name": "vit_small_patch14_reg4_dinov2.lvd142m", "layers": [2, 3, 4, 5, 6, 7, 8, 9]}},
+    "anomalib.inp_former": {"crop_size": 28, "backbone": {
+        "name": "vit_small_patch14_reg4_dinov2.lvd142m", "layers": [2, 3, 4, 5, 6, 7, 8, 9]}},
 }
 
 
