@@ -234,3 +234,37 @@ def fill_num_classes(config: T, k: int) -> T:
             if filled is not value:
                 changes[f.name] = filled
     return dataclasses.replace(config, **changes) if changes else config
+
+
+def num_classes_fields(config: Any, prefix: str = "") -> dict[str, int]:
+    """Every field named ``num_classes`` of ``config`` at any depth: dotted key -> value."""
+    found = {}
+    for f in dataclasses.fields(config):
+        value, key = getattr(config, f.name), f"{prefix}{f.name}"
+        if f.name == "num_classes":
+            found[key] = value
+        elif dataclasses.is_dataclass(value):
+            found.update(num_classes_fields(value, f"{key}."))
+    return found
+
+
+def check_num_classes(config: Any, k: int) -> None:
+    """Refuse a config whose class-aware parts are not sized for exactly ``k`` categories.
+
+    Sizing a method from its data has one way: `fill_num_classes` at build time (the runner, the
+    CLI and ``adbench.create(..., num_classes=k)`` call it), checked here when training starts.
+    Too few classes cannot hold the data; too many leave parts that no training image supervises
+    but that are read at test time.
+    """
+    for key, value in num_classes_fields(config).items():
+        if value == 0:
+            raise ConfigError(
+                f"{key} is 0 (from the data) but the method was built before the data was known; "
+                f"build it with adbench.create(name, preset, num_classes={k}) for the {k} "
+                f"training categories")
+        if value != k:
+            raise ConfigError(
+                f"{key}={value} but the training data has {k} categories; set {key} to {k} (or "
+                f"0 and build with num_classes={k}): "
+                + ("fewer classes than categories cannot hold them" if value < k else
+                   "the extra classes would never be trained but would be read at test time"))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import lightning as L
 
+from adbench.config import check_num_classes
 from adbench.contract import AnomalyMethod
 from adbench.experiment import cleared_budget
 from adbench.quiet import quiet_third_party
@@ -39,13 +40,17 @@ def fit(
 
     Args:
         method: an `AnomalyMethod` (e.g. from `adbench.create`).
-        datamodule: usually a `UnifiedDataModule`.
+        datamodule: usually a `UnifiedDataModule`; when it has ``categories``, class-aware parts
+            of the method must be sized for exactly that many (`adbench.config.check_num_classes`).
         seed: seeds Python, NumPy, torch and the dataloader workers.
         default_root_dir: where logs (CSV) and the last checkpoint go; nothing is written if None.
         trainer_options: any `lightning.Trainer` argument (``max_epochs``, ``max_steps``,
             ``accelerator``, ``devices``, ``precision``, ...); they win over the method's defaults.
     """
     quiet_third_party()
+    categories = getattr(datamodule, "categories", None)
+    if categories is not None:
+        check_num_classes(method.config, len(categories))
     L.seed_everything(seed, workers=True, verbose=False)
     writes = default_root_dir is not None
     options = {

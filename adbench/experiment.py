@@ -13,6 +13,7 @@ the method's epoch budget and an epoch budget given alone replaces its step budg
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 import typing
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adbench.errors import ConfigError
+from adbench.io import write_atomic
 
 if TYPE_CHECKING:
     import lightning as L
@@ -96,6 +98,9 @@ def check_positive(name: str, value: int | None) -> int | None:
     return value
 
 
+RUN_RECORD = "run_record.json"  # what the method decided at build time (`AnomalyMethod.run_record`)
+
+
 @dataclass(frozen=True)
 class Experiment:
     """Everything that decides an experiment's numbers.
@@ -154,7 +159,7 @@ def run_experiment(
 
     Args:
         experiment: what to run.
-        out: folder for logs and the checkpoint; nothing is written when None.
+        out: folder for logs, the checkpoint and `RUN_RECORD`; nothing is written when None.
         num_workers: DataLoader worker processes (does not change the numbers).
         checkpoints: keep Lightning's checkpoint in ``out``.
         progress: show Lightning's progress bar.
@@ -177,6 +182,9 @@ def run_experiment(
         "enable_checkpointing": checkpoints and out is not None,
         "enable_progress_bar": progress,
     }
+    record = method.run_record()
+    if record and out is not None:
+        write_atomic(Path(out) / RUN_RECORD, json.dumps(record, indent=1, default=str))
     fitted = time.perf_counter()
     trainer = fit(method, datamodule, seed=experiment.seed, default_root_dir=out, **options)
     trained = time.perf_counter()

@@ -8,8 +8,8 @@ source and blended into the image:
 with beta drawn from ``SynthesisConfig.beta`` per image (GLAD's formula; MDD-Net draws an opacity
 from U(0.1, 1), which is the same family with another range). The source S is a DTD image when a
 DTD root is given, otherwise the CC0 textures shipped with scikit-image, or (``source="self"``)
-another image of the batch with its 8 x 8 cells shuffled; `AnomalySynthesizer.source_used` names
-it for the resolved config.
+another image of the batch with its 8 x 8 cells shuffled; `AnomalySynthesizer.record` names what
+was used, for each run's ``run_record``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -186,6 +186,18 @@ class AnomalySynthesizer:
         else:
             self.source_used = source
         self._textures: Tensor | None = None
+
+    def record(self) -> dict[str, Any]:
+        """What this synthesizer draws from, for a run's ``run_record``: the source used
+        ("dtd", "textures" or "self"), the DTD root and its image count, or the texture names."""
+        if self._files:
+            return {"source": "dtd", "dtd_root": str(Path(self.config.dtd_root or "").resolve()),
+                    "dtd_images": len(self._files)}
+        if self.source_used == "textures":
+            from adbench.data.synthetic.render import TEXTURES
+
+            return {"source": "textures", "textures": [f"scikit-image:{name}" for name in TEXTURES]}
+        return {"source": self.source_used, "grid": SELF_GRID}
 
     def __call__(
         self, images: Tensor, generator: torch.Generator | None = None

@@ -75,13 +75,14 @@ print(datamodule)
 # `adbench.create(name, preset=..., **overrides)` builds a method from its typed config. Presets
 # are overlays on the paper's defaults; any field can be overridden with a dotted key, e.g.
 # `adbench.create("mddnet", preset="tiny", **{"optim.lr": 1e-3})`. Class-aware parts (MDD-Net's
-# memory of normal prototypes per class) are sized from the data when training starts.
+# memory of normal prototypes per class) are sized by `num_classes`, the number of training
+# categories; `fit` checks it matches the data (methods without such parts ignore it).
 
 # %%
 spec = adbench.get_method_spec(METHOD)
 print(f"{spec.name}: {spec.paper}")
 print("presets:", ", ".join(spec.presets))
-method = adbench.create(METHOD, preset="tiny")
+method = adbench.create(METHOD, preset="tiny", num_classes=len(index.categories))
 print(f"{sum(p.numel() for p in method.parameters()):,} parameters "
       f"({sum(p.numel() for p in method.parameters() if p.requires_grad):,} trainable)")
 

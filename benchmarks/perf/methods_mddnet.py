@@ -3,8 +3,8 @@ read cost, and whole-model train / inference images/s with peak memory.
 
 The memory holds k x M slots of D channels, so its parameters and its attention cost grow
 linearly with k while the rest of the network does not. This script shows by how much, for the
-tiny preset and for the paper architecture (WideResNet-50-2 at 256 px; ``--paper-weights none``
-times the architecture with random weights where the pretrained ones are not available). The
+tiny preset and for the paper architecture (WideResNet-50-2 at 256 px; by default in mechanics
+mode, ``random_weights=True``, since the cost does not depend on the weights). The
 generic ``benchmarks/perf/methods.py`` gives the same whole-model figures for every method.
 
     python benchmarks/perf/methods_mddnet.py --k 1 15 60 160
@@ -64,7 +64,7 @@ def measure(preset: str, k: int, batch_size: int, steps: int, device: str, preci
     from adbench.batch import Batch
 
     torch.manual_seed(0)
-    overrides = {"backbone.weights": weights} if preset == "paper" else {}
+    overrides = {"random_weights": True} if preset == "paper" and weights == "random" else {}
     method = build(k, preset, **overrides).to(device)
     model = method.model
     size = method.config.data.image_size
@@ -94,7 +94,7 @@ def measure(preset: str, k: int, batch_size: int, steps: int, device: str, preci
             method(batch.image)
 
     # the memory read alone on the bottleneck embedding, forward + backward
-    z = torch.randn(batch_size, model.memory.dim, *_z_size(method, size), device=device,
+    z = torch.randn(batch_size, model.memory.slots.shape[-1], *_z_size(method, size), device=device,
                     requires_grad=True)
 
     def memory_read() -> None:
@@ -137,9 +137,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed repeats after one warm-up")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
-    parser.add_argument("--paper-weights", default="none",
-                        help="backbone.weights for the paper preset ('pretrained' needs the hub "
-                             "cache; 'none' times the architecture)")
+    parser.add_argument("--paper-weights", default="random", choices=("random", "pretrained"),
+                        help="paper preset: 'random' times the architecture in mechanics mode "
+                             "(random_weights=True); 'pretrained' needs the weights in the hub "
+                             "cache")
     parser.add_argument("--out", type=Path, default=RESULTS / "methods_mddnet")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: PRESET:K in a subprocess
     args = parser.parse_args()

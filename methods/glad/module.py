@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info
@@ -69,6 +70,14 @@ class GLAD(AnomalyMethod):
         own = self.self_synthesizer(images)[0]
         pick = torch.rand(len(images), device=images.device) < share
         return torch.where(pick.view(-1, 1, 1, 1), own, textured)
+
+    def run_record(self) -> dict[str, Any]:
+        """The synthesis sources used: the texture source (unless every image is self-filled)
+        and the share of self-filled images."""
+        share = self.config.training.self_source_share
+        textured = self.synthesizer.record() if share < 1.0 else None
+        return {"synthesis": {"textured": textured, "self_source_share": share,
+                              "self": self.self_synthesizer.record() if share > 0.0 else None}}
 
     def stop_step_histogram(self) -> dict[int, int]:
         """Chosen stopping timesteps since the last reset: {timestep: count}, largest t first."""

@@ -26,17 +26,19 @@ from adbench.synthesis import SynthesisConfig
 class BottleneckConfig:
     """The RD one-class bottleneck that fuses the teacher levels into z."""
 
-    channels: int = 2048  # D; RD/paper: 2048 x 8 x 8 for WRN-50-2 at 256 px
-    blocks: int = 1  # RD: one residual block in the fusion stage
+    channels: int = 2048  # D; RD: 2048 x 8 x 8 for WRN-50-2 at 256 px
+    blocks: int = 3  # RD: the OCBE fuses with a ResNet stage of 3 bottleneck blocks
     mid_ratio: float = 0.5  # RD (wide ResNet): inner width = half the output channels
-    stride: int = 2  # RD/paper: z is half the deepest level's size (16 -> 8 at 256 px); 1 keeps it
+    stride: int = 2  # RD: z is half the deepest level's size (16 -> 8 at 256 px); 1 keeps it
 
 
 @dataclass(frozen=True)
 class MemoryConfig:
     """The class-aware memory module (CMM) of the paper."""
 
-    num_classes: int = 0  # K; paper: one slot set per training class; 0 = from the data at fit
+    num_classes: int = 0  # K; paper: one slot set per training class; 0 = filled from the data
+    # when the method is built for a dataset (`adbench.config.fill_num_classes`); training checks
+    # it equals the number of training categories (`check_num_classes`)
     slots: int = 32  # M prototypes per class; choice: the specification's default
     temperature: float = 0.07  # tau of the cosine attention; choice: specification's default
     init_std: float = 1.0  # choice: N(0, 1) slots; the read is scale-free, training sets the scale
@@ -49,8 +51,9 @@ class DecoderConfig:
     blocks: tuple[int, ...] = (3, 4, 6)  # RD: mirror of WRN-50 layers 3, 2, 1 (deepest first)
     mid_ratio: float = 0.5  # RD (wide ResNet): inner width = half the output channels
     output_relu: bool = True  # RD: WRN levels are post-ReLU; False for signed (EfficientNet) levels
-    inputs: Literal["split", "shared"] = "split"  # paper: R reads z_hat, I reads z; shared: both
-    # read [z; z_hat] (the option named in the spec)
+    inputs: Literal["split", "shared"] = "split"  # choice: R reads z_hat, I reads z (the abstract
+    # says the memory steers the restoration path; which decoder reads it is not stated);
+    # shared: both read [z; z_hat]
 
 
 @dataclass(frozen=True)
@@ -68,17 +71,18 @@ class LossConfig:
 class MDDNetScoringConfig(ScoringConfig):
     """Map smoothing and pooling (base fields) plus how A_TR and A_RI are fused."""
 
-    sigma: float = 4.0  # RD/paper: Gaussian sigma 4 on the upsampled map
-    pooling: Literal["max", "topk_mean"] = "max"  # paper: image score = max of the map
+    sigma: float = 4.0  # RD: Gaussian sigma 4 on the upsampled map (the paper does not say)
+    pooling: Literal["max", "topk_mean"] = "max"  # RD: image score = max of the map
     fusion: Literal["sum", "max"] = "sum"  # choice: the paper "fuses" the two maps; sum is neutral
     fusion_weights: tuple[float, float] = (1.0, 1.0)  # choice: (w_TR, w_RI), equal weight
 
 
-def _paper_synthesis() -> SynthesisConfig:
-    # paper: synthetic abnormal inputs, p = 0.5, Perlin scales 2^[0, 6), threshold 0.5, random
-    # rotation, anomaly opacity ~ U(0.1, 1). SynthesisConfig.beta is the share of the image that is
-    # kept (1 - opacity), hence (0.0, 0.9). Fill: DTD when synthesis.dtd_root is set, else the CC0
-    # scikit-image textures ("auto").
+def _synthesis() -> SynthesisConfig:
+    # paper: "synthetic abnormal inputs", no parameters given. Choice: DRAEM's Perlin recipe
+    # (p = 0.5, scales 2^[0, 6), threshold 0.5, random rotation) with anomaly opacity ~ U(0.1, 1).
+    # SynthesisConfig.beta is the share of the image that is kept (1 - opacity), hence (0.0, 0.9).
+    # Fill: DTD when synthesis.dtd_root is set, else the CC0 scikit-image textures ("auto"); the
+    # source used is recorded in each run's run_record.
     return SynthesisConfig(probability=0.5, perlin_scales=(0, 5), threshold=0.5, rotate=True,
                            beta=(0.0, 0.9), source="auto")
 
@@ -93,9 +97,9 @@ class MDDNetConfig(MethodConfig):
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    synthesis: SynthesisConfig = field(default_factory=_paper_synthesis)
+    synthesis: SynthesisConfig = field(default_factory=_synthesis)
     data: DataDefaults = field(default_factory=lambda: DataDefaults(
-        image_size=256, batch_size=16))  # paper: 256 px; RD: batch 16
+        image_size=256, batch_size=16))  # paper: 256 px; batch: RD's 16
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
         name="adam", lr=5e-3, betas=(0.5, 0.999)))  # choice: RD's optimiser (paper gives none)
     scoring: MDDNetScoringConfig = field(default_factory=MDDNetScoringConfig)

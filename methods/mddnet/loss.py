@@ -69,19 +69,32 @@ def class_evidence_loss(log_weights: Tensor, category: Tensor) -> Tensor:
     return F.nll_loss(log_evidence, category)
 
 
-def compactness_loss(tokens: Tensor, slots: Tensor, category: Tensor) -> Tensor:
-    """L_cpt: mean squared distance of each token to the nearest slot of its own class.
+def compactness_loss(tokens: Tensor, slots: Tensor, category: Tensor,
+                     normal: Tensor | None = None) -> Tensor:
+    """L_cpt: mean squared distance of each normal token to the nearest slot of its own class.
 
-    The squared Euclidean distance is averaged over the D channels, the tokens and the batch.
+    The squared Euclidean distance is averaged over the D channels and over the normal tokens of
+    the batch (all tokens when ``normal`` is None; 0 when none is normal). Tokens of synthetic
+    anomalies are left out: pulling them towards normal prototypes would work against the
+    identity decoder, which reads the same tokens and must keep the anomaly.
 
     Args:
         tokens: (B, N, D) bottleneck tokens.
         slots: (K, M, D) memory slots.
         category: (B,) class ids in [0, K).
+        normal: (B, N) bool, the tokens that no synthetic anomaly touches.
     """
     own = slots[category].float()  # (B, M, D)
-    squared = torch.cdist(tokens.float(), own).pow(2)  # (B, N, M)
-    return squared.amin(dim=-1).mean() / tokens.shape[-1]
+    nearest = torch.cdist(tokens.float(), own).pow(2).amin(dim=-1)  # (B, N)
+    if normal is None:
+        return nearest.mean() / tokens.shape[-1]
+    weight = normal.to(nearest.dtype)
+    return (nearest * weight).sum() / weight.sum().clamp(min=1) / tokens.shape[-1]
+
+
+def normal_tokens(mask: Tensor, size: tuple[int, int]) -> Tensor:
+    """(B, h * w) bool: the token cells of an (h, w) grid that mask (B, 1, H, W) leaves empty."""
+    return (resize_mask(mask, size) == 0).flatten(1)
 
 
 def mddnet_loss(
@@ -105,7 +118,8 @@ def mddnet_loss(
         restored: R(a) levels.
         identity: I(a) levels.
         mask: (B, 1, H, W) synthetic-anomaly mask.
-        read: the memory read of the corrupted image's bottleneck tokens.
+        read: the memory read of the corrupted image's bottleneck tokens (L_cpt uses the tokens
+            that ``mask`` leaves normal).
         slots: (K, M, D) memory slots.
         category: (B,) class ids.
         weights: the loss weights.
@@ -118,7 +132,8 @@ def mddnet_loss(
         "id": global_cosine_loss(identity, teacher_corrupted),
         "dist": discrepancy_loss(restored, identity, mask),
         "cls": class_evidence_loss(read.log_weights, category),
-        "cpt": compactness_loss(read.tokens, slots, category),
+        "cpt": compactness_loss(read.tokens, slots, category,
+                                normal_tokens(mask, tuple(read.readout.shape[-2:]))),
     }
     scale = {"res": weights.restoration, "id": weights.identity, "dist": weights.discrepancy,
              "cls": weights.class_evidence, "cpt": weights.compactness}

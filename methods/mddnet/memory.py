@@ -36,7 +36,7 @@ class ClassAwareMemory(nn.Module):
     """K classes x M slots of D-dimensional normal prototypes, read by cosine attention.
 
     Args:
-        num_classes: K; 0 leaves the memory empty until `resize` is called (sized from the data).
+        num_classes: K; 0 leaves the memory empty (build with ``num_classes`` from the data).
         slots: M prototypes per class.
         dim: D, the channels of the bottleneck embedding.
         temperature: tau of the softmax over cosine similarities.
@@ -46,32 +46,21 @@ class ClassAwareMemory(nn.Module):
     def __init__(self, num_classes: int, slots: int, dim: int, temperature: float,
                  init_std: float) -> None:
         super().__init__()
-        self.slots_per_class = slots
-        self.dim = dim
         self.temperature = temperature
-        self.init_std = init_std
-        self.slots = nn.Parameter(self._initial(num_classes))
+        self.slots = nn.Parameter(torch.randn(num_classes, slots, dim) * init_std)
 
     @property
     def num_classes(self) -> int:
         """K, the number of classes the memory holds."""
         return self.slots.shape[0]
 
-    def _initial(self, num_classes: int) -> Tensor:
-        return torch.randn(num_classes, self.slots_per_class, self.dim) * self.init_std
-
-    def resize(self, num_classes: int) -> None:
-        """Re-create the slots for ``num_classes`` classes (before the optimiser is built)."""
-        device = self.slots.device
-        self.slots = nn.Parameter(self._initial(num_classes).to(device))
-
     def forward(self, z: Tensor) -> MemoryRead:
         """Read the memory with every token of z (B, D, h, w); see `MemoryRead`."""
         if self.num_classes == 0:
             raise ConfigError(
-                "mddnet: the class-aware memory has no classes yet; set memory.num_classes to the "
-                "number of training categories, or fit with a datamodule that has `categories` "
-                "so that memory.num_classes=0 (auto) can be sized"
+                "mddnet: the class-aware memory has no classes; set memory.num_classes to the "
+                "number of training categories, or build with adbench.create('mddnet', preset, "
+                "num_classes=k)"
             )
         h, w = z.shape[-2:]
         tokens = rearrange(z, "b d h w -> b (h w) d")

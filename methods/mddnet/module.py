@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from adbench.batch import AnomalyOutput, Batch
-from adbench.config import to_dict
 from adbench.contract import AnomalyMethod
-from adbench.errors import ConfigError
 from adbench.synthesis import AnomalySynthesizer
 
 from .config import MDDNetConfig
@@ -58,38 +56,6 @@ class MDDNet(AnomalyMethod):
         self.log("train/loss", terms["loss"], batch_size=B, prog_bar=True)
         return terms["loss"]
 
-    def setup(self, stage: str) -> None:
-        """Size the class-aware memory from the datamodule's categories before the optimiser.
-
-        ``memory.num_classes=0`` takes the number of categories and records it in the saved
-        hyper-parameters (so a checkpoint rebuilds the same memory); an explicit value smaller
-        than the number of categories is an error.
-        """
-        if stage != "fit":
-            return
-        datamodule = getattr(self.trainer, "datamodule", None)
-        categories = getattr(datamodule, "categories", None)
-        wanted = self.config.memory.num_classes
-        if categories is None:
-            if wanted == 0:
-                raise ConfigError(
-                    "mddnet: memory.num_classes is 0 (size from the data) but the trainer has no "
-                    "datamodule with `categories`; set memory.num_classes to the number of "
-                    "training categories"
-                )
-            return
-        count = len(categories)
-        if wanted == 0:
-            self._set_num_classes(count)
-        elif count > wanted:
-            raise ConfigError(
-                f"mddnet: memory.num_classes={wanted} but the datamodule has {count} categories; "
-                f"set memory.num_classes >= {count} (or 0 to size it from the data)"
-            )
-
-    def _set_num_classes(self, count: int) -> None:
-        memory = dataclasses.replace(self.config.memory, num_classes=count)
-        self.config = dataclasses.replace(self.config, memory=memory)
-        self.model.config = self.config
-        self.model.memory.resize(count)
-        self.hparams["config"] = to_dict(self.config)
+    def run_record(self) -> dict[str, Any]:
+        """What the anomaly synthesis drew from (source, DTD root and image count, or textures)."""
+        return {"synthesis": self.synthesizer.record()}

@@ -3,6 +3,8 @@ sweep cell, and no method's scores depend on the evaluation batch size."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -75,6 +77,14 @@ def test_cli_python_api_and_sweep_give_identical_metrics(name, root, tmp_path):
     python.index = python.index.astype(str)
     pd.testing.assert_frame_equal(from_cli, python, check_exact=False, rtol=0, atol=1e-12)
     pd.testing.assert_frame_equal(from_sweep, python, check_exact=False, rtol=0, atol=1e-12)
+    # what the method decided at build time: run_record.json of the CLI run = the cell's record
+    (cell,) = (tmp_path / "sweep" / "cells").iterdir()
+    record = json.loads((cell / "result.json").read_text())["run_record"]
+    written = tmp_path / "cli" / "run_record.json"
+    assert (json.loads(written.read_text()) if written.exists() else {}) == record
+    if name in ("mddnet", "glad"):  # both synthesise anomalies from scikit-image's textures here
+        synthesis = record["synthesis"] if name == "mddnet" else record["synthesis"]["textured"]
+        assert synthesis["source"] == "textures" and synthesis["textures"]
 
 
 @pytest.mark.slow

@@ -32,10 +32,13 @@ from adbench.methods.mddnet.loss import (
     discrepancy_loss,
     global_cosine_loss,
     mddnet_loss,
+    normal_tokens,
+    resize_mask,
 )
 from adbench.methods.mddnet.memory import ClassAwareMemory
-from adbench.methods.mddnet.scoring import discrepancy_map, fuse_maps
+from adbench.methods.mddnet.scoring import discrepancy_map, fuse_maps, pixel_cosine_distance
 from adbench.registry import resolve_config
+from adbench.synthesis import AnomalySynthesizer
 
 
 def t(values) -> torch.Tensor:
@@ -111,6 +114,37 @@ def test_compactness_loss_matches_hand_computation():
     assert compactness_loss(pair, slots, torch.tensor([0, 1])).item() == pytest.approx(0.25)
 
 
+def test_compactness_loss_leaves_out_anomalous_tokens():
+    tokens = t([[[0, 0], [3, 4]]]).requires_grad_()  # as above: class 0 distances 1 and 1
+    slots = t([[[1, 0], [3, 3]]])
+    normal = torch.tensor([[True, False]])  # the second token lies on a synthetic anomaly
+    loss = compactness_loss(tokens, slots, torch.tensor([0]), normal)
+    assert loss.item() == pytest.approx(1 / 2)  # only (0,0): distance 1, over D=2
+    loss.backward()
+    assert tokens.grad[0, 1].abs().sum() == 0 and tokens.grad[0, 0].abs().sum() > 0
+    none = compactness_loss(tokens, slots, torch.tensor([0]), torch.tensor([[False, False]]))
+    assert none.item() == 0.0
+
+
+def test_normal_tokens_are_the_cells_without_any_anomalous_pixel():
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[0, 0, 0, 3] = 1  # one pixel in the top-right 2x2 cell
+    mask[0, 0, 2:, :2] = 1  # the whole bottom-left cell
+    assert normal_tokens(mask, (2, 2)).tolist() == [[True, False, False, True]]
+
+
+def test_total_loss_uses_the_normal_tokens_for_compactness():
+    memory = ClassAwareMemory(2, 3, 4, temperature=0.1, init_std=1.0)
+    read = memory(torch.randn(1, 4, 2, 2))
+    levels = [torch.randn(1, 3, 4, 4)]
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :4, :4] = 1  # the top-left token is anomalous
+    terms = mddnet_loss(levels, levels, levels, levels, mask, read, memory.slots,
+                        torch.tensor([1]), LossConfig())
+    expected = compactness_loss(read.tokens[:, 1:], memory.slots, torch.tensor([1]))
+    torch.testing.assert_close(terms["cpt"], expected)
+
+
 def test_total_loss_is_the_weighted_sum_of_its_terms():
     torch.manual_seed(0)
     levels = [torch.randn(2, 4, 4, 4), torch.randn(2, 6, 2, 2)]
@@ -159,10 +193,8 @@ def test_memory_read_is_class_agnostic_and_spans_every_class():
 
 def test_empty_memory_explains_how_to_size_it():
     memory = ClassAwareMemory(0, 3, 8, temperature=0.07, init_std=1.0)
-    with pytest.raises(ConfigError, match=r"memory\.num_classes"):
+    with pytest.raises(ConfigError, match=r"memory\.num_classes.*num_classes=k"):
         memory(torch.randn(1, 8, 2, 2))
-    memory.resize(5)
-    assert memory.slots.shape == (5, 3, 8)
 
 
 # -- scoring -----------------------------------------------------------------------------------
@@ -417,11 +449,96 @@ def test_option_synthesis_reaches_training(probability, monkeypatch):
     assert torch.isfinite(terms["loss"])
 
 
+def synthesized(method: MDDNet, images: torch.Tensor = IMAGES) -> tuple[torch.Tensor, ...]:
+    """The method's synthesizer on 4 copies of ``images`` with a fixed generator."""
+    return method.synthesizer(images.repeat(4, 1, 1, 1), torch.Generator().manual_seed(3))
+
+
+def test_option_synthesis_threshold_shrinks_the_mask():
+    areas, masks = [], []
+    for threshold in (0.1, 0.3, 0.5):
+        method = build(**{"synthesis.probability": 1.0, "synthesis.threshold": threshold})
+        mask = synthesized(method)[1]
+        areas.append(mask.mean().item())
+        masks.append(mask.bool())
+    assert areas[0] > areas[1] > areas[2] > 0  # same noise, higher threshold
+    assert not (masks[2] & ~masks[1]).any() and not (masks[1] & ~masks[0]).any()
+
+
+def test_option_synthesis_beta_is_the_kept_share_of_the_image():
+    kept = build(**{"synthesis.probability": 1.0, "synthesis.beta": [1.0, 1.0]})
+    corrupted, mask = synthesized(kept)
+    assert mask.sum() > 0
+    torch.testing.assert_close(corrupted, IMAGES.repeat(4, 1, 1, 1))
+    opaque = build(**{"synthesis.probability": 1.0, "synthesis.beta": [0.0, 0.0]})
+    corrupted, mask = synthesized(opaque)
+    inside = mask.expand_as(corrupted).bool()
+    assert (corrupted - IMAGES.repeat(4, 1, 1, 1))[inside].abs().mean() > 0.1
+
+
+def test_option_synthesis_rotate_and_source_change_the_anomalies():
+    base = build(**{"synthesis.probability": 1.0})
+    corrupted, mask = synthesized(base)
+    unrotated = build(**{"synthesis.probability": 1.0, "synthesis.rotate": False})
+    assert not torch.equal(synthesized(unrotated)[1], mask)
+    own = build(**{"synthesis.probability": 1.0, "synthesis.source": "self"})
+    assert own.run_record() == {"synthesis": {"source": "self", "grid": 8}}
+    assert not torch.allclose(synthesized(own)[0], corrupted)
+    assert base.run_record()["synthesis"]["source"] == "textures"
+
+
+def test_option_synthesis_foreground_keeps_anomalies_on_the_object():
+    images = torch.full((1, 3, 64, 64), 0.1)
+    images[..., 16:48, 16:48] = 0.9  # a bright square object on a dark background
+    method = build(**{"synthesis.probability": 1.0, "synthesis.threshold": 0.0,
+                      "synthesis.foreground": True})
+    mask = synthesized(method, images)[1]
+    outside = torch.ones(64, 64, dtype=torch.bool)
+    outside[16:48, 16:48] = False
+    assert mask.sum() > 0 and mask[..., outside].sum() == 0
+    anywhere = build(**{"synthesis.probability": 1.0, "synthesis.threshold": 0.0})
+    assert synthesized(anywhere, images)[1][..., outside].sum() > 0
+
+
+def test_run_record_names_the_dtd_images_used(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "dtd" / "images" / "banded"
+    folder.mkdir(parents=True)
+    for i in range(2):
+        Image.new("RGB", (32, 32), (40 * i, 90, 200)).save(folder / f"banded_{i}.jpg")
+    method = build(**{"synthesis.dtd_root": str(tmp_path / "dtd")})
+    assert method.run_record() == {"synthesis": {
+        "source": "dtd", "dtd_root": str((tmp_path / "dtd").resolve()), "dtd_images": 2}}
+
+
+def test_option_scoring_pooling():
+    maximum = build()
+    topk = build(**{"scoring.pooling": "topk_mean", "scoring.topk_fraction": 0.05})
+    with torch.no_grad():
+        out, top = maximum(IMAGES), topk(IMAGES)
+    torch.testing.assert_close(top.anomaly_map, out.anomaly_map)  # same weights (seed 0)
+    k = round(0.05 * 64 * 64)
+    torch.testing.assert_close(top.score, out.anomaly_map.flatten(1).topk(k).values.mean(1))
+    assert (top.score < out.score).all()
+
+
+def test_option_backbone_layers_set_the_teacher_levels():
+    model = build(**{"backbone.layers": [2, 3, 4]}).model
+    assert (model.teacher.channels, model.teacher.strides) == ([40, 112, 320], [8, 16, 32])
+    with torch.no_grad():
+        student = model.student(model.encode(IMAGES))
+    assert [level.shape[1:] for level in student.restored] == [(40, 8, 8), (112, 4, 4),
+                                                              (320, 2, 2)]
+    assert model(IMAGES).shape == (2, 1, 8, 8)  # the map at the finest level's size
+
+
 def test_paper_defaults_are_the_specification():
     config = MDDNetConfig()
     assert config.backbone == BackboneConfig("wide_resnet50_2.tv_in1k", (1, 2, 3), "pretrained")
     assert (config.data.image_size, config.data.batch_size) == (256, 16)
     assert config.bottleneck.channels == 2048 and config.bottleneck.stride == 2
+    assert config.bottleneck.blocks == 3  # RD's one-class bottleneck
     assert (config.memory.slots, config.memory.temperature) == (32, 0.07)
     assert config.decoder.blocks == (3, 4, 6) and config.decoder.inputs == "split"
     assert config.decoder.output_relu
@@ -446,40 +563,83 @@ def test_paper_preset_offline_raises_weights_not_found(empty_offline_hub):
 
 
 # -- number of classes -------------------------------------------------------------------------
-def fake_trainer(method: MDDNet, categories: list[str] | None) -> None:
-    """Attach a stand-in trainer whose datamodule has ``categories`` (all that setup reads)."""
-    datamodule = None if categories is None else SimpleNamespace(categories=categories)
-    method.trainer = SimpleNamespace(datamodule=datamodule)
-
-
-def test_num_classes_auto_is_sized_from_the_data_and_saved():
-    torch.manual_seed(0)
-    method = MDDNet(tiny_config(**{"memory.num_classes": 0}))
-    fake_trainer(method, ["a", "b", "c", "d", "e"])
-    method.setup("fit")
+def test_num_classes_from_the_data_is_filled_at_build_and_rebuilds_from_the_checkpoint():
+    method = adbench.create("mddnet", "tiny", num_classes=5, **{"backbone.weights": "none"})
     assert method.model.memory.slots.shape == (5, 8, 128)
-    assert method.config.memory.num_classes == 5
     assert method.hparams["config"]["memory"]["num_classes"] == 5
     rebuilt = MDDNet(method.hparams["config"])
     rebuilt.load_state_dict(method.state_dict(), strict=True)
     torch.testing.assert_close(rebuilt.model.memory.slots, method.model.memory.slots)
 
 
-def test_num_classes_errors():
-    small = MDDNet(tiny_config(**{"memory.num_classes": 2}))
-    fake_trainer(small, ["a", "b", "c"])
-    with pytest.raises(ConfigError, match=r"memory\.num_classes=2 but the datamodule has 3"):
-        small.setup("fit")
-    enough = MDDNet(tiny_config(**{"memory.num_classes": 4}))
-    fake_trainer(enough, ["a", "b", "c"])
-    enough.setup("fit")
-    assert enough.model.memory.num_classes == 4
-    auto = MDDNet(tiny_config(**{"memory.num_classes": 0}))
-    fake_trainer(auto, None)
-    with pytest.raises(ConfigError, match="no datamodule"):
-        auto.setup("fit")
-    with pytest.raises(ConfigError, match=r"memory\.num_classes"):
-        auto(IMAGES)
+@pytest.mark.parametrize(("num_classes", "message"), [
+    (2, r"memory\.num_classes=2 but the training data has 3 categories.*cannot hold"),
+    (4, r"memory\.num_classes=4 but the training data has 3 categories.*never be trained"),
+    (0, r"memory\.num_classes is 0.*num_classes=3"),
+])
+def test_fit_refuses_a_memory_not_sized_for_the_training_categories(num_classes, message):
+    method = MDDNet(tiny_config(**{"memory.num_classes": num_classes}))
+    datamodule = SimpleNamespace(categories=["a", "b", "c"])  # all the check reads
+    with pytest.raises(ConfigError, match=message):
+        adbench.fit(method, datamodule)
+
+
+# -- the paper architecture in mechanics mode --------------------------------------------------
+def rd_bottleneck_reference() -> torch.nn.Module:
+    """RD's one-class bottleneck for WideResNet-50-2 from torchvision's blocks: 3x3 stride-2
+    convolutions (level 1: 256 -> 512 -> 1024, level 2: 512 -> 1024) and a stage of 3 bottleneck
+    blocks (width 128 per group, as the wide ResNet) from 3 x 1024 to 2048 channels at stride 2."""
+    from torch import nn
+    from torchvision.models.resnet import Bottleneck
+
+    def conv(c_in: int, c_out: int) -> list[nn.Module]:
+        return [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out)]
+
+    down = nn.Sequential(nn.Conv2d(3072, 2048, 1, stride=2, bias=False), nn.BatchNorm2d(2048))
+    stage = [Bottleneck(3072, 512, 2, down, base_width=128),
+             *(Bottleneck(2048, 512, base_width=128) for _ in range(2))]
+    return nn.Sequential(*conv(256, 512), *conv(512, 1024), *conv(512, 1024), *stage)
+
+
+@pytest.mark.slow
+def test_paper_architecture_in_mechanics_mode_trains_and_scores_at_256_px():
+    import timm
+    from anomalib.models.components.backbone.resnet_decoder import get_decoder
+
+    def count(module: torch.nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    with pytest.warns(UserWarning, match="random"):
+        method = adbench.create("mddnet", "paper", random_weights=True, num_classes=15)
+    model = method.model
+    teacher = timm.create_model("wide_resnet50_2", pretrained=False, features_only=True,
+                                out_indices=(1, 2, 3))
+    assert count(model.teacher) == count(teacher) == 24_862_528
+    assert count(model.bottleneck) == count(rd_bottleneck_reference()) == 58_885_120
+    assert count(model.restoration) == count(model.identity) == count(get_decoder(
+        "wide_resnet50_2")) == 24_917_504  # RD's decoder, as anomalib builds it
+    assert model.memory.slots.shape == (15, 32, 2048)
+
+    images = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    method.train()
+    method.log_dict = lambda *args, **kwargs: None
+    method.log = lambda *args, **kwargs: None
+    batch = Batch(images, torch.zeros(2, 1, 256, 256), torch.zeros(2, dtype=torch.long),
+                  torch.tensor([0, 14]), torch.arange(2))
+    loss = method.training_step(batch, 0)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert model.memory.slots.grad is not None and model.bottleneck.fuse[0].body[0].weight.grad \
+        is not None
+    method.eval()
+    with torch.no_grad():
+        features = model.encode(images)
+        z = model.student(features).z
+        out = method(images)
+    assert [tuple(f.shape[1:]) for f in features] == [(256, 64, 64), (512, 32, 32),
+                                                      (1024, 16, 16)]
+    assert z.shape == (2, 2048, 8, 8)
+    assert out.anomaly_map.shape == (2, 1, 256, 256) and torch.isfinite(out.score).all()
 
 
 # -- learning ----------------------------------------------------------------------------------
@@ -497,18 +657,69 @@ class LossRecorder(L.Callback):
         self.losses.append(float(outputs["loss"]))
 
 
+def own_class_attention(method: MDDNet, images: torch.Tensor, category: torch.Tensor) -> tuple:
+    """Mean attention mass of each image's tokens on its own class's slots, and the share of
+    images whose largest per-class mass is their own class."""
+    with torch.no_grad():
+        read = method.model.student(method.model.encode(images)).read
+    mass = read.log_weights.exp().sum(dim=(1, 3)) / read.log_weights.shape[1]  # (B, K)
+    own = mass[torch.arange(len(category)), category]
+    return own.mean().item(), (mass.argmax(dim=1) == category).float().mean().item()
+
+
+def restoration_and_identity_errors(method: MDDNet, images: torch.Tensor) -> tuple[float, float]:
+    """Cosine distance to the clean teacher features T(n) inside synthetic anomalies, summed over
+    the levels, of the restoration decoder's R(a) and the identity decoder's I(a)."""
+    synthesis = dataclasses.replace(method.config.synthesis, probability=1.0)
+    corrupted, mask = AnomalySynthesizer(synthesis)(images, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        clean = method.model.encode(images)
+        student = method.model.student(method.model.encode(corrupted))
+    errors = []
+    for decoded in (student.restored, student.identity):
+        total = 0.0
+        for level, target in zip(decoded, clean, strict=True):
+            weight = resize_mask(mask, level.shape[-2:])
+            total += ((pixel_cosine_distance(level, target) * weight).sum() / weight.sum()).item()
+        errors.append(total)
+    return errors[0], errors[1]
+
+
+def training_images(datamodule) -> tuple[torch.Tensor, torch.Tensor]:
+    dataset = datamodule.dataset("train")
+    samples = [dataset[i] for i in range(len(dataset))]
+    return (torch.stack([s.image for s in samples]),
+            torch.tensor([s.category for s in samples]))
+
+
 @pytest.mark.slow
 def test_tiny_preset_learns_and_beats_the_naive_detector(tmp_path):
+    """Also: the memory losses make the memory class-specific (an ablation without them is not),
+    and the restoration decoder restores synthetic anomalies better than the identity decoder."""
     datamodule, naive = synthetic_task(tmp_path / "synthetic", 4, n_train=20, n_test=20,
                                        batch_size=16)
-    method = adbench.create("mddnet", preset="tiny")  # memory sized from the 4 categories
+    method = adbench.create("mddnet", preset="tiny", num_classes=4)
     recorder = LossRecorder()
     adbench.fit(method, datamodule, max_steps=LEARNING_STEPS, accelerator="cpu", devices=1,
                 enable_progress_bar=False, callbacks=[recorder])
-    assert method.model.memory.num_classes == 4
     fifth = LEARNING_STEPS // 5
     first, last = recorder.losses[:fifth], recorder.losses[-fifth:]
     assert sum(last) / fifth < 0.6 * sum(first) / fifth
     table = adbench.evaluate(method, datamodule, accelerator="cpu", devices=1,
                              enable_progress_bar=False).to_frame()
     assert table.loc["mean", "I-AUROC"] >= naive + LEARNING_MARGIN, (table, naive)
+
+    method.eval()
+    images, category = training_images(datamodule)
+    mass, hits = own_class_attention(method, images, category)  # measured: 0.91, 1.0
+    assert mass > 0.7 and hits >= 0.9, (mass, hits)
+    restored, kept = restoration_and_identity_errors(method, images)  # measured: 0.58, 0.67
+    assert restored < 0.95 * kept, (restored, kept)
+
+    ablation = adbench.create("mddnet", preset="tiny", num_classes=4,
+                              **{"loss.class_evidence": 0.0, "loss.compactness": 0.0})
+    adbench.fit(ablation, datamodule, max_steps=LEARNING_STEPS, accelerator="cpu", devices=1,
+                enable_progress_bar=False)
+    ablation.eval()
+    mass_without, _ = own_class_attention(ablation, images, category)  # measured: 0.21
+    assert mass_without < 0.5 < mass, (mass_without, mass)

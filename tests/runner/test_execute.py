@@ -156,7 +156,7 @@ def test_ray_launcher_without_ray_names_the_extra(tmp_path, tiny_root, toy):
         pass
     else:
         pytest.skip("ray is installed")
-    with pytest.raises(MissingDependencyError, match=r"adbench\[ray\]"):
+    with pytest.raises(MissingDependencyError, match=r"adbench-uad\[ray\]"):
         run_sweep(make_sweep(tiny_root, launcher={"name": "ray"}), tmp_path, progress=False)
 
 
