@@ -44,6 +44,12 @@ _EXPORTS = {
     "load_cells": "adbench.runner",
     "leaderboard": "adbench.runner",
     "plot_scaling": "adbench.runner",
+    "plot_ranks": "adbench.runner.plots",
+    # statistics over a sweep's results (DataFrames)
+    "confidence_intervals": "adbench.runner.stats",
+    "paired_test": "adbench.runner.stats",
+    "average_ranks": "adbench.runner.stats",
+    "degradation_slopes": "adbench.runner.stats",
 }
 
 __all__ = ["DISTRIBUTION", "__version__", *_EXPORTS]

@@ -1,4 +1,4 @@
-"""``adbench run``, ``adbench leaderboard`` and ``adbench plot scaling``."""
+"""``adbench run``, ``adbench leaderboard``, ``adbench plot scaling`` and ``adbench plot ranks``."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
     text = leaderboard(args.dir, fmt=args.format, k=args.k, per_category=args.per_category,
                        digits=args.digits, cost=args.cost, per_gpu_hour=args.per_gpu_hour,
-                       reference=args.reference)
+                       reference=args.reference, stats=args.stats)
     if args.output:
         write_atomic(args.output, text)
     else:
@@ -49,6 +49,15 @@ def _plot_scaling(args: argparse.Namespace) -> int:
 
     paths = plot_scaling(args.dir, metric=args.metric, dataset=args.dataset,
                          save_dir=args.output_dir, formats=args.format)
+    print("\n".join(map(str, paths)))
+    return 0
+
+
+def _plot_ranks(args: argparse.Namespace) -> int:
+    from adbench.runner.plots import plot_ranks
+
+    paths = plot_ranks(args.dir, metric=args.metric, save_dir=args.output_dir,
+                       formats=args.format)
     print("\n".join(map(str, paths)))
     return 0
 
@@ -86,6 +95,9 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--reference", nargs="?", const=True, default=None, metavar="PATH",
                    help="also show the published reference rows (a YAML file or folder; "
                         "default: benchmarks/reference), marked '(published)', never ranked")
+    p.add_argument("--stats", action="store_true",
+                   help="95%% bootstrap intervals, paired Wilcoxon tests of the leader, the "
+                        "degradation slope per doubling of k and the average ranks")
     p.set_defaults(func=_leaderboard)
 
     p = subparsers.add_parser("plot", help="figures of a run directory")
@@ -99,3 +111,9 @@ def add_commands(subparsers: Any) -> None:
     q.add_argument("--output-dir", help="default: DIR/plots")
     q.add_argument("--format", nargs="+", choices=("png", "svg"), default=["png", "svg"])
     q.set_defaults(func=_plot_scaling)
+    q = plots.add_parser("ranks", help="critical-difference diagram of the average ranks")
+    q.add_argument("dir", help="run directory of `adbench run`")
+    q.add_argument("--metric", default="I-AUROC")
+    q.add_argument("--output-dir", help="default: DIR/plots")
+    q.add_argument("--format", nargs="+", choices=("png", "svg"), default=["png", "svg"])
+    q.set_defaults(func=_plot_ranks)

@@ -11,6 +11,9 @@ Published reference rows (`load_reference`, ``benchmarks/reference/*.yaml``) are
 papers report. With ``reference=`` they are shown in their own table under each measured
 dataset's table, each method marked "(published)" with its source; they are never ranked, never
 bold and never compared with the measured rows.
+
+With ``stats=True`` (CLI ``--stats``) each cell also shows a 95 % bootstrap interval, and paired
+tests, degradation slopes and average ranks follow (`adbench.runner.stats`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ import yaml
 
 from adbench.errors import ConfigError, unknown_name
 from adbench.runner.costs import COSTS, DEVICE_HOURS, cost_results, device_unit, memory_column
+from adbench.runner.stats import (
+    average_ranks,
+    confidence_intervals,
+    degradation_slopes,
+    paired_test,
+)
 from adbench.runner.store import load_cells, load_results
 
 FORMATS = ("md", "latex", "csv")
@@ -178,7 +187,8 @@ def leaderboard(source: str | Path | pd.DataFrame, fmt: str = "md", k: int | Non
                 per_category: Sequence[str] = ("I-AUROC", "P-AUROC"), digits: int = 1,
                 cost: bool | None = None, cells: pd.DataFrame | None = None,
                 per_gpu_hour: str | None = None,
-                reference: str | Path | pd.DataFrame | bool | None = None) -> str:
+                reference: str | Path | pd.DataFrame | bool | None = None,
+                stats: bool = False) -> str:
     """Render the leaderboard of a run directory (or of a `load_results` table).
 
     Args:
@@ -196,6 +206,11 @@ def leaderboard(source: str | Path | pd.DataFrame, fmt: str = "md", k: int | Non
             "(published)", with their sources, never ranked): a YAML file or folder, a
             `load_reference` table, or True for the shipped ``benchmarks/reference``. In CSV
             they are appended with ``category = mean``, ``published = True`` and ``source``.
+        stats: add a 95 % bootstrap interval to each cell (`confidence_intervals`), a paired
+            Wilcoxon test of the leader against every other method, the degradation slope per
+            doubling of k where a dataset has 2 or more k values, and the average ranks over
+            (dataset, k) blocks with the Friedman test and critical difference
+            (`adbench.runner.stats`). In CSV: the columns ``ci_low, ci_high``.
     """
     from adbench.metrics import SUMMARY
 
@@ -214,6 +229,7 @@ def leaderboard(source: str | Path | pd.DataFrame, fmt: str = "md", k: int | Non
     if cells is not None and (show_cost or per_gpu_hour is not None):
         results = pd.concat([results, cost_results(cells)], ignore_index=True)
     summary = summarize(results, k)
+    intervals = confidence_intervals(results, k) if stats else None
     published = None
     if reference is not None and reference is not False:
         if isinstance(reference, pd.DataFrame):
@@ -225,6 +241,10 @@ def leaderboard(source: str | Path | pd.DataFrame, fmt: str = "md", k: int | Non
         return ranking.to_csv(index=False) if fmt == "csv" else _ranking_text(ranking, fmt,
                                                                                digits)
     if fmt == "csv":
+        if intervals is not None:
+            bounds = intervals[["dataset", "k", "method", "metric", "ci_low", "ci_high"]]
+            summary = summary.merge(bounds.assign(category=MEAN), how="left",
+                                    on=["dataset", "k", "method", "category", "metric"])
         if published is None:
             return summary.to_csv(index=False)
         rows = published.rename(columns={"value": "mean"}).assign(
@@ -248,6 +268,9 @@ def leaderboard(source: str | Path | pd.DataFrame, fmt: str = "md", k: int | Non
         title = (f"{dataset}: k = {k_used} categories; values in %, "
                  + (f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed"))
         text = _cells(table, digits, best_by="column")
+        if intervals is not None:
+            text = _with_intervals(text, intervals[intervals["dataset"] == dataset], digits)
+            title += "; [95 % bootstrap interval over seeds x categories]"
         if show_cost:
             costs = means[means["metric"].isin(COSTS)].pivot(index="method", columns="metric",
                                                              values="mean")
@@ -261,6 +284,9 @@ def leaderboard(source: str | Path | pd.DataFrame, fmt: str = "md", k: int | Non
                                      digits, render)
             if block:
                 blocks.append(block)
+        if stats:
+            blocks += _stats_blocks(results, str(dataset), k_used, list(table.index),
+                                    ranked_by, render)
         for metric in per_category:
             per = rows[(rows["category"] != MEAN) & (rows["metric"] == metric)]
             if per.empty:
@@ -270,7 +296,86 @@ def leaderboard(source: str | Path | pd.DataFrame, fmt: str = "md", k: int | Non
             blocks.append(render(f"{dataset}: {metric} per category (%)",
                                  _cells(breakdown, digits, best_by="row", spread=False),
                                  "category"))
+    if stats:
+        blocks += _rank_block(results, SUMMARY if SUMMARY in set(results["metric"]) else
+                              order[0], render)
     return "\n\n".join(blocks) + "\n"
+
+
+def _with_intervals(text: pd.DataFrame, intervals: pd.DataFrame, digits: int) -> pd.DataFrame:
+    """``text`` cells followed by `` [low, high]`` (in %) where an interval exists."""
+    bounds = intervals.set_index(["method", "metric"])
+    text = text.copy()
+    for method in text.index:
+        for metric in text.columns:
+            if (method, metric) not in bounds.index or text.at[method, metric] == "-":
+                continue
+            low, high = bounds.loc[(method, metric), ["ci_low", "ci_high"]]
+            if np.isfinite(low):
+                text.at[method, metric] += f" [{100 * low:.{digits}f}, {100 * high:.{digits}f}]"
+    return text
+
+
+def _stats_blocks(results: pd.DataFrame, dataset: str, k: int, methods: list[str], metric: str,
+                  render: Callable[[str, pd.DataFrame, str], str]) -> list[str]:
+    """The paired tests of the leader against the others, and the degradation slopes."""
+    blocks = []
+    rows = results[results["dataset"] == dataset]
+    tests = []
+    for other in methods[1:]:
+        try:
+            tests.append(paired_test(rows, methods[0], other, metric, k=k))
+        except ConfigError:  # too few pairs with a difference: no test to show
+            continue
+    if tests:
+        text = pd.DataFrame({
+            "pairs": [str(t["n_pairs"]) for t in tests],
+            "median difference (points)": [f"{100 * t['median_difference']:+.2f}" for t in tests],
+            "W": [f"{t['statistic']:.1f}" for t in tests],
+            "p": [f"{t['p_value']:.3g}" for t in tests],
+            "effect size r": [f"{t['effect_size']:+.2f}" for t in tests],
+        }, index=[f"{methods[0]} vs {t['second']}" for t in tests])
+        blocks.append(render(f"{dataset}: paired Wilcoxon signed-rank tests of {metric} over "
+                             f"categories x seeds at k = {k} (r: rank-biserial, +1 = the leader "
+                             "wins every pair)", text, "comparison"))
+    if rows["k"].nunique() >= 2:
+        slopes = degradation_slopes(rows, metric).set_index("method").reindex(methods)
+        text = pd.DataFrame({
+            "points per doubling of k": [_slope_text(row) for _, row in slopes.iterrows()],
+            "k": [f"{row.k_min:.0f}-{row.k_max:.0f}" for _, row in slopes.iterrows()],
+            "points": slopes["n_points"].map(lambda n: f"{n:.0f}"),
+        }, index=slopes.index)
+        blocks.append(render(f"{dataset}: degradation slope of {metric} (change in points per "
+                             "doubling of k, least squares over seeds, [95 % interval])", text,
+                             "method"))
+    return blocks
+
+
+def _slope_text(row: pd.Series) -> str:
+    if not np.isfinite(row["slope"]):
+        return "-"
+    text = f"{100 * row['slope']:+.2f}"
+    if np.isfinite(row["ci_low"]):
+        text += f" [{100 * row['ci_low']:+.2f}, {100 * row['ci_high']:+.2f}]"
+    return text
+
+
+def _rank_block(results: pd.DataFrame, metric: str,
+                render: Callable[[str, pd.DataFrame, str], str]) -> list[str]:
+    """Average ranks over every (dataset, k) block, when there are two or more."""
+    try:
+        ranks, summary = average_ranks(results, metric)
+    except ConfigError:
+        return []
+    if summary["n_blocks"] < 2:
+        return []
+    text = pd.DataFrame({"average rank": ranks["average_rank"].map(lambda v: f"{v:.2f}").values},
+                        index=ranks["method"])
+    friedman = ("" if np.isnan(summary["friedman_p"]) else
+                f", Friedman p = {summary['friedman_p']:.3g}")
+    return [render(f"average rank by {metric} over {summary['n_blocks']} (dataset, k) blocks "
+                   f"(1 = best{friedman}, Nemenyi critical difference "
+                   f"{summary['critical_difference']:.2f})", text, "method")]
 
 
 def _reference_block(published: pd.DataFrame, dataset: str, metrics: list[str], digits: int,

@@ -14,6 +14,7 @@ import pandas as pd
 from adbench.errors import ConfigError, unknown_name
 from adbench.io import write_atomic
 from adbench.runner.costs import COSTS, cost_results, memory_column
+from adbench.runner.stats import average_ranks, degradation_slopes, plot_critical_difference
 from adbench.runner.store import load_cells, load_results
 
 IMAGE_FORMATS = ("png", "svg")
@@ -27,16 +28,30 @@ def _seed_stats(frame: pd.DataFrame, value: str) -> pd.DataFrame:
 
 
 def _panel(axis: object, stats: pd.DataFrame, ylabel: str, colors: dict[str, str],
-           scale: float = 1.0) -> None:
+           scale: float = 1.0, labels: dict[str, str] | None = None) -> None:
     for method, rows in stats.groupby("method", sort=False):
         axis.plot(rows["k"], scale * rows["mean"], marker="o", lw=2, color=colors[method],
-                  label=method)
+                  label=(labels or {}).get(method, method))
         if (rows["count"] > 1).any():
             axis.fill_between(rows["k"], scale * rows["min"], scale * rows["max"],
                               color=colors[method], alpha=0.2, lw=0)
     axis.set_ylabel(ylabel)
     axis.set_xlabel("categories k")
     axis.grid(True, alpha=0.3)
+
+
+def _slope_labels(scores: pd.DataFrame, metric: str) -> dict[str, str]:
+    """Legend labels ``method (+1.2 [-0.3, +2.7])``: the degradation slope in points per
+    doubling of k (`adbench.runner.stats.degradation_slopes`)."""
+    labels = {}
+    for _, row in degradation_slopes(scores, metric).iterrows():
+        if pd.isna(row["slope"]):
+            continue
+        text = f"{100 * row['slope']:+.1f}"
+        if not pd.isna(row["ci_low"]):
+            text += f" [{100 * row['ci_low']:+.1f}, {100 * row['ci_high']:+.1f}]"
+        labels[row["method"]] = f"{row['method']} ({text})"
+    return labels
 
 
 def plot_scaling(out: str | Path, metric: str = "I-AUROC", dataset: str | None = None,
@@ -92,7 +107,9 @@ def plot_scaling(out: str | Path, metric: str = "I-AUROC", dataset: str | None =
         memory = memory_column(costs)
         rows = -(-len(methods) // 4)  # legend rows under the panels
         figure, axes = plt.subplots(1, 3, figsize=(14, 4.4 + 0.3 * rows), layout="constrained")
-        _panel(axes[0], _seed_stats(scores, "value"), ylabel, colors, scale=scale)
+        labels = _slope_labels(scores, metric) if metric not in COSTS else None
+        _panel(axes[0], _seed_stats(scores, "value"), ylabel, colors, scale=scale,
+               labels=labels)
         _panel(axes[1], _seed_stats(costs, "train_s"), "training time (s)", colors)
         _panel(axes[2], _seed_stats(costs, memory),
                "peak GPU memory (MiB)" if memory == "peak_gpu_mb" else "peak CPU RSS (MiB)",
@@ -109,7 +126,9 @@ def plot_scaling(out: str | Path, metric: str = "I-AUROC", dataset: str | None =
         handles, labels = axes[0].get_legend_handles_labels()
         figure.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4),
                       title=f"mean over {seeds} seed{'s' if seeds > 1 else ''}"
-                      + (", band = min-max over seeds" if seeds > 1 else ""), frameon=False)
+                      + (", band = min-max over seeds" if seeds > 1 else "")
+                      + ("; (slope: points per doubling of k [95 % interval])"
+                         if metric not in COSTS else ""), frameon=False)
         stem = f"scaling_{name.replace('/', '_')}_{_UNSAFE.sub('_', metric)}"
         for fmt in formats:
             buffer = io.BytesIO()
@@ -120,3 +139,22 @@ def plot_scaling(out: str | Path, metric: str = "I-AUROC", dataset: str | None =
     if not written:
         raise ConfigError(f"nothing to plot in {out}: no dataset with results for {metric}")
     return written
+
+
+def plot_ranks(out: str | Path, metric: str = "I-AUROC", save_dir: str | Path | None = None,
+               formats: Sequence[str] = IMAGE_FORMATS) -> list[Path]:
+    """The critical-difference diagram of run directory ``out``: average ranks by ``metric`` over
+    its (dataset, k) blocks (`adbench.runner.stats.average_ranks`), saved as
+    ``ranks_<metric>.<format>`` in ``save_dir`` (default ``out/plots``)."""
+    for fmt in formats:
+        if fmt not in IMAGE_FORMATS:
+            raise unknown_name("image format", fmt, IMAGE_FORMATS)
+    ranks, summary = average_ranks(load_results(out), metric)
+    save_dir = Path(save_dir) if save_dir is not None else Path(out) / "plots"
+    save_dir.mkdir(parents=True, exist_ok=True)
+    title = (f"average rank by {metric} over {summary['n_blocks']} (dataset, k) blocks"
+             + ("" if pd.isna(summary["friedman_p"])
+                else f"; Friedman p = {summary['friedman_p']:.3g}"))
+    return plot_critical_difference(ranks, summary["critical_difference"],
+                                    save_dir / f"ranks_{_UNSAFE.sub('_', metric)}", formats,
+                                    title=title)

@@ -15,6 +15,7 @@ from adbench.runner import leaderboard, load_cells, load_results, plot_scaling, 
 from adbench.runner.costs import cost_results
 from adbench.runner.leaderboard import summarize
 from adbench.runner.rundir import cells_dir
+from adbench.runner.stats import degradation_slopes
 
 METRICS = ["I-AUROC", "I-AP", "I-F1max", "P-AUROC", "P-AP", "P-F1max", "AUPRO", "mAD"]
 COSTS = ["train h", "img/s", "peak GB", "params M"]
@@ -256,6 +257,10 @@ def test_scaling_plots_are_written(run, tmp_path):
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     svg = paths[1].read_text()
     assert "<svg" in svg and "P-AUROC" in svg and "toy-c2" in svg
+    slopes = degradation_slopes(load_results(out), "P-AUROC")  # in the legend, in points
+    assert slopes["slope"].notna().any()
+    for _, row in slopes.dropna(subset=["slope"]).iterrows():
+        assert f"{row['method']} ({100 * row['slope']:+.1f}" in svg
     with pytest.raises(UnknownNameError, match="did you mean 'P-AUROC'"):
         plot_scaling(out, metric="P-AUROX", save_dir=tmp_path)
     paths = plot_scaling(out, metric="img/s", save_dir=tmp_path, formats=["svg"])
