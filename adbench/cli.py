@@ -71,7 +71,8 @@ def _fit(args: argparse.Namespace) -> int:
     write_atomic(out / "config.yaml", to_yaml(config))
     experiment = Experiment(args.method, config, index, seed=args.seed,
                             image_size=config.data.image_size, batch_size=config.data.batch_size,
-                            trainer=trainer, evaluation=args.mode)
+                            trainer=trainer, evaluation=args.mode,
+                            aupro_fpr_limit=args.aupro_fpr_limit)
     frame = run_experiment(experiment, out, num_workers=args.workers).table.to_frame()
     write_atomic(out / "metrics.csv", frame.to_csv())
     print((frame * 100).round(1).to_string())
@@ -114,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-weights", action="store_true",
                    help="mechanics mode: the full architecture with random weights, no download")
     p.add_argument("--mode", choices=("streaming", "exact"), default="streaming")
+    p.add_argument("--aupro-fpr-limit", type=float, default=0.3,
+                   help="upper FPR limit of AUPRO (default 0.3, MVTec AD; MVTec AD 2 uses 0.05)")
     p.add_argument(
         "--out", default="runs/fit", help="run folder (config, logs, checkpoint, metrics)"
     )

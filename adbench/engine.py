@@ -11,6 +11,7 @@ import lightning as L
 from adbench.config import check_num_classes
 from adbench.contract import AnomalyMethod
 from adbench.experiment import cleared_budget
+from adbench.protocol import AUPRO_FPR_LIMIT
 from adbench.quiet import quiet_third_party
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ def evaluate(
     mode: str = "streaming",
     trainer: L.Trainer | None = None,
     view_pooling: str = "max",
+    fpr_limit: float = AUPRO_FPR_LIMIT,
     **trainer_options: Any,
 ) -> MetricTable:
     """Score the test split once (Lightning's predict loop) and compute every metric per category.
@@ -88,6 +90,7 @@ def evaluate(
         trainer: reuse a Trainer (e.g. the one `fit` returned); otherwise a new one is made from
             ``trainer_options`` (``accelerator``, ``devices``, ``precision`` ...).
         view_pooling: object score from its view scores: "max", "mean" or "topK" (e.g. "top2").
+        fpr_limit: upper FPR limit of AUPRO (0.3, the MVTec AD definition; MVTec AD 2: 0.05).
     """
     from adbench.metrics import Evaluator
 
@@ -95,7 +98,8 @@ def evaluate(
     index = getattr(datamodule, "index", None)
     objects = None if index is None else index.object_ids()
     method.evaluator = Evaluator(
-        list(datamodule.categories), mode=mode, objects=objects, view_pooling=view_pooling
+        list(datamodule.categories), mode=mode, objects=objects, view_pooling=view_pooling,
+        fpr_limit=fpr_limit,
     )
     if trainer is None:
         options = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False}

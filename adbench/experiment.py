@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from adbench.errors import ConfigError
 from adbench.io import write_atomic
+from adbench.protocol import AUPRO_FPR_LIMIT, protocol_card, write_protocol
 
 if TYPE_CHECKING:
     import lightning as L
@@ -115,6 +116,9 @@ class Experiment:
         trainer: Trainer keyword arguments beyond ``config.trainer`` (accelerator, devices ...).
         evaluation: "streaming" or "exact" metrics.
         view_pooling: object score from view scores (Real-IAD): "max", "mean" or "topK".
+        aupro_fpr_limit: upper FPR limit of AUPRO (0.3: MVTec AD; 0.05: MVTec AD 2).
+        dataset: the dataset's name in the protocol card (default: the index's ``dataset``
+            column).
     """
 
     method: str
@@ -126,6 +130,21 @@ class Experiment:
     trainer: Mapping[str, Any] = field(default_factory=dict)
     evaluation: str = "streaming"
     view_pooling: str = "max"
+    aupro_fpr_limit: float = AUPRO_FPR_LIMIT
+    dataset: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.aupro_fpr_limit <= 1:
+            raise ConfigError(f"aupro_fpr_limit must be in (0, 1], got {self.aupro_fpr_limit}")
+
+    def protocol(self) -> dict[str, Any]:
+        """The evaluation protocol card of this experiment (`adbench.protocol.protocol_card`)."""
+        name = self.dataset or "+".join(sorted(map(str, self.index.frame["dataset"].unique())))
+        return protocol_card(name, self.index, image_size=self.image_size,
+                             evaluation=self.evaluation, view_pooling=self.view_pooling,
+                             aupro_fpr_limit=self.aupro_fpr_limit, seeds=[self.seed],
+                             map_smoothing=getattr(getattr(self.config, "scoring", None),
+                                                   "sigma", None))
 
 
 @dataclass
@@ -138,6 +157,7 @@ class Outcome:
         table: metrics per category and their mean.
         times: ``setup_s``, ``train_s``, ``inference_s``, ``total_s`` (seconds).
         trainer_options: the Trainer settings in force (the method's defaults under the user's).
+        protocol: the evaluation protocol card (`Experiment.protocol`).
     """
 
     method: AnomalyMethod
@@ -145,6 +165,7 @@ class Outcome:
     table: MetricTable
     times: dict[str, float]
     trainer_options: dict[str, Any]
+    protocol: dict[str, Any]
 
 
 def run_experiment(
@@ -159,7 +180,8 @@ def run_experiment(
 
     Args:
         experiment: what to run.
-        out: folder for logs, the checkpoint and `RUN_RECORD`; nothing is written when None.
+        out: folder for logs, the checkpoint, `RUN_RECORD` and ``protocol.yaml``; nothing is
+            written when None.
         num_workers: DataLoader worker processes (does not change the numbers).
         checkpoints: keep Lightning's checkpoint in ``out``.
         progress: show Lightning's progress bar.
@@ -189,8 +211,11 @@ def run_experiment(
     trainer = fit(method, datamodule, seed=experiment.seed, default_root_dir=out, **options)
     trained = time.perf_counter()
     table = evaluate(method, datamodule, mode=experiment.evaluation, trainer=trainer,
-                     view_pooling=experiment.view_pooling)
+                     view_pooling=experiment.view_pooling, fpr_limit=experiment.aupro_fpr_limit)
     inferred = time.perf_counter()
     times = {"setup_s": fitted - started, "train_s": trained - fitted,
              "inference_s": inferred - trained, "total_s": inferred - started}
-    return Outcome(method, trainer, table, times, trainer_kwargs(method, **options))
+    protocol = experiment.protocol()
+    if out is not None and trainer.is_global_zero:
+        write_protocol(out, protocol)
+    return Outcome(method, trainer, table, times, trainer_kwargs(method, **options), protocol)

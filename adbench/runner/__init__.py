@@ -109,7 +109,7 @@ def run_sweep(source: str | Path | Mapping[str, Any], out: str | Path, *,
     files: list[Path] = []
     if report and (store.results()["category"] == "mean").any():
         files.append(out / "leaderboard.md")
-        write_atomic(files[0], leaderboard(out))
+        write_atomic(files[0], leaderboard(out, split_protocols=True))
         files += plot_scaling(out, metric="I-AUROC")
     return SweepReport(out, tuple(cells), statuses, tuple(files))
 

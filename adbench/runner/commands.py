@@ -36,7 +36,8 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
     text = leaderboard(args.dir, fmt=args.format, k=args.k, per_category=args.per_category,
                        digits=args.digits, cost=args.cost, per_gpu_hour=args.per_gpu_hour,
-                       reference=args.reference, stats=args.stats)
+                       reference=args.reference, stats=args.stats,
+                       split_protocols=args.split_protocols)
     if args.output:
         write_atomic(args.output, text)
     else:
@@ -98,6 +99,9 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--stats", action="store_true",
                    help="95%% bootstrap intervals, paired Wilcoxon tests of the leader, the "
                         "degradation slope per doubling of k and the average ranks")
+    p.add_argument("--split-protocols", action="store_true",
+                   help="rank cells measured under different evaluation protocols (see "
+                        "protocol.yaml) in separate tables instead of refusing")
     p.set_defaults(func=_leaderboard)
 
     p = subparsers.add_parser("plot", help="figures of a run directory")

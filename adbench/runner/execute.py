@@ -239,7 +239,9 @@ def _execute(cell: Cell, folder: Path, runtime: Runtime, writes: bool) -> dict[s
     experiment = Experiment(cell.method, config, index, seed=cell.seed,
                             image_size=data["image_size"], batch_size=data["batch_size"],
                             trainer=cell.config["trainer"], evaluation=cell.config["evaluation"],
-                            view_pooling=cell.config["view_pooling"])
+                            view_pooling=cell.config["view_pooling"],
+                            aupro_fpr_limit=cell.config["aupro_fpr_limit"],
+                            dataset=cell.dataset)
     with rundir.PeakMemory() as memory:
         outcome = run_experiment(experiment, folder, num_workers=runtime.num_workers,
                                  checkpoints=runtime.checkpoints, progress=runtime.progress)
@@ -274,6 +276,7 @@ def _record(cell: Cell, folder: Path, outcome: Any, metrics: Any, frame: Any) ->
                     "device": str(trainer.strategy.root_device),
                     "kwargs": _plain(outcome.trainer_options)},
         "run_record": _plain(method.run_record()),
+        "protocol": outcome.protocol,
         "checkpoint": os.path.relpath(checkpoint, folder) if checkpoint else None,
         "finished_at": _now(),
         "host": socket.gethostname(),

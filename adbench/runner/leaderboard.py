@@ -18,6 +18,7 @@ tests, degradation slopes and average ranks follow (`adbench.runner.stats`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import pandas as pd
 import yaml
 
 from adbench.errors import ConfigError, unknown_name
+from adbench.protocol import RANKED_FIELDS, differing_fields
 from adbench.runner.costs import COSTS, DEVICE_HOURS, cost_results, device_unit, memory_column
 from adbench.runner.stats import (
     average_ranks,
@@ -120,6 +122,44 @@ def load_reference(source: str | Path | None = None) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=list(REFERENCE_COLUMNS))
 
 
+def check_protocols(results: pd.DataFrame, split: bool = False) -> pd.DataFrame:
+    """Refuse to rank together the cells of a (dataset, k) measured under protocols that differ
+    in a ranked field (`adbench.protocol.RANKED_FIELDS`), with an error naming the fields; with
+    ``split``, rename each protocol's dataset ``"<dataset> (<field>=<value>, ...)"`` so that it
+    gets a table of its own. Rows without a protocol (measured before cards) are not checked.
+    """
+    if "protocol" not in results.columns:
+        return results
+    keyed = results[results["protocol"].fillna("") != ""]
+    renamed = results.copy()
+    for (dataset, k), rows in keyed.groupby(["dataset", "k"], sort=False):
+        keys = list(dict.fromkeys(rows["protocol"]))
+        if len(keys) < 2:
+            continue
+        cards = [json.loads(key) for key in keys]
+        fields = [f for f in RANKED_FIELDS if any(f in differing_fields(cards[0], c)
+                                                  for c in cards[1:])]
+        if not split:
+            seen = "; ".join(", ".join(f"{f}={_short(c[f])}" for f in fields) for c in cards)
+            raise ConfigError(
+                f"dataset '{dataset}' at k={k} holds cells measured under different evaluation "
+                f"protocols, which differ in {', '.join(fields)} ({seen}); they cannot be ranked "
+                "together: rank them apart with split_protocols=True (CLI --split-protocols)")
+        for key, card in zip(keys, cards, strict=True):
+            where = ((renamed["dataset"] == dataset) & (renamed["k"] == k)
+                     & (renamed["protocol"] == key))
+            tag = ", ".join(f"{f}={_short(card[f])}" for f in fields)
+            renamed.loc[where, "dataset"] = f"{dataset} ({tag})"
+    return renamed
+
+
+def _short(value: object) -> str:
+    if isinstance(value, list):
+        return f"[{len(value)} items]"
+    text = str(value)
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
 def summarize(results: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
     """Mean, std and seed count per (dataset, k, method, category, metric).
 
@@ -188,7 +228,7 @@ def leaderboard(source: str | Path | pd.DataFrame, fmt: str = "md", k: int | Non
                 cost: bool | None = None, cells: pd.DataFrame | None = None,
                 per_gpu_hour: str | None = None,
                 reference: str | Path | pd.DataFrame | bool | None = None,
-                stats: bool = False) -> str:
+                stats: bool = False, split_protocols: bool = False) -> str:
     """Render the leaderboard of a run directory (or of a `load_results` table).
 
     Args:
@@ -211,12 +251,15 @@ def leaderboard(source: str | Path | pd.DataFrame, fmt: str = "md", k: int | Non
             doubling of k where a dataset has 2 or more k values, and the average ranks over
             (dataset, k) blocks with the Friedman test and critical difference
             (`adbench.runner.stats`). In CSV: the columns ``ci_low, ci_high``.
+        split_protocols: rank cells measured under different evaluation protocols in separate
+            tables (named by the differing fields) instead of refusing (`check_protocols`).
     """
     from adbench.metrics import SUMMARY
 
     if fmt not in FORMATS:
         raise unknown_name("leaderboard format", fmt, FORMATS)
     results = source if isinstance(source, pd.DataFrame) else load_results(source)
+    results = check_protocols(results, split=split_protocols)
     show_cost = fmt == "md" if cost is None else cost
     if (show_cost or per_gpu_hour is not None) and cells is None:
         if not isinstance(source, pd.DataFrame):

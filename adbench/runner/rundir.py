@@ -5,6 +5,7 @@ Layout of a sweep's output folder ``DIR``::
     DIR/sweep.yaml                 the last sweep run into DIR (validated)
     DIR/results.parquet|csv        one row per (cell, category, metric)   (see store.py)
     DIR/cells.parquet|csv          one row per cell: status, timings, memory
+    DIR/protocol.yaml              the evaluation protocol of each (dataset, k)  (adbench.protocol)
     DIR/cells/<id>/cell.json       the cell (identity + resolved config), written before it runs
     DIR/cells/<id>/config.yaml     the resolved config, readable
     DIR/cells/<id>/index.parquet   the sample index the cell used
@@ -12,6 +13,8 @@ Layout of a sweep's output folder ``DIR``::
     DIR/cells/<id>/run.log         log records and warnings of the cell
     DIR/cells/<id>/logs/           Lightning CSV logs and the checkpoint
     DIR/cells/<id>/metrics.csv     per-category metrics
+    DIR/cells/<id>/protocol.yaml   the cell's evaluation protocol card
+    DIR/cells/<id>/run_record.json what the method decided at build time (e.g. synthesis source)
     DIR/cells/<id>/result.json     metrics, timings, memory: written last; its presence = finished
     DIR/cells/<id>/error.json      the error and traceback of a failed attempt
     DIR/cells/<id>/.lock           held while a runner works on the cell

@@ -1,24 +1,29 @@
 """ResultStore: every cell of a run directory as tidy tables (pandas; Parquet and CSV).
 
 ``results``: one row per (cell, category, metric), the mean over categories included as
-category ``mean``. ``cells``: one row per cell directory with its status, timings, memory,
-parameter count and the devices it trained on (``world_size`` processes of ``device_type``).
+category ``mean``, with the cell's protocol (`protocol_key`: the ranked fields of its protocol
+card as JSON; empty for cells measured before cards existed). ``cells``: one row per cell
+directory with its status, timings, memory, parameter count and the devices it trained on
+(``world_size`` processes of ``device_type``). ``protocols``: the protocol cards.
 The cell directories are the source of truth; the Parquet/CSV files are exports of them.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from adbench.errors import AdbenchError
 from adbench.io import write_atomic
+from adbench.protocol import PROTOCOL_FILE, RANKED_FIELDS
 from adbench.runner import rundir
 
 IDENTITY = ("cell_id", "method", "name", "preset", "dataset", "k", "seed")
-RESULT_COLUMNS = (*IDENTITY, "category", "metric", "value")
+RESULT_COLUMNS = (*IDENTITY, "category", "metric", "value", "protocol")
 TIMING_COLUMNS = ("setup_s", "train_s", "inference_s", "total_s", "images_per_s", "n_train",
                   "n_test")
 MEMORY_COLUMNS = ("peak_rss_mb", "peak_gpu_mb", "peak_gpu_reserved_mb")
@@ -48,10 +53,12 @@ class ResultStore:
         rows = []
         for result in self._finished():
             identity = _identity(result)
+            protocol = protocol_key(result.get("protocol"))
             for category, metrics in result["metrics"].items():
                 for metric, value in metrics.items():
                     rows.append({**identity, "category": category, "metric": metric,
-                                 "value": float("nan") if value is None else float(value)})
+                                 "value": float("nan") if value is None else float(value),
+                                 "protocol": protocol})
         return _typed(pd.DataFrame(rows, columns=list(RESULT_COLUMNS)))
 
     def cells(self) -> pd.DataFrame:
@@ -67,8 +74,24 @@ class ResultStore:
                 rows.append(row)
         return _typed(pd.DataFrame(rows, columns=list(CELL_COLUMNS)))
 
+    def protocols(self) -> list[dict]:
+        """The protocol card of each (dataset, k) of the finished cells, seeds merged:
+        ``[{"k": k, **card}]``; cards that differ in a ranked field are listed separately."""
+        merged: dict[tuple, dict] = {}
+        for result in self._finished():
+            card = result.get("protocol")
+            if card is None:
+                continue
+            key = (int(result["k"]), protocol_key(card))
+            if key in merged:
+                merged[key]["seeds"] = sorted({*merged[key]["seeds"], *card["seeds"]})
+            else:
+                merged[key] = {"k": int(result["k"]), **card}
+        return sorted(merged.values(), key=lambda c: (c["dataset"], c["k"]))
+
     def write(self) -> dict[str, Path]:
-        """Write ``results.parquet``, ``results.csv``, ``cells.parquet`` and ``cells.csv``.
+        """Write ``results.parquet``, ``results.csv``, ``cells.parquet``, ``cells.csv`` and
+        ``protocol.yaml`` (`protocols`).
 
         Nothing is written while the run directory has no cell folders yet.
         """
@@ -80,6 +103,11 @@ class ResultStore:
                 path = self.out / f"{name}.{suffix}"
                 write_atomic(path, _encode(frame, suffix))
                 paths[f"{name}.{suffix}"] = path
+        cards = self.protocols()
+        if cards:
+            path = self.out / PROTOCOL_FILE
+            write_atomic(path, yaml.safe_dump({"protocols": cards}, sort_keys=False))
+            paths[PROTOCOL_FILE] = path
         return paths
 
     def _finished(self) -> list[dict]:
@@ -120,6 +148,13 @@ class ResultStore:
 
 
 RANDOM_WEIGHTS_MARK = " [random weights]"  # appended to the label of a mechanics-mode cell
+
+
+def protocol_key(card: dict | None) -> str:
+    """The ranked fields of a protocol card as canonical JSON ("" without a card)."""
+    if card is None:
+        return ""
+    return json.dumps({f: card.get(f) for f in RANKED_FIELDS}, sort_keys=True)
 
 
 def _identity(result: dict) -> dict:

@@ -98,6 +98,9 @@ def _check(sweep: Sweep, context: str) -> None:
     for k in sweep.categories:
         if k != "all" and k < 1:
             raise ConfigError(f"{context}: categories: k must be >= 1 or 'all', got {k}")
+    if not 0 < sweep.aupro_fpr_limit <= 1:
+        raise ConfigError(f"{context}: aupro_fpr_limit must be in (0, 1], got "
+                          f"{sweep.aupro_fpr_limit}")
     if sweep.num_workers < 0:
         raise ConfigError(f"{context}: num_workers must be >= 0, got {sweep.num_workers}")
     from adbench.metrics.objects import ViewPooling
@@ -263,6 +266,7 @@ def expand(sweep: Sweep) -> list[Cell]:
                         "trainer": trainer,
                         "evaluation": sweep.evaluation,
                         "view_pooling": sweep.view_pooling,
+                        "aupro_fpr_limit": sweep.aupro_fpr_limit,
                     }
                     cells.append(Cell(config_hash(resolved), label, entry.name, entry.preset,
                                       name, k, seed, categories, resolved))
