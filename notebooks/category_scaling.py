@@ -143,6 +143,48 @@ paths = adbench.plot_scaling(RESULTS, metric="I-AUROC", dataset=DATASET, save_di
 display(Image(filename=str(paths[0])))
 
 # %% [markdown]
+# ## Statistics: the degradation slope, intervals, paired tests and ranks
+#
+# `adbench.degradation_slopes` fits each method's mean over categories against log2 k over every
+# seed: the slope is the change in points per doubling of k, the single number the scaling
+# question asks for, with its 95 % t interval (NaN with fewer than 3 points).
+# `adbench.confidence_intervals` bootstraps the mean over (seed, category) pairs at the largest k,
+# `adbench.paired_test` compares two methods on the same (category, seed) pairs (Wilcoxon
+# signed-rank, with the rank-biserial effect size), and `adbench.average_ranks` ranks the methods
+# in every (dataset, k) block. See the leaderboard page of the documentation for the formulas.
+
+# %%
+all_results = adbench.load_results(RESULTS)
+all_results = all_results[all_results["dataset"] == DATASET]
+slopes = adbench.degradation_slopes(all_results, "mAD").set_index("method")
+(100 * slopes[["slope", "ci_low", "ci_high"]]).round(2).join(slopes[["n_points"]])
+
+# %%
+intervals = adbench.confidence_intervals(all_results)
+intervals = intervals[intervals["metric"].isin(ACCURACY)]
+table = intervals.assign(**{c: 100 * intervals[c] for c in ("mean", "ci_low", "ci_high")})
+table.pivot(index="method", columns="metric", values=["mean", "ci_low", "ci_high"]).round(1)
+
+# %%
+by_map = all_results[(all_results["category"] == "mean") & (all_results["metric"] == "mAD")
+                     & (all_results["k"] == K_VALUES[-1])].groupby("method")["value"].mean()
+leader, runner_up = by_map.sort_values(ascending=False).index[:2]
+test = adbench.paired_test(all_results, leader, runner_up, "mAD", k=K_VALUES[-1])
+ranks, rank_summary = adbench.average_ranks(all_results, "mAD")
+display(Markdown(
+    f"At k = {K_VALUES[-1]}, **{leader}** against **{runner_up}** on mAD: "
+    f"{test['n_pairs']} (category, seed) pairs, median difference "
+    f"{100 * test['median_difference']:+.1f} points, Wilcoxon p = {test['p_value']:.3g}, "
+    f"rank-biserial r = {test['effect_size']:+.2f}. Average ranks over "
+    f"{rank_summary['n_blocks']} (dataset, k) blocks (Nemenyi critical difference "
+    f"{rank_summary['critical_difference']:.2f}):"))
+ranks
+
+# %%
+paths = adbench.plot_ranks(RESULTS, metric="mAD", save_dir=figures, formats=["png"])
+display(Image(filename=str(paths[0])))
+
+# %% [markdown]
 # ## Interpretation
 #
 # The text below is generated from the tables above, so it stays true when the results change.

@@ -113,7 +113,8 @@ def measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--methods", nargs="*", help="default: every registered method")
+    parser.add_argument("--methods", nargs="*",
+                        help="default: every registered method that has the preset")
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--k", nargs="+", type=int, default=[1, 15, 60, 160])
     parser.add_argument("--image-size", type=int, default=64)
@@ -140,7 +141,11 @@ def main() -> None:
 
     import adbench
 
-    names = args.methods or adbench.list_methods()
+    names = args.methods or [name for name in adbench.list_methods()
+                             if args.preset in adbench.get_method_spec(name).presets]
+    left_out = sorted(set(adbench.list_methods()) - set(names)) if not args.methods else []
+    if left_out:
+        print(f"left out (no preset '{args.preset}'): {', '.join(left_out)}")
     rows = []
     for name in names:
         for k in args.k:
