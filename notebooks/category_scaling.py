@@ -178,7 +178,7 @@ display(Markdown(
     f"rank-biserial r = {test['effect_size']:+.2f}. Average ranks over "
     f"{rank_summary['n_blocks']} (dataset, k) blocks (Nemenyi critical difference "
     f"{rank_summary['critical_difference']:.2f}):"))
-ranks
+display(ranks)
 
 # %%
 paths = adbench.plot_ranks(RESULTS, metric="mAD", save_dir=figures, formats=["png"])
