@@ -83,9 +83,25 @@ class GlobalPrototypeConfig:
     sinkhorn_iters: int = 1000  # choice: POT's default iteration cap (converges in ~10-50)
     # spec: "cross_entropy" = -sum Q log softmax(cos / tau_G); "sinkhorn_cost" = <Q, C>
     ot_loss: Literal["cross_entropy", "sinkhorn_cost"] = "cross_entropy"
+    # choice: where the OT target Q comes from. Balanced OT over one batch alone ("batch") lets
+    # no image put more than B / K_G of its target on one prototype (12.5 % at B = 16,
+    # K_G = 128). "queue": balanced Sinkhorn over the batch plus a queue of recent descriptors
+    # (SwAV, Caron et al. 2020), gathered over DDP ranks; "unbalanced": semi-relaxed OT over
+    # the (gathered) batch, each image's mass fixed and the prototype marginal relaxed by a KL
+    # penalty of weight unbalanced_reg_m (Chizat et al. 2018; POT's ot.unbalanced)
+    ot_target: Literal["queue", "unbalanced", "batch"] = "queue"
+    # choice: 16 descriptors per prototype (K_G = 128), so a batch drawn from the queue's
+    # distribution over-fills no prototype by more than B / 2048
+    queue_size: int = 2048
+    # choice: KL weight on the prototype marginal of "unbalanced" (equal to sinkhorn_eps: the
+    # column scaling is then the square root of the balanced one)
+    unbalanced_reg_m: float = 0.05
 
     def __post_init__(self) -> None:
         _check(self.num >= 1, "global_prototypes.num", self.num, ">= 1")
+        _check(self.queue_size >= 1, "global_prototypes.queue_size", self.queue_size, ">= 1")
+        _check(self.unbalanced_reg_m > 0, "global_prototypes.unbalanced_reg_m",
+               self.unbalanced_reg_m, "> 0")
         _check(self.temperature > 0, "global_prototypes.temperature", self.temperature, "> 0")
         _check(self.sinkhorn_eps > 0, "global_prototypes.sinkhorn_eps", self.sinkhorn_eps, "> 0")
         _check(self.sinkhorn_iters >= 1, "global_prototypes.sinkhorn_iters",

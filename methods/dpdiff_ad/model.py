@@ -21,9 +21,16 @@ from .loss import (
     local_prototype_loss,
     ot_cross_entropy,
     ot_sinkhorn_cost,
-    sinkhorn_plan,
+    ot_targets,
 )
-from .prototypes import GlobalPrototypes, LocalMatch, LocalPrototypes, broadcast, spherical_kmeans
+from .prototypes import (
+    GlobalPrototypes,
+    LocalMatch,
+    LocalPrototypes,
+    broadcast,
+    gather_rows,
+    spherical_kmeans,
+)
 from .scoring import anomaly_scores
 
 
@@ -35,6 +42,8 @@ class TrainingLosses(NamedTuple):
         diffusion, local, ot: the three terms.
         tokens: (B, N, C) the batch's normalised tokens (no gradient).
         nearest_index: (B, N) each token's nearest local prototype.
+        descriptors: (R, C) the descriptors of the batch gathered over processes (no
+            gradient), for the descriptor queue.
     """
 
     total: Tensor
@@ -43,6 +52,7 @@ class TrainingLosses(NamedTuple):
     ot: Tensor
     tokens: Tensor
     nearest_index: Tensor
+    descriptors: Tensor
 
 
 class DPDiffModel(nn.Module):
@@ -58,7 +68,7 @@ class DPDiffModel(nn.Module):
                                         random_weights=config.random_weights)
         channels = self.extractor.channels
         self.local = LocalPrototypes(channels, config.local_prototypes)
-        self.glob = GlobalPrototypes(channels, config.global_prototypes.num)
+        self.glob = GlobalPrototypes(channels, config.global_prototypes)
         self.denoiser = PrototypeDenoiser(channels, config.denoiser)
         self.ema_denoiser = copy.deepcopy(self.denoiser).requires_grad_(False)
         self.schedule = NoiseSchedule(config.schedule)
@@ -89,13 +99,14 @@ class DPDiffModel(nn.Module):
         match = self.local(tokens)
         l_local = local_prototype_loss(tokens, match.aggregate)
 
-        similarity = self.glob.similarity(self.glob.descriptor(tokens))
-        glob = config.global_prototypes
-        plan = sinkhorn_plan(similarity, glob.sinkhorn_eps, glob.sinkhorn_iters)
-        if glob.ot_loss == "cross_entropy":
-            l_ot = ot_cross_entropy(similarity, plan, glob.temperature)
+        descriptors = self.glob.descriptor(tokens)
+        similarity = self.glob.similarity(descriptors)
+        gathered, offset = gather_rows(descriptors)
+        q = self.ot_targets(gathered)[offset: offset + tokens.shape[0]]
+        if config.global_prototypes.ot_loss == "cross_entropy":
+            l_ot = ot_cross_entropy(similarity, q, config.global_prototypes.temperature)
         else:
-            l_ot = ot_sinkhorn_cost(similarity, plan)
+            l_ot = ot_sinkhorn_cost(similarity, q / tokens.shape[0])
 
         t = self.schedule.sample_timesteps(tokens.shape[0], tokens.device, generator)
         noise = torch.randn(tokens.shape, generator=generator, device=tokens.device)
@@ -105,7 +116,20 @@ class DPDiffModel(nn.Module):
         l_diff = diffusion_loss(prediction, target)
 
         total = l_diff + config.loss.local * l_local + config.loss.ot * l_ot
-        return TrainingLosses(total, l_diff, l_local, l_ot, tokens.detach(), match.index[..., 0])
+        return TrainingLosses(total, l_diff, l_local, l_ot, tokens.detach(), match.index[..., 0],
+                              gathered)
+
+    @torch.no_grad()
+    def ot_targets(self, descriptors: Tensor) -> Tensor:
+        """OT targets Q (R, K_G) of descriptors (R, C), rows summing to 1
+        (``global_prototypes.ot_target``: with the queue, over the batch, or unbalanced)."""
+        glob = self.config.global_prototypes
+        similarity = self.glob.similarity(descriptors)
+        queued = self.glob.queued()
+        extra = None if queued is None else self.glob.similarity(queued)
+        solver = "unbalanced" if glob.ot_target == "unbalanced" else "balanced"
+        return ot_targets(similarity, glob.sinkhorn_eps, glob.sinkhorn_iters, solver,
+                          glob.unbalanced_reg_m, extra)
 
     @torch.no_grad()
     def update_ema(self, step: int) -> None:
@@ -153,11 +177,11 @@ class DPDiffModel(nn.Module):
         descriptors = F.normalize(summaries, dim=-1)
         centres, _ = spherical_kmeans(descriptors, self.config.global_prototypes.num, iters,
                                       generator)
-        self.glob.initialize(centres)
+        self.glob.initialize(centres, descriptors)
         self.initialized.fill_(True)
         for tensor in (self.extractor.mean, self.extractor.std, self.local.weight.data,
                        self.local.ema_sum, self.local.ema_count, self.local.usage,
-                       self.glob.weight.data):
+                       self.glob.weight.data, *self.glob.buffers()):
             broadcast(tensor)
 
     # -- inference --------------------------------------------------------------------------

@@ -39,7 +39,7 @@ class DPDiffAD(AnomalyMethod):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """L = L_diff + w_loc L_loc + w_ot L_OT on a batch of normal images."""
         losses = self.model.training_losses(batch.image)
-        self._pending = (losses.tokens, losses.nearest_index)
+        self._pending = (losses.tokens, losses.nearest_index, losses.descriptors)
         size = len(batch)
         self.log("train/loss", losses.total, prog_bar=True, batch_size=size)
         self.log("train/diffusion", losses.diffusion, batch_size=size)
@@ -70,8 +70,9 @@ class DPDiffAD(AnomalyMethod):
         """Bank updates (usage, EMA k-means, dead-prototype re-seeding) and the denoiser EMA."""
         if self._pending is None:
             return
-        tokens, nearest = self._pending
+        tokens, nearest, descriptors = self._pending
         self._pending = None
+        self.model.glob.enqueue(descriptors)
         bank = self.model.local
         bank.track_usage(nearest)
         if self.config.local_prototypes.update == "ema":

@@ -9,7 +9,41 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import LocalPrototypeConfig
+from .config import GlobalPrototypeConfig, LocalPrototypeConfig
+
+
+def distributed() -> bool:
+    """Whether a torch.distributed process group is running."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def is_rank_zero() -> bool:
+    """True on rank 0 of a process group, and always when not running distributed."""
+    return not distributed() or dist.get_rank() == 0
+
+
+def gather_rows(tensor: Tensor) -> tuple[Tensor, int]:
+    """Concatenate the rows (R_r, ...) of every process in rank order, without gradient.
+
+    Processes may hold different numbers of rows (e.g. a last, smaller batch).
+
+    Returns:
+        all rows (sum_r R_r, ...) and the offset of this process's rows in them; the tensor
+        itself and 0 when not running distributed.
+    """
+    tensor = tensor.detach()
+    if not distributed():
+        return tensor, 0
+    world = dist.get_world_size()
+    sizes = [torch.zeros(1, dtype=torch.long, device=tensor.device) for _ in range(world)]
+    dist.all_gather(sizes, torch.tensor([tensor.shape[0]], device=tensor.device))
+    counts = [int(size) for size in sizes]
+    padded = tensor.new_zeros((max(counts), *tensor.shape[1:]))
+    padded[: tensor.shape[0]] = tensor
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    rank = dist.get_rank()
+    return torch.cat([part[:n] for part, n in zip(parts, counts, strict=True)]), sum(counts[:rank])
 
 
 def all_reduce_sum(tensor: Tensor) -> Tensor:
@@ -193,11 +227,21 @@ class LocalPrototypes(nn.Module):
 
 
 class GlobalPrototypes(nn.Module):
-    """The global bank P_G (K_G prototypes of L2-normalised image descriptors)."""
+    """The global bank P_G (K_G prototypes of L2-normalised image descriptors).
 
-    def __init__(self, channels: int, num: int) -> None:
+    With ``ot_target="queue"`` it also holds a ring buffer of the most recent descriptors
+    (SwAV's queue), which joins each batch in the OT problem; every process enqueues the same
+    gathered batch, so the queues stay identical under DDP.
+    """
+
+    def __init__(self, channels: int, config: GlobalPrototypeConfig) -> None:
         super().__init__()
-        self.weight = nn.Parameter(F.normalize(torch.randn(num, channels), dim=1))
+        self.config = config
+        self.weight = nn.Parameter(F.normalize(torch.randn(config.num, channels), dim=1))
+        if config.ot_target == "queue":
+            self.register_buffer("queue", torch.zeros(config.queue_size, channels))
+            self.register_buffer("queue_filled", torch.tensor(0))
+            self.register_buffer("queue_next", torch.tensor(0))
 
     @staticmethod
     def descriptor(tokens: Tensor) -> Tensor:
@@ -209,7 +253,33 @@ class GlobalPrototypes(nn.Module):
         with torch.autocast(descriptors.device.type, enabled=False):
             return descriptors.float() @ F.normalize(self.weight, dim=-1).T
 
+    def queued(self) -> Tensor | None:
+        """The descriptors in the queue (Q', C), oldest first; None without a queue."""
+        if not hasattr(self, "queue"):
+            return None
+        filled, start = int(self.queue_filled), int(self.queue_next)
+        if filled < self.queue.shape[0]:
+            return self.queue[:filled]
+        return torch.cat([self.queue[start:], self.queue[:start]])
+
     @torch.no_grad()
-    def initialize(self, centres: Tensor) -> None:
-        """Set the bank from k-means centres of training descriptors (K_G, C)."""
+    def enqueue(self, descriptors: Tensor) -> None:
+        """Push descriptors (R, C) into the queue, dropping the oldest; no-op without one."""
+        if not hasattr(self, "queue"):
+            return
+        size = self.queue.shape[0]
+        descriptors = descriptors.detach()[-size:].to(self.queue.dtype)
+        slots = (int(self.queue_next) + torch.arange(descriptors.shape[0])) % size
+        self.queue[slots.to(self.queue.device)] = descriptors
+        self.queue_next.fill_((int(self.queue_next) + descriptors.shape[0]) % size)
+        self.queue_filled.fill_(min(size, int(self.queue_filled) + descriptors.shape[0]))
+
+    @torch.no_grad()
+    def initialize(self, centres: Tensor, descriptors: Tensor | None = None) -> None:
+        """Set the bank from k-means centres of training descriptors (K_G, C) and fill the
+        queue (if any) with those descriptors (I, C)."""
         self.weight.copy_(F.normalize(centres, dim=-1))
+        if hasattr(self, "queue") and descriptors is not None:
+            self.queue_filled.zero_()
+            self.queue_next.zero_()
+            self.enqueue(descriptors)

@@ -19,13 +19,19 @@ from adbench.batch import Batch
 from adbench.config import from_dict
 from adbench.errors import ConfigError, WeightsNotFoundError
 from adbench.methods.dpdiff_ad import DPDiffAD, DPDiffADConfig
-from adbench.methods.dpdiff_ad.config import DenoiserConfig, LocalPrototypeConfig
+from adbench.methods.dpdiff_ad.config import (
+    DenoiserConfig,
+    GlobalPrototypeConfig,
+    LocalPrototypeConfig,
+)
 from adbench.methods.dpdiff_ad.denoiser import PrototypeCrossAttention, PrototypeDenoiser
 from adbench.methods.dpdiff_ad.loss import (
     diffusion_loss,
     local_prototype_loss,
     ot_cross_entropy,
     ot_sinkhorn_cost,
+    ot_targets,
+    sinkhorn_log_torch,
     sinkhorn_plan,
 )
 from adbench.methods.dpdiff_ad.prototypes import (
@@ -90,6 +96,75 @@ def test_sinkhorn_plan_matches_plain_scaling_and_has_uniform_marginals():
     np.testing.assert_allclose(plan.double().numpy(), expected, atol=1e-6)
     torch.testing.assert_close(plan.sum(1), torch.full((3,), 1 / 3))
     torch.testing.assert_close(plan.sum(0), torch.full((5,), 1 / 5))
+
+
+def test_torch_sinkhorn_matches_plain_scaling():
+    g = torch.Generator().manual_seed(1)
+    similarity = F.normalize(torch.randn(6, 4, generator=g), dim=1) @ F.normalize(
+        torch.randn(3, 4, generator=g), dim=1).T
+    plan = sinkhorn_log_torch(similarity.double(), eps=0.2, max_iters=1000)
+    np.testing.assert_allclose(plan.numpy(), _sinkhorn_reference(1 - similarity.double().numpy(),
+                                                                 0.2), atol=1e-9)
+
+
+# Well-separated descriptors: K_G = 64 orthogonal prototypes, a batch of B = 8 images (B / K_G
+# = 1/8 as in the paper preset, 16 / 128), image b near prototype 8 b (cos ~ 0.9 to it, ~ 0 to
+# the others), and a queue of 1024 descriptors spread evenly over the prototypes (16 each, as
+# the paper preset's 2048 over 128).
+def _separated(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    prototypes = torch.eye(64)
+
+    def near(index: torch.Tensor) -> torch.Tensor:
+        return F.normalize(prototypes[index] + 0.05 * torch.randn(len(index), 64, generator=g),
+                           dim=1)
+
+    own = torch.arange(8) * 8
+    return near(own) @ prototypes.T, near(torch.arange(1024) % 64) @ prototypes.T, own
+
+
+def test_balanced_target_over_one_batch_is_capped_at_b_over_k():
+    similarity, _, own = _separated()
+    q = ot_targets(similarity, 0.05, 1000, "balanced")
+    torch.testing.assert_close(q.sum(1), torch.ones(8))
+    assert q.max() <= 8 / 64 + 1e-6  # the cap of issue 17: no image above B / K_G = 12.5 %
+    assert q[torch.arange(8), own].min() > 0.12
+
+
+@pytest.mark.parametrize("target", ["queue", "unbalanced"])
+def test_queue_and_unbalanced_targets_put_an_image_on_its_own_prototype(target):
+    similarity, queue, own = _separated()
+    if target == "queue":
+        q = ot_targets(similarity, 0.05, 1000, "balanced", extra=queue)
+    else:
+        q = ot_targets(similarity, 0.05, 1000, "unbalanced", reg_m=0.05)
+    torch.testing.assert_close(q.sum(1), torch.ones(8))
+    assert q[torch.arange(8), own].min() >= 0.9
+
+
+def test_unbalanced_target_goes_from_the_softmax_towards_balanced_ot_as_reg_m_grows():
+    similarity, _, own = _separated()
+    similarity, own = similarity[:2], own[:2]  # 2 images, 64 prototypes: balanced caps at 1/32
+    softmax = torch.softmax((similarity - 1) / 0.05, dim=1)
+    torch.testing.assert_close(ot_targets(similarity, 0.05, 1000, "unbalanced", reg_m=1e-6),
+                               softmax, atol=1e-5, rtol=0)
+    mass = [ot_targets(similarity, 0.05, 1000, "unbalanced", reg_m=reg_m)[range(2), own].min()
+            for reg_m in (0.05, 0.5, 5.0)]
+    balanced = ot_targets(similarity, 0.05, 1000, "balanced")[range(2), own].max()
+    assert mass[0] > mass[1] > mass[2] > balanced and balanced <= 1 / 32 + 1e-6
+
+
+def test_descriptor_queue_is_a_ring_buffer():
+    glob = GlobalPrototypes(2, GlobalPrototypeConfig(num=2, queue_size=4))
+    assert glob.queued().shape == (0, 2)
+    rows = torch.arange(12.0).reshape(6, 2)
+    glob.enqueue(rows[:3])
+    torch.testing.assert_close(glob.queued(), rows[:3])
+    glob.enqueue(rows[3:])
+    torch.testing.assert_close(glob.queued(), rows[2:])  # the 4 newest, oldest first
+    glob.initialize(torch.eye(2), rows[:1])
+    torch.testing.assert_close(glob.queued(), rows[:1])
+    assert GlobalPrototypes(2, GlobalPrototypeConfig(ot_target="batch")).queued() is None
 
 
 def test_ot_cross_entropy_by_hand():
@@ -415,6 +490,28 @@ def test_option_changes_the_training_loss(key, value, term):
     assert not torch.isclose(changed, reference, rtol=1e-5, atol=0)
 
 
+def test_ot_target_options_change_the_target_of_a_batch():
+    base = {"global_prototypes.sinkhorn_eps": 0.5}
+    x = torch.cat([images(4, seed=5), 0.2 * images(4, seed=6)])
+    targets = {}
+    for name, extra in [("queue", {}), ("short_queue", {"global_prototypes.queue_size": 2}),
+                        ("batch", {"global_prototypes.ot_target": "batch"}),
+                        ("unbalanced", {"global_prototypes.ot_target": "unbalanced"})]:
+        model = build(**base, **extra).model
+        descriptors = model.glob.descriptor(model.extractor(x)[0])
+        targets[name] = model.ot_targets(descriptors)
+        if name == "queue":  # the batch plus the 8 descriptors of the initialisation images
+            queue = model.glob.queued()
+            assert queue.shape == (8, 176)
+            expected = ot_targets(model.glob.similarity(descriptors), 0.5, 1000,
+                                  extra=model.glob.similarity(queue))
+            torch.testing.assert_close(targets[name], expected)
+    names = list(targets)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            assert not torch.allclose(targets[first], targets[second], atol=1e-4), (first, second)
+
+
 def test_local_update_vq_trains_by_gradient_and_ema_by_statistics():
     x = images(4)
     vq = build()
@@ -502,7 +599,7 @@ def test_init_batches_and_reseed_every_act_in_the_training_hooks():
     for step in (1, 2, 3):
         method.trainer.global_step = step
         before = method.model.local.weight.detach().clone()
-        method._pending = (tokens, torch.zeros(1, 16, dtype=torch.long))
+        method._pending = (tokens, torch.zeros(1, 16, dtype=torch.long), torch.zeros(0, 176))
         method.on_train_batch_end(None, loader.batches[0], 0)
         reseeded.append(not torch.equal(before, method.model.local.weight))
     assert reseeded == [False, False, True]
