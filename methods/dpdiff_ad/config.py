@@ -96,6 +96,13 @@ class GlobalPrototypeConfig:
     # choice: KL weight on the prototype marginal of "unbalanced" (equal to sinkhorn_eps: the
     # column scaling is then the square root of the balanced one)
     unbalanced_reg_m: float = 0.05
+    # choice: what L_OT trains besides the global prototypes. "adapter": a learned residual
+    # feature adapter F_a = F + W F + b (W, b zero-initialised) between the frozen backbone and
+    # everything else (local matching, denoiser input and target, scores), trained by L_OT
+    # alone (the diffusion and local losses see it without gradient, so they cannot collapse
+    # it), so the OT term shapes the features the reconstruction uses; "prototypes": L_OT
+    # moves only the global prototypes (frozen backbone, no adapter)
+    ot_acts_on: Literal["adapter", "prototypes"] = "adapter"
 
     def __post_init__(self) -> None:
         _check(self.num >= 1, "global_prototypes.num", self.num, ">= 1")

@@ -76,6 +76,20 @@ class TokenExtractor(nn.Module):
         return self.normalize(tokens), grid
 
 
+class FeatureAdapter(nn.Module):
+    """F_a = F + F W^T + b, a residual linear map of tokens (B, N, C); W and b start at zero, so
+    the adapter starts as the identity (``global_prototypes.ot_acts_on="adapter"``)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(channels, channels)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return tokens + self.linear(tokens)
+
+
 def _resize(level: Tensor, size: torch.Size) -> Tensor:
     """Area-average a (B, C, h', w') map down to ``size``, or bilinearly upsample it."""
     if level.shape[-2:] == size:

@@ -15,7 +15,7 @@ from adbench.diffusion import NoiseSchedule, randn_per_image
 
 from .config import DPDiffADConfig
 from .denoiser import PrototypeDenoiser
-from .features import TokenExtractor
+from .features import FeatureAdapter, TokenExtractor
 from .loss import (
     diffusion_loss,
     local_prototype_loss,
@@ -69,10 +69,19 @@ class DPDiffModel(nn.Module):
         channels = self.extractor.channels
         self.local = LocalPrototypes(channels, config.local_prototypes)
         self.glob = GlobalPrototypes(channels, config.global_prototypes)
+        self.adapter = (FeatureAdapter(channels)
+                        if config.global_prototypes.ot_acts_on == "adapter" else None)
         self.denoiser = PrototypeDenoiser(channels, config.denoiser)
         self.ema_denoiser = copy.deepcopy(self.denoiser).requires_grad_(False)
         self.schedule = NoiseSchedule(config.schedule)
         self.register_buffer("initialized", torch.tensor(False))
+
+    # -- features ---------------------------------------------------------------------------
+    def tokens(self, images: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """The tokens every part uses (B, N, C) and the grid: normalised backbone tokens through
+        the feature adapter (when ``ot_acts_on="adapter"``, with its gradient)."""
+        tokens, grid = self.extractor(images)
+        return (tokens if self.adapter is None else self.adapter(tokens)), grid
 
     # -- conditions -------------------------------------------------------------------------
     def conditions(self, match: LocalMatch) -> tuple[Tensor, Tensor]:
@@ -95,11 +104,12 @@ class DPDiffModel(nn.Module):
                         generator: torch.Generator | None = None) -> TrainingLosses:
         """All loss terms for a batch of normal images (B, 3, H, W) in [0, 1]."""
         config = self.config
-        tokens, grid = self.extractor(images)
+        adapted, grid = self.tokens(images)
+        tokens = adapted.detach()  # only L_OT reaches the adapter (through the descriptors)
         match = self.local(tokens)
         l_local = local_prototype_loss(tokens, match.aggregate)
 
-        descriptors = self.glob.descriptor(tokens)
+        descriptors = self.glob.descriptor(adapted)
         similarity = self.glob.similarity(descriptors)
         gathered, offset = gather_rows(descriptors)
         q = self.ot_targets(gathered)[offset: offset + tokens.shape[0]]
@@ -223,7 +233,7 @@ class DPDiffModel(nn.Module):
         Each image's starting noise is seeded by the image and ``seed`` (`randn_per_image`),
         so its map does not depend on the batch it is scored in.
         """
-        tokens, (h, w) = self.extractor(images)
+        tokens, (h, w) = self.tokens(images)
         match = self.local(tokens)
         noise = randn_per_image(images, tuple(tokens.shape[1:]), seed)
         recon = self.reconstruct(tokens, (h, w), *self.conditions(match), noise=noise)

@@ -87,10 +87,14 @@ class DPDiffAD(AnomalyMethod):
             self.log("train/reseeded", float(reseeded), batch_size=len(batch))
 
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """The denoiser at ``optim.lr``; both prototype banks at ``prototype_lr``, no decay."""
+        """The denoiser (and the feature adapter, if any) at ``optim.lr``; both prototype banks
+        at ``prototype_lr``, no decay."""
         prototypes = [p for p in (self.model.local.weight, self.model.glob.weight)
                       if p.requires_grad]
-        return [
+        groups = [
             {"params": list(self.model.denoiser.parameters())},
             {"params": prototypes, "lr": self.config.prototype_lr, "weight_decay": 0.0},
         ]
+        if self.model.adapter is not None:
+            groups.append({"params": list(self.model.adapter.parameters())})
+        return groups

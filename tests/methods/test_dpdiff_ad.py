@@ -552,10 +552,43 @@ def test_detach_conditions_controls_the_gradient_from_the_denoiser_to_the_banks(
     assert grads[0] == 0.0 and grads[1] > 0
 
 
+def test_ot_loss_trains_the_feature_adapter_and_only_the_ot_loss_does():
+    x = torch.cat([images(4, seed=5), 0.2 * images(4, seed=6)])
+    method = build()
+    adapter = method.model.adapter.linear
+    assert torch.equal(adapter.weight, torch.zeros_like(adapter.weight))  # starts as identity
+    out = losses(method, x)
+    (out.diffusion + out.local).backward()
+    assert adapter.weight.grad is None or not adapter.weight.grad.any()
+    out.ot.backward()
+    assert adapter.weight.grad.abs().sum() > 0 and adapter.bias.grad.abs().sum() > 0
+    assert method.model.glob.weight.grad.abs().sum() > 0
+    # today's behaviour as an option: no adapter, L_OT moves the global prototypes only
+    legacy = build(**{"global_prototypes.ot_acts_on": "prototypes"})
+    assert legacy.model.adapter is None
+    losses(legacy, x).ot.backward()
+    assert legacy.model.glob.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in legacy.model.denoiser.parameters())
+
+
+def test_the_reconstruction_and_the_scores_use_the_adapted_tokens():
+    method = build()
+    x = images(2, seed=3)
+    before = forward(method, x).anomaly_map
+    with torch.no_grad():
+        method.model.adapter.linear.bias.normal_(0, 0.5)
+    raw, _ = method.model.extractor(x)
+    adapted, _ = method.model.tokens(x)
+    torch.testing.assert_close(adapted, raw + method.model.adapter.linear.bias)
+    assert not torch.allclose(forward(method, x).anomaly_map, before, atol=1e-6)
+
+
 def test_learning_rates_per_parameter_group():
     method = build(prototype_lr=0.05)
-    denoiser, prototypes = method.parameter_groups()
-    assert "lr" not in denoiser  # the optimiser's lr (optim.lr)
+    denoiser, prototypes, adapter = method.parameter_groups()
+    assert "lr" not in denoiser and "lr" not in adapter  # the optimiser's lr (optim.lr)
+    assert {id(p) for p in adapter["params"]} == {id(p) for p in
+                                                  method.model.adapter.parameters()}
     assert prototypes["lr"] == 0.05 and prototypes["weight_decay"] == 0.0
     assert {id(p) for p in prototypes["params"]} == {id(method.model.local.weight),
                                                      id(method.model.glob.weight)}
