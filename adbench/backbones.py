@@ -221,9 +221,13 @@ class FeatureExtractor(nn.Module):
         """(B, 3, H, W) in [0, 1] -> normalised for these weights."""
         return (images - self.mean) / self.std
 
-    def forward(self, images: Tensor) -> list[Tensor]:
-        """Images (B, 3, H, W) in [0, 1] -> list of (B, C_l, H / s_l, W / s_l) feature maps."""
-        return list(self.model(self.normalize(images)))
+    def forward(self, images: Tensor, normalize: bool = True) -> list[Tensor]:
+        """Images (B, 3, H, W) in [0, 1] -> list of (B, C_l, H / s_l, W / s_l) feature maps.
+
+        Args:
+            normalize: apply these weights' normalisation; False feeds ``images`` as they are.
+        """
+        return list(self.model(self.normalize(images) if normalize else images))
 
 
 def load_diffusers_component(

@@ -84,17 +84,33 @@ class NoiseSchedule(nn.Module):
         abar_prev = self.abar(t_prev, x0)
         return abar_prev.sqrt() * x0 + (1 - abar_prev).sqrt() * eps
 
-    def ddim_timesteps(self, t_start: int, steps: int) -> list[tuple[int, int]]:
-        """(t, t_prev) pairs of a DDIM trajectory from ``t_start`` down to clean (t_prev = -1).
+    def ddim_timesteps(self, t_start: int, steps: int, spacing: str = "linspace",
+                       offset: int = 1) -> list[tuple[int, int]]:
+        """(t, t_prev) pairs of a DDIM trajectory for a sample noised at index ``t_start``,
+        down to clean (t_prev = -1).
 
-        ``steps`` evenly spaced timesteps from t_start to 0 (rounded); e.g. t_start=200, steps=5
-        gives 200, 150, 100, 50, 0 and the final step lands on the clean sample.
+        ``spacing="linspace"``: ``steps`` evenly spaced timesteps from t_start to 0 (rounded);
+        e.g. t_start=200, steps=5 gives 200, 150, 100, 50, 0. ``spacing="leading"`` (diffusers'
+        DDIM with ``steps_offset``, over the first t_start + 1 training steps): ratio
+        r = (t_start + 1) // steps and the timesteps (steps - 1) r + offset, ..., r + offset,
+        offset; e.g. t_start=649, steps=25 gives 625, 599, ..., 27, 1, so the first step is
+        below the noising step.
         """
         if not 0 <= t_start < self.num_train_timesteps:
             raise ValueError(f"t_start must be in [0, {self.num_train_timesteps}), got {t_start}")
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
-        ts = torch.linspace(t_start, 0, steps).round().long().tolist() if steps > 1 else [t_start]
+        if spacing == "leading":
+            ratio = (t_start + 1) // steps
+            if ratio < 1 or (steps - 1) * ratio + offset > t_start:
+                raise ValueError(f"leading spacing needs (steps - 1) * ratio + offset <= t_start, "
+                                 f"got steps={steps}, offset={offset}, t_start={t_start}")
+            ts = [k * ratio + offset for k in reversed(range(steps))]
+        elif spacing == "linspace":
+            ts = torch.linspace(t_start, 0, steps).round().long().tolist() if steps > 1 \
+                else [t_start]
+        else:
+            raise ValueError(f"spacing must be 'linspace' or 'leading', got {spacing!r}")
         return list(zip(ts, [*ts[1:], -1], strict=True))
 
 

@@ -102,13 +102,27 @@ class SamplerConfig:
 
     t_max: int = 650  # official, MVTec AD (VisA/MPDD: 500): noise level the input is taken to
     steps: int = 25  # official: DDIM steps from t_max down to clean
+    # official: diffusers' "leading" DDIM spacing with steps_offset 1 over the first t_max
+    # training steps; the input is noised at index t_max - 1 and the steps are 625, 599, ..., 1
+    # (t_max 650, 25 steps), so the first ADS check already compares two different x0.
+    # "linspace": noised at t_max, steps from t_max to 0 (the first check has x0_in = x0_gen)
+    spacing: Literal["leading", "linspace"] = "leading"
     tau: float = 0.45  # official, MVTec AD (MPDD 0.35, VisA 0.15): stop when s > tau
     min_step: int = 350  # official, MVTec AD (VisA 250): every sample stops once t < min_step
     # (>= 1, so that every sample has stopped by the last step, t = 0)
     score_topk: int = 10  # official: s = mean of the 10 largest values of A
     feature_level: int = -1  # official: the last feature level drives ADS
     feature_size: int | None = None  # official: ADS features at the decoded size; None = that
+    # official: the ADS features are taken of the raw decodes in [-1, 1] (unclamped, without
+    # the feature extractor's normalisation), which tau is calibrated for; "normalised": the
+    # clamped [0, 1] decodes with the extractor's own normalisation (as the scoring does)
+    ads_input: Literal["raw", "normalised"] = "raw"
     seed: int = 0  # choice: the noise eps comes from a generator seeded per call (deterministic)
+
+    @property
+    def noise_step(self) -> int:
+        """The timestep index the input is noised to (t_max - 1 with "leading", else t_max)."""
+        return self.t_max - 1 if self.spacing == "leading" else self.t_max
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.score_topk < 1 or self.min_step < 1:
@@ -151,6 +165,11 @@ class GLADConfig(MethodConfig):
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
     def __post_init__(self) -> None:
+        if self.denoiser.kind == "sd_unet" and self.autoencoder.kind != "sd_vae":
+            raise ConfigError(
+                f"denoiser.kind 'sd_unet' works in Stable Diffusion's 4-channel latent space and "
+                f"needs autoencoder.kind 'sd_vae', got {self.autoencoder.kind!r}; use "
+                "denoiser.kind 'unet2d' for pixel space")
         T = self.schedule.num_train_timesteps
         if not 0 <= self.sampler.t_max < T:
             raise ConfigError(f"sampler.t_max must be in [0, {T}), got {self.sampler.t_max}")

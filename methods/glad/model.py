@@ -14,7 +14,6 @@ from torch import Tensor, nn
 
 from adbench.backbones import FeatureExtractor
 from adbench.diffusion import NoiseSchedule, randn_per_image
-from adbench.errors import ConfigError
 from adbench.methods.glad.config import GLADConfig, GLADScoringConfig, SamplerConfig
 from adbench.methods.glad.loss import atp_loss, atp_noise_target, atp_x0_target, mix_latents
 from adbench.methods.glad.networks import Denoiser, LatentCodec, build_codec, build_denoiser
@@ -31,7 +30,8 @@ class Reconstruction(NamedTuple):
     """Output of `GLADModel.reconstruct`."""
 
     images: Tensor  # (B, 3, H', W') in [0, 1], the decoded x_0
-    stop_steps: Tensor  # (B,) int64, the timestep at which each sample stopped adapting
+    stop_steps: Tensor  # (B,) int64, the timestep at which each sample stopped adapting; 0 for
+    # a sample that never stopped (it followed the whole trajectory to the clean end)
     stop_scores: Tensor  # (B,) the ADS score s at that step
 
 
@@ -66,18 +66,12 @@ class GLADModel(nn.Module):
     @classmethod
     def from_config(cls, config: GLADConfig) -> GLADModel:
         """Build every part named by ``config`` (pretrained parts are loaded here)."""
-        if config.random_weights and "sd_" in config.autoencoder.kind + config.denoiser.kind:
-            raise ConfigError(
-                "glad: random_weights=True cannot build the Stable Diffusion components yet "
-                f"(autoencoder.kind={config.autoencoder.kind!r}, "
-                f"denoiser.kind={config.denoiser.kind!r}); use the pixel-space parts "
-                "(autoencoder.kind='identity', denoiser.kind='unet2d') for mechanics runs"
-            )
-        codec = build_codec(config.autoencoder)
+        codec = build_codec(config.autoencoder, config.random_weights)
         size = config.autoencoder.size or config.data.image_size
         with torch.no_grad():
             shape = codec.encode(torch.zeros(1, 3, size, size)).shape
-        denoiser = build_denoiser(config.denoiser, image_size=shape[-1], channels=shape[1])
+        denoiser = build_denoiser(config.denoiser, image_size=shape[-1], channels=shape[1],
+                                  random_weights=config.random_weights)
         sign = 1.0 if config.training.target == "normal_x0" else -1.0
         return cls(codec, denoiser, NoiseSchedule(config.schedule),
                    FeatureExtractor(config.features, frozen=True,
@@ -115,12 +109,15 @@ class GLADModel(nn.Module):
 
     # -- inference: adaptive denoising step (ADS) and feature fusion (SAFF) ---------------------
     def ads_discrepancy(self, x0_in: Tensor, x0_gen: Tensor) -> Tensor:
-        """A(p) = min_q (1 - cos(f_in(p), f_gen(q))) on the decoded latents (B, 1, h, w)."""
-        images = self.codec.decode(torch.cat([x0_in, x0_gen]))
+        """A(p) = min_q (1 - cos(f_in(p), f_gen(q))) on the decoded latents (B, 1, h, w)
+        (``sampler.ads_input``: features of the raw or of the normalised decodes)."""
+        raw = self.sampler.ads_input == "raw"
+        latents = torch.cat([x0_in, x0_gen])
+        images = self.codec.decode_raw(latents) if raw else self.codec.decode(latents)
         size = self.sampler.feature_size
         if size is not None and images.shape[-2:] != (size, size):
             images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
-        level = self.features(images)[self.sampler.feature_level]
+        level = self.features(images, normalize=not raw)[self.sampler.feature_level]
         f_in, f_gen = level.chunk(2)
         return nn_discrepancy(f_in, f_gen)
 
@@ -129,11 +126,12 @@ class GLADModel(nn.Module):
                     noise: Tensor | None = None) -> Reconstruction:
         """Reconstruct a normal version of ``images`` (B, 3, H, W) in [0, 1].
 
-        Every sample starts at ``t_max`` and follows the same DDIM trajectory; while it is still
-        adapting, its generated x0 is compared with the input's x0 (the input re-noised with the
-        same eps and cleaned with the same eps_hat). It stops at the first step where s > tau
-        (taking the SAFF fusion) or t < min_step (taking the input-anchored x0). Stopping is a
-        per-sample flag; the batch is never split into a Python loop over samples.
+        Every sample is noised to ``sampler.noise_step`` and follows the same DDIM trajectory
+        (``sampler.spacing``); while it is still adapting, its generated x0 is compared with the
+        input's x0 (the input re-noised with the same eps and cleaned with the same eps_hat). It
+        stops at the first step where s > tau (taking the SAFF fusion) or t < min_step (taking
+        the input-anchored x0). Stopping is a per-sample flag; the batch is never split into a
+        Python loop over samples.
 
         Args:
             seed: seeds each image's noise eps with the image (`randn_per_image`) when ``noise``
@@ -148,8 +146,9 @@ class GLADModel(nn.Module):
         active = torch.ones(B, dtype=torch.bool, device=device)
         stop_steps = torch.full((B,), -1, dtype=torch.long, device=device)
         stop_scores = torch.zeros(B, device=device)
-        x_t = self.schedule.add_noise(z0, eps, torch.full((B,), cfg.t_max, device=device))
-        for t_int, t_prev_int in self.schedule.ddim_timesteps(cfg.t_max, cfg.steps):
+        x_t = self.schedule.add_noise(z0, eps, torch.full((B,), cfg.noise_step, device=device))
+        for t_int, t_prev_int in self.schedule.ddim_timesteps(cfg.noise_step, cfg.steps,
+                                                              cfg.spacing):
             t = torch.full((B,), t_int, device=device, dtype=torch.long)
             eps_hat = self.predict_noise(x_t, t)
             x0 = self.schedule.predict_x0(x_t, eps_hat, t)
@@ -161,6 +160,7 @@ class GLADModel(nn.Module):
                 stop_scores[idx[stopped]] = s[stopped]
                 active[idx[stopped]] = False
             x_t = self.schedule.ddim_step(x0, eps_hat, torch.full_like(t, t_prev_int))
+        stop_steps[active] = 0  # never stopped: the generated trajectory to the end
         return Reconstruction(self.codec.decode(x_t), stop_steps, stop_scores)
 
     def _adapt(self, z0: Tensor, eps: Tensor, eps_hat: Tensor, x0_gen: Tensor, t: Tensor,

@@ -2,9 +2,16 @@
 
 Paper preset: Stable Diffusion v1.4's VAE and text-conditioned UNet (diffusers classes and weight
 format). Tiny preset: pixel space and a small unconditional diffusers `UNet2DModel`.
+
+In mechanics mode (``random_weights=True``) the Stable Diffusion parts are built from the
+published v1.4 configurations shipped in ``sd_v1_4/`` (UNet 859.5 M, VAE 83.7 M and CLIP text
+encoder 123.1 M parameters) with random weights, and nothing is loaded.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -46,14 +53,17 @@ class LatentCodec(nn.Module):
         z = posterior.sample(generator) if sample else posterior.mode()
         return z.float() * self.scaling_factor
 
-    def decode(self, latents: Tensor) -> Tensor:
-        """(B, C_z, h_z, w_z) -> (B, 3, H', W') in [0, 1] at the codec's working size."""
+    def decode_raw(self, latents: Tensor) -> Tensor:
+        """(B, C_z, h_z, w_z) -> the decoder's raw output (B, 3, H', W'), about [-1, 1],
+        unclamped, at the codec's working size."""
         z = latents / self.scaling_factor
         if self.vae is None:
-            z = F.pixel_shuffle(z, self.patch_size)
-        else:
-            z = self.vae.decode(z.to(self.vae.dtype)).sample.float()
-        return ((z + 1) / 2).clamp(0, 1)
+            return F.pixel_shuffle(z, self.patch_size)
+        return self.vae.decode(z.to(self.vae.dtype)).sample.float()
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """(B, C_z, h_z, w_z) -> (B, 3, H', W') in [0, 1] at the codec's working size."""
+        return ((self.decode_raw(latents) + 1) / 2).clamp(0, 1)
 
 
 class Denoiser(nn.Module):
@@ -98,23 +108,36 @@ def guide(eps_uncond: Tensor, eps_cond: Tensor, scale: float) -> Tensor:
     return eps_uncond + scale * (eps_cond - eps_uncond)
 
 
-def build_codec(config: AutoencoderConfig) -> LatentCodec:
-    """The frozen codec named by ``config`` (loads the SD VAE for ``kind="sd_vae"``)."""
+SD_CONFIGS = Path(__file__).with_name("sd_v1_4")  # unet.json, vae.json, text_encoder.json
+
+
+def sd_config(part: str) -> dict:
+    """The published Stable Diffusion v1.4 configuration of ``part`` ("unet", "vae",
+    "text_encoder")."""
+    return json.loads((SD_CONFIGS / f"{part}.json").read_text())
+
+
+def build_codec(config: AutoencoderConfig, random_weights: bool = False) -> LatentCodec:
+    """The frozen codec named by ``config`` (the SD VAE for ``kind="sd_vae"``: loaded, or built
+    from its configuration with random weights in mechanics mode)."""
     vae = None
     if config.kind == "sd_vae":
         from diffusers import AutoencoderKL
 
-        vae = load_diffusers_component(AutoencoderKL, config.weights, "vae",
-                                       setting="autoencoder.weights")
+        vae = (AutoencoderKL.from_config(sd_config("vae")) if random_weights else
+               load_diffusers_component(AutoencoderKL, config.weights, "vae",
+                                        setting="autoencoder.weights"))
     return LatentCodec(vae, config.scaling_factor, config.size, config.patch_size)
 
 
-def build_denoiser(config: DenoiserConfig, image_size: int, channels: int) -> Denoiser:
+def build_denoiser(config: DenoiserConfig, image_size: int, channels: int,
+                   random_weights: bool = False) -> Denoiser:
     """The denoiser named by ``config``.
 
     Args:
         image_size: side of the diffusion space (latent or pixel), for `UNet2DModel`.
         channels: channels of the diffusion space.
+        random_weights: mechanics mode: the SD UNet and text encoder from their configurations.
     """
     if config.kind == "unet2d":
         from diffusers import UNet2DModel
@@ -131,10 +154,42 @@ def build_denoiser(config: DenoiserConfig, image_size: int, channels: int) -> De
         return Denoiser(unet)
     from diffusers import UNet2DConditionModel
 
-    unet = load_diffusers_component(UNet2DConditionModel, config.weights, "unet",
-                                    setting="denoiser.weights")
-    prompt, empty = encode_prompts(config.weights, [config.prompt, ""])
+    if random_weights:
+        unet = UNet2DConditionModel.from_config(sd_config("unet"))
+        prompt, empty = encode_prompts_randomly([config.prompt, ""])
+    else:
+        unet = load_diffusers_component(UNet2DConditionModel, config.weights, "unet",
+                                        setting="denoiser.weights")
+        prompt, empty = encode_prompts(config.weights, [config.prompt, ""])
     return Denoiser(unet, prompt, empty, config.guidance_scale)
+
+
+def _import_clip() -> tuple[type, type, type]:
+    try:
+        from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    except ImportError as err:
+        raise MissingDependencyError(
+            "GLAD's sd_unet denoiser encodes its prompt with the Stable Diffusion text encoder, "
+            "which needs transformers: pip install 'adbench-uad[glad]'") from err
+    return CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+
+def encode_prompts_randomly(prompts: list[str]) -> list[Tensor]:
+    """Mechanics mode: (1, 77, 768) embeddings of ``prompts`` by a randomly initialised SD v1.4
+    CLIP text encoder. The token ids are the prompt's UTF-8 bytes between CLIP's start and end
+    tokens (the tokenizer's vocabulary is not shipped): the shapes and the cost are real, the
+    embedding means nothing."""
+    clip_config, clip_model, _ = _import_clip()
+    config = clip_config(**sd_config("text_encoder"))
+    encoder = clip_model(config).eval()
+    length = config.max_position_embeddings
+    rows = []
+    for prompt in prompts:
+        ids = [config.bos_token_id, *prompt.encode()[:length - 2], config.eos_token_id]
+        rows.append(ids + [config.eos_token_id] * (length - len(ids)))
+    with torch.no_grad():
+        hidden = encoder(torch.tensor(rows))[0]
+    return [h.unsqueeze(0) for h in hidden]
 
 
 def encode_prompts(weights: str, prompts: list[str]) -> list[Tensor]:
@@ -143,12 +198,7 @@ def encode_prompts(weights: str, prompts: list[str]) -> list[Tensor]:
     The text encoder is used once here and not kept: the prompt is fixed, so its embedding is a
     constant of the model.
     """
-    try:
-        from transformers import CLIPTextModel, CLIPTokenizer
-    except ImportError as err:
-        raise MissingDependencyError(
-            "GLAD's sd_unet denoiser encodes its prompt with the Stable Diffusion text encoder, "
-            "which needs transformers: pip install transformers") from err
+    _, CLIPTextModel, CLIPTokenizer = _import_clip()
     tokenizer = load_diffusers_component(CLIPTokenizer, weights, "tokenizer",
                                          setting="denoiser.weights")
     encoder = load_diffusers_component(CLIPTextModel, weights, "text_encoder",

@@ -21,6 +21,7 @@ from torch import nn
 
 import adbench
 from adbench.backbones import load_diffusers_component
+from adbench.batch import Batch
 from adbench.diffusion import NoiseSchedule, ScheduleConfig
 from adbench.errors import ConfigError, WeightsNotFoundError
 from adbench.methods.glad import GLAD, GLADConfig
@@ -332,7 +333,8 @@ def test_ads_stops_samples_at_different_steps_within_one_batch():
     z0 = x * 2 - 1
     changed = z0.clone()
     changed[1, :, 8:24, 8:24] = -z0[1, :, 8:24, 8:24]  # sample 1 generates something else
-    model = oracle_model(changed, t_max=400, steps=5, tau=0.01, min_step=150)
+    settings = {"t_max": 400, "steps": 5, "tau": 0.01, "min_step": 150, "spacing": "linspace"}
+    model = oracle_model(changed, **settings)
     noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(0))
     result = model.reconstruct(x, noise=noise)
     # trajectory 400, 300, 200, 100, 0: at t = 400 both x0-estimates coincide (same x_t), so
@@ -341,10 +343,56 @@ def test_ads_stops_samples_at_different_steps_within_one_batch():
     assert result.stop_scores[1] > 0.01 >= result.stop_scores[0]
     # batched decisions equal the per-sample ones
     for i in range(2):
-        single = oracle_model(changed[i:i + 1], t_max=400, steps=5, tau=0.01, min_step=150)
+        single = oracle_model(changed[i:i + 1], **settings)
         alone = single.reconstruct(x[i:i + 1], noise=noise[i:i + 1])
         assert alone.stop_steps.item() == result.stop_steps[i].item()
         torch.testing.assert_close(alone.images, result.images[i:i + 1], rtol=1e-4, atol=1e-4)
+
+
+def test_leading_spacing_makes_the_first_ads_check_count():
+    x = images(2, seed=4)
+    changed = x * 2 - 1
+    changed[1, :, 8:24, 8:24] = -changed[1, :, 8:24, 8:24]
+    model = oracle_model(changed, t_max=400, steps=5, tau=0.01, min_step=150)
+    assert model.sampler.spacing == "leading" and model.sampler.noise_step == 399
+    # noised at 399; ratio 400 // 5 = 80 and offset 1: steps 321, 241, 161, 81, 1. The first
+    # step is below the noising step, so x0_in differs from x0_gen there (s > 0) and both
+    # samples can stop at once; with linspace the first step is the noising step, x0_in equals
+    # x0_gen, s = 0 and nobody stops there
+    assert [t for t, _ in model.schedule.ddim_timesteps(399, 5, "leading")] == [
+        321, 241, 161, 81, 1]
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    first = model.reconstruct(x, noise=noise)
+    assert first.stop_steps.tolist() == [321, 321] and (first.stop_scores > 0.01).all()
+    linspace = oracle_model(changed, t_max=400, steps=5, tau=0.01, min_step=150,
+                            spacing="linspace")
+    assert 400 not in linspace.reconstruct(x, noise=noise).stop_steps.tolist()
+
+
+def test_ddim_timesteps_leading_is_diffusers_spacing_with_offset():
+    schedule = tiny().model.schedule
+    official = [625 - 26 * k for k in range(25)]  # GLAD, MVTec AD: 650 training steps, 25
+    pairs = schedule.ddim_timesteps(649, 25, "leading")
+    assert [t for t, _ in pairs] == official and official[-1] == 1
+    assert [p for _, p in pairs] == [*official[1:], -1]
+    assert [t for t, _ in schedule.ddim_timesteps(200, 5)] == [200, 150, 100, 50, 0]
+    with pytest.raises(ValueError, match="leading spacing"):
+        schedule.ddim_timesteps(3, 5, "leading")
+    with pytest.raises(ValueError, match="spacing must be"):
+        schedule.ddim_timesteps(200, 5, "trailing")
+
+
+@torch.no_grad()
+def test_ads_input_raw_feeds_the_unclamped_decodes_without_normalisation():
+    model = tiny(**PIXELS, **{"sampler.ads_input": "raw"}).model
+    z0 = images(1, seed=5) * 2 - 1
+    x0_gen = 1.5 * z0  # outside [-1, 1]: clamping would change it
+    raw = [model.features.model(z)[-1] for z in (z0, x0_gen)]
+    expected = nn_discrepancy(*raw)
+    torch.testing.assert_close(model.ads_discrepancy(z0, x0_gen), expected)
+    normalised = tiny(**PIXELS, **{"sampler.ads_input": "normalised"}).model
+    assert not torch.allclose(normalised.ads_discrepancy(z0, x0_gen), expected)
+    assert GLADConfig().sampler.ads_input == "raw"  # the official inputs by default
 
 
 def reference_discrepancy(model: GLADModel, x0_in: torch.Tensor, x0_gen: torch.Tensor):
@@ -397,7 +445,9 @@ def test_forward_shapes_and_stop_step_record():
     assert out.anomaly_map.shape == (3, 1, SIZE, SIZE) and out.score.shape == (3,)
     assert torch.isfinite(out.anomaly_map).all()
     sampler = method.config.sampler
-    trajectory = {t for t, _ in method.model.schedule.ddim_timesteps(sampler.t_max, sampler.steps)}
+    schedule = method.model.schedule
+    trajectory = {t for t, _ in schedule.ddim_timesteps(sampler.noise_step, sampler.steps,
+                                                        sampler.spacing)}
     assert set(method.last_stop_steps.tolist()) <= trajectory
     assert sum(method.stop_step_histogram().values()) == 3
     method(images(2))
@@ -468,10 +518,11 @@ def baseline():
     ("sampler.feature_level", 0),
     ("sampler.feature_size", 64),
     ("sampler.seed", 1),
+    ("sampler.spacing", "linspace"),
     ("scoring.sigma", 0.0),
     ("scoring.feature_size", 48),
     ("scoring.bidirectional", True),
-    ("scoring.pixel_weight", 2.0),
+    ("scoring.pixel_weight", 0.0),
     ("scoring.foreground", True),
     ("scoring.pooling", "max"),
     ("autoencoder.scaling_factor", 0.5),
@@ -493,11 +544,12 @@ def test_option_sampler_tau_and_min_step_decide_when_samples_stop():
     eager = tiny(**fixed, **{"sampler.tau": -1.0})
     patient = tiny(**fixed, **{"sampler.tau": 100.0})
     eager(images()), patient(images())
-    assert eager.stop_step_histogram() == {300: 2}  # every sample stops at the first step
-    assert patient.stop_step_histogram() == {75: 2}  # 300, 225, 150, 75: first t < min_step
+    # noised at 299, leading steps 241, 181, 121, 61, 1
+    assert eager.stop_step_histogram() == {241: 2}  # every sample stops at the first step
+    assert patient.stop_step_histogram() == {61: 2}  # the first t < min_step
     earlier = tiny(**{**fixed, "sampler.tau": 100.0, "sampler.min_step": 200})
     earlier(images())
-    assert earlier.stop_step_histogram() == {150: 2}
+    assert earlier.stop_step_histogram() == {181: 2}
 
 
 def test_option_training_target_sign_and_schedule_change_the_loss():
@@ -570,6 +622,21 @@ def test_invalid_options_are_config_errors(key, value, message):
         adbench.resolve_config("glad", "tiny", {key: value})
 
 
+def test_an_sd_unet_needs_the_sd_latent_space():
+    with pytest.raises(ConfigError, match=r"'sd_unet' .* needs autoencoder.kind 'sd_vae', got "
+                                          r"'identity'"):
+        adbench.resolve_config("glad", "paper", {"autoencoder.kind": "identity"})
+
+
+def test_one_ddim_step_where_no_sample_stops_counts_them_at_the_end():
+    # t_max 650 >= min_step and tau too high to fuse: nobody stops during the single step
+    method = tiny(**{"sampler.steps": 1, "sampler.tau": 1e9, "sampler.spacing": "linspace"})
+    with torch.no_grad():
+        method(images(3))
+    assert method.last_stop_steps.tolist() == [0, 0, 0]
+    assert method.stop_step_histogram() == {0: 3}
+
+
 def test_unknown_key_suggests_the_closest():
     with pytest.raises(ConfigError, match=r"did you mean 'sampler\.steps'"):
         adbench.resolve_config("glad", "tiny", {"sampler.stpes": 3})
@@ -578,6 +645,89 @@ def test_unknown_key_suggests_the_closest():
 def test_paper_preset_offline_raises_weights_not_found(empty_offline_hub):
     with pytest.raises(WeightsNotFoundError, match=r"CompVis/stable-diffusion-v1-4.*weights="):
         adbench.create("glad", preset="paper")
+
+
+def test_sd_configurations_are_the_published_v1_4_ones():
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from adbench.methods.glad.networks import sd_config
+
+    unet = sd_config("unet")
+    assert unet["block_out_channels"] == [320, 640, 1280, 1280]
+    assert unet["cross_attention_dim"] == 768 and unet["in_channels"] == 4
+    assert sd_config("vae")["latent_channels"] == 4
+    text = sd_config("text_encoder")
+    assert (text["hidden_size"], text["num_hidden_layers"], text["max_position_embeddings"]) == (
+        768, 12, 77)
+    # shapes without allocating the weights: the meta device
+    with torch.device("meta"):
+        assert sum(p.numel() for p in UNet2DConditionModel.from_config(unet).parameters()) \
+            == 859_520_964  # SD v1's UNet
+        assert sum(p.numel() for p in AutoencoderKL.from_config(sd_config("vae")).parameters()) \
+            == 83_653_863
+
+
+def test_mechanics_prompts_are_clip_shaped_and_differ():
+    from adbench.methods.glad.networks import encode_prompts_randomly
+
+    torch.manual_seed(0)
+    prompt, empty = encode_prompts_randomly(["a photo of sks", ""])
+    assert prompt.shape == empty.shape == (1, 77, 768)
+    assert not torch.allclose(prompt, empty)
+
+
+def test_paper_preset_without_transformers_names_the_extra(monkeypatch):
+    import builtins
+
+    from adbench.errors import MissingDependencyError
+    from adbench.methods.glad.networks import encode_prompts_randomly
+
+    real_import = builtins.__import__
+
+    def no_transformers(name, *args, **kwargs):
+        if name.startswith("transformers"):
+            raise ImportError("No module named 'transformers'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_transformers)
+    with pytest.raises(MissingDependencyError, match=r"adbench-uad\[glad\]"):
+        encode_prompts_randomly([""])
+
+
+@pytest.mark.slow
+def test_paper_architecture_in_mechanics_mode_trains_and_runs_ads():
+    """SD v1.4 VAE and UNet, the CLIP prompt and DINO ViT-B/8, all with random weights, at 64 px
+    (8 x 8 latents) with 3 DDIM steps: one training step and one ADS test batch."""
+    with pytest.warns(UserWarning, match="random"):
+        method = adbench.create("glad", "paper", random_weights=True, **{
+            "data.image_size": 64, "autoencoder.size": 64, "sampler.steps": 3,
+            "scoring.feature_size": 64})
+    model = method.model
+
+    def count(module: nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    assert count(model.denoiser.unet) == 859_520_964
+    assert count(model.codec.vae) == 83_653_863
+    assert count(model.features) == pytest.approx(85.8e6, rel=1e-3)  # DINO ViT-B/8
+    assert model.denoiser.prompt.shape == (1, 77, 768)
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    method.train()
+    method.log = lambda *args, **kwargs: None
+    batch = Batch(images, torch.zeros(2, 1, 64, 64), torch.zeros(2, dtype=torch.long),
+                  torch.zeros(2, dtype=torch.long), torch.arange(2))
+    loss = method.training_step(batch, 0)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert model.denoiser.unet.conv_in.weight.grad is not None
+    assert all(p.grad is None for p in model.codec.parameters())  # the VAE stays frozen
+    method.eval()
+    with torch.no_grad():
+        out = method(images)
+    assert out.anomaly_map.shape == (2, 1, 64, 64) and torch.isfinite(out.score).all()
+    # every sample stops at a DDIM step above min_step or at the first below it (noised at 649,
+    # leading steps 433, 217, 1)
+    assert set(method.last_stop_steps.tolist()) <= {433, 217}
 
 
 # -- learning ----------------------------------------------------------------------------------
