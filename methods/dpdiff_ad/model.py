@@ -110,7 +110,7 @@ class DPDiffModel(nn.Module):
         l_local = local_prototype_loss(tokens, match.aggregate)
 
         descriptors = self.glob.descriptor(adapted)
-        similarity = self.glob.similarity(descriptors)
+        similarity = self.glob.similarity(descriptors, self.ot_projection())
         gathered, offset = gather_rows(descriptors)
         q = self.ot_targets(gathered)[offset: offset + tokens.shape[0]]
         if config.global_prototypes.ot_loss == "cross_entropy":
@@ -129,14 +129,22 @@ class DPDiffModel(nn.Module):
         return TrainingLosses(total, l_diff, l_local, l_ot, tokens.detach(), match.index[..., 0],
                               gathered)
 
+    def ot_projection(self) -> Tensor | None:
+        """The map OT similarities are taken after: the denoiser's condition embedding (D, C)
+        when ``ot_acts_on="denoiser"``, else None (cosine in token space)."""
+        if self.config.global_prototypes.ot_acts_on == "denoiser":
+            return self.denoiser.condition.weight
+        return None
+
     @torch.no_grad()
     def ot_targets(self, descriptors: Tensor) -> Tensor:
         """OT targets Q (R, K_G) of descriptors (R, C), rows summing to 1
         (``global_prototypes.ot_target``: with the queue, over the batch, or unbalanced)."""
         glob = self.config.global_prototypes
-        similarity = self.glob.similarity(descriptors)
+        projection = self.ot_projection()
+        similarity = self.glob.similarity(descriptors, projection)
         queued = self.glob.queued()
-        extra = None if queued is None else self.glob.similarity(queued)
+        extra = None if queued is None else self.glob.similarity(queued, projection)
         solver = "unbalanced" if glob.ot_target == "unbalanced" else "balanced"
         return ot_targets(similarity, glob.sinkhorn_eps, glob.sinkhorn_iters, solver,
                           glob.unbalanced_reg_m, extra)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -13,6 +15,45 @@ from adbench.contract import AnomalyMethod
 
 from .config import DPDiffADConfig
 from .model import DPDiffModel
+
+
+def stratified_indices(categories: Sequence[int], total: int,
+                       generator: torch.Generator | None = None) -> list[int]:
+    """A sample of dataset positions with every category in it (``init.sampling="stratified"``).
+
+    Each category gets one image, and the other ``total - C`` places are shared in proportion to
+    the categories' remaining sizes (largest remainder), drawn without replacement.
+
+    Args:
+        categories: the category of each dataset position.
+        total: sample size; raised to the number of categories C, capped at the dataset size.
+        generator: random source of the draws.
+
+    Returns:
+        the chosen positions, in random order.
+    """
+    groups: dict[int, list[int]] = {}
+    for position, category in enumerate(categories):
+        groups.setdefault(int(category), []).append(position)
+    names = sorted(groups)
+    total = min(max(total, len(names)), len(categories))
+    rest = total - len(names)
+    spare = [len(groups[name]) - 1 for name in names]
+    shares = [rest * n / max(sum(spare), 1) for n in spare]
+    quota = [1 + int(share) for share in shares]
+    order = sorted(range(len(names)), key=lambda i: int(shares[i]) - shares[i])
+    for i in order[: total - sum(quota)]:  # largest remainders first
+        quota[i] += 1
+    chosen = []
+    for name, count in zip(names, quota, strict=True):
+        members = torch.tensor(groups[name])
+        chosen += members[torch.randperm(len(members), generator=generator)[:count]].tolist()
+    return [chosen[i] for i in torch.randperm(len(chosen), generator=generator).tolist()]
+
+
+def _load(dataset: Any, positions: list[int]) -> Tensor:
+    """The images (B, 3, H, W) of dataset positions."""
+    return Batch.collate([dataset[i] for i in positions]).image
 
 
 class DPDiffAD(AnomalyMethod):
@@ -55,16 +96,31 @@ class DPDiffAD(AnomalyMethod):
         """
         if bool(self.model.initialized):
             return
-        init = self.config.init
-        per_batch = max(1, init.max_tokens // init.batches)
         generator = torch.Generator().manual_seed(0)
+        chunks = self._initialization_images(generator)
+        per_batch = max(1, self.config.init.max_tokens // len(chunks))
         tokens, summaries = [], []
-        for batch in itertools.islice(self.trainer.train_dataloader, init.batches):
-            sample = self.model.initialization_sample(batch.image.to(self.device), per_batch,
+        for load in chunks:
+            sample = self.model.initialization_sample(load().to(self.device), per_batch,
                                                       generator)
             tokens.append(sample[0])
             summaries.append(sample[1])
         self.model.initialize(torch.cat(tokens), torch.cat(summaries), generator)
+
+    def _initialization_images(self, generator: torch.Generator) -> list[Callable[[], Tensor]]:
+        """The start-up sample as batches of images, each loaded when called
+        (``init.sampling``: stratified per category, or the loader's first batches)."""
+        init = self.config.init
+        loader = self.trainer.train_dataloader
+        dataset = getattr(loader, "dataset", None)
+        categories = getattr(dataset, "category_ids", None)
+        if init.sampling == "stratified" and categories is not None:
+            size = getattr(loader, "batch_size", None) or self.config.data.batch_size
+            chosen = stratified_indices(categories, init.batches * size, generator)
+            return [functools.partial(_load, dataset, chosen[start: start + size])
+                    for start in range(0, len(chosen), size)]
+        batches = [batch.image for batch in itertools.islice(loader, init.batches)]
+        return [functools.partial(lambda image: image, image) for image in batches]
 
     def on_train_batch_end(self, outputs: Any, batch: Batch, batch_idx: int) -> None:
         """Bank updates (usage, EMA k-means, dead-prototype re-seeding) and the denoiser EMA."""

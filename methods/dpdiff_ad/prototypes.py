@@ -248,10 +248,19 @@ class GlobalPrototypes(nn.Module):
         """Image descriptors g (B, C): mean-pooled tokens (B, N, C), L2-normalised."""
         return F.normalize(tokens.float().mean(1), dim=-1)
 
-    def similarity(self, descriptors: Tensor) -> Tensor:
-        """cos(g_b, p_k) (B, K_G) for descriptors (B, C), in float32 even under autocast."""
+    def similarity(self, descriptors: Tensor, projection: Tensor | None = None) -> Tensor:
+        """cos(g_b, p_k) (B, K_G) for descriptors (B, C), in float32 even under autocast.
+
+        With a ``projection`` (D, C) the cosine is taken after it: cos(W g_b, W p_k), with the
+        gradient to W (``ot_acts_on="denoiser"``: W is the denoiser's condition embedding).
+        """
         with torch.autocast(descriptors.device.type, enabled=False):
-            return descriptors.float() @ F.normalize(self.weight, dim=-1).T
+            prototypes = F.normalize(self.weight.float(), dim=-1)
+            descriptors = descriptors.float()
+            if projection is not None:
+                prototypes = F.normalize(prototypes @ projection.float().T, dim=-1)
+                descriptors = F.normalize(descriptors @ projection.float().T, dim=-1)
+            return descriptors @ prototypes.T
 
     def queued(self) -> Tensor | None:
         """The descriptors in the queue (Q', C), oldest first; None without a queue."""

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from fixtures.learning import FixedBatchLoss, synthetic_task
 
 import adbench
-from adbench.batch import Batch
+from adbench.batch import Batch, Sample
 from adbench.config import from_dict
 from adbench.errors import ConfigError, WeightsNotFoundError
 from adbench.methods.dpdiff_ad import DPDiffAD, DPDiffADConfig
@@ -34,6 +34,7 @@ from adbench.methods.dpdiff_ad.loss import (
     sinkhorn_log_torch,
     sinkhorn_plan,
 )
+from adbench.methods.dpdiff_ad.module import stratified_indices
 from adbench.methods.dpdiff_ad.prototypes import (
     GlobalPrototypes,
     LocalPrototypes,
@@ -503,8 +504,9 @@ def test_ot_target_options_change_the_target_of_a_batch():
         if name == "queue":  # the batch plus the 8 descriptors of the initialisation images
             queue = model.glob.queued()
             assert queue.shape == (8, 176)
-            expected = ot_targets(model.glob.similarity(descriptors), 0.5, 1000,
-                                  extra=model.glob.similarity(queue))
+            w = model.ot_projection()
+            expected = ot_targets(model.glob.similarity(descriptors, w), 0.5, 1000,
+                                  extra=model.glob.similarity(queue, w))
             torch.testing.assert_close(targets[name], expected)
     names = list(targets)
     for i, first in enumerate(names):
@@ -552,9 +554,32 @@ def test_detach_conditions_controls_the_gradient_from_the_denoiser_to_the_banks(
     assert grads[0] == 0.0 and grads[1] > 0
 
 
+def test_ot_loss_trains_the_denoiser_condition_embedding():
+    x = torch.cat([images(4, seed=5), 0.2 * images(4, seed=6)])
+    method = build()  # ot_acts_on = "denoiser"
+    model = method.model
+    weight = model.denoiser.condition.weight
+    # the OT cosines are taken after the condition embedding W: cos(W g, W p)
+    descriptors = model.glob.descriptor(model.tokens(x)[0])
+    projected = F.normalize(descriptors @ weight.T, dim=1)
+    prototypes = F.normalize(F.normalize(model.glob.weight, dim=1) @ weight.T, dim=1)
+    torch.testing.assert_close(model.glob.similarity(descriptors, weight),
+                               projected @ prototypes.T)
+    losses(method, x).ot.backward()
+    assert weight.grad.abs().sum() > 0 and model.glob.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for name, p in model.denoiser.named_parameters()
+               if not name.startswith("condition."))
+    # today's behaviour as an option: L_OT moves the global prototypes only
+    legacy = build(**{"global_prototypes.ot_acts_on": "prototypes"})
+    assert legacy.model.adapter is None and legacy.model.ot_projection() is None
+    losses(legacy, x).ot.backward()
+    assert legacy.model.glob.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in legacy.model.denoiser.parameters())
+
+
 def test_ot_loss_trains_the_feature_adapter_and_only_the_ot_loss_does():
     x = torch.cat([images(4, seed=5), 0.2 * images(4, seed=6)])
-    method = build()
+    method = build(**{"global_prototypes.ot_acts_on": "adapter"})
     adapter = method.model.adapter.linear
     assert torch.equal(adapter.weight, torch.zeros_like(adapter.weight))  # starts as identity
     out = losses(method, x)
@@ -563,16 +588,10 @@ def test_ot_loss_trains_the_feature_adapter_and_only_the_ot_loss_does():
     out.ot.backward()
     assert adapter.weight.grad.abs().sum() > 0 and adapter.bias.grad.abs().sum() > 0
     assert method.model.glob.weight.grad.abs().sum() > 0
-    # today's behaviour as an option: no adapter, L_OT moves the global prototypes only
-    legacy = build(**{"global_prototypes.ot_acts_on": "prototypes"})
-    assert legacy.model.adapter is None
-    losses(legacy, x).ot.backward()
-    assert legacy.model.glob.weight.grad.abs().sum() > 0
-    assert all(p.grad is None for p in legacy.model.denoiser.parameters())
 
 
 def test_the_reconstruction_and_the_scores_use_the_adapted_tokens():
-    method = build()
+    method = build(**{"global_prototypes.ot_acts_on": "adapter"})
     x = images(2, seed=3)
     before = forward(method, x).anomaly_map
     with torch.no_grad():
@@ -585,10 +604,12 @@ def test_the_reconstruction_and_the_scores_use_the_adapted_tokens():
 
 def test_learning_rates_per_parameter_group():
     method = build(prototype_lr=0.05)
-    denoiser, prototypes, adapter = method.parameter_groups()
-    assert "lr" not in denoiser and "lr" not in adapter  # the optimiser's lr (optim.lr)
-    assert {id(p) for p in adapter["params"]} == {id(p) for p in
-                                                  method.model.adapter.parameters()}
+    denoiser, prototypes = method.parameter_groups()
+    assert "lr" not in denoiser  # the optimiser's lr (optim.lr)
+    adapted = build(**{"global_prototypes.ot_acts_on": "adapter"})
+    adapter = adapted.parameter_groups()[2]
+    assert "lr" not in adapter and {id(p) for p in adapter["params"]} == {
+        id(p) for p in adapted.model.adapter.parameters()}
     assert prototypes["lr"] == 0.05 and prototypes["weight_decay"] == 0.0
     assert {id(p) for p in prototypes["params"]} == {id(method.model.local.weight),
                                                      id(method.model.glob.weight)}
@@ -636,6 +657,60 @@ def test_init_batches_and_reseed_every_act_in_the_training_hooks():
         method.on_train_batch_end(None, loader.batches[0], 0)
         reseeded.append(not torch.equal(before, method.model.local.weight))
     assert reseeded == [False, False, True]
+
+
+def test_stratified_sample_has_every_category_then_proportional_shares():
+    categories = [0] * 100 + [1] * 10 + [2] + [3] + [4] * 50
+    chosen = stratified_indices(categories, 20, torch.Generator().manual_seed(0))
+    # one each, then 15 places shared by 99 / 9 / 0 / 0 / 49 spare images: 9.46, 0.86, 0, 0,
+    # 4.68 -> 9, 0, 0, 0, 4 and the two largest remainders (0.86, 0.68) -> 10, 2, 1, 1, 6
+    assert len(set(chosen)) == 20
+    counts = np.bincount([categories[i] for i in chosen], minlength=5)
+    assert counts.tolist() == [10, 2, 1, 1, 6]
+    few = stratified_indices(categories, 3)  # raised to one per category
+    assert sorted(categories[i] for i in few) == [0, 1, 2, 3, 4]
+    assert sorted(stratified_indices([0, 1, 1], 10)) == [0, 1, 2]  # capped at the dataset
+
+
+class _Dataset:
+    """Training images with categories; records which positions were read."""
+
+    def __init__(self, categories: list[int]) -> None:
+        self.category_ids = categories
+        self.read: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.category_ids)
+
+    def __getitem__(self, item: int) -> Sample:
+        self.read.append(item)
+        return Sample(images(1, seed=item)[0], torch.zeros(1, SIZE, SIZE), 0,
+                      self.category_ids[item], item)
+
+
+def test_start_up_sample_is_stratified_per_category():
+    method = DPDiffAD(tiny_config(**{"init.batches": 2, "init.max_tokens": 40}))
+    dataset = _Dataset([0] * 30 + [1] + [2] * 5)
+    loader = _Loader(3)
+    loader.dataset, loader.batch_size = dataset, 2
+    method.trainer = SimpleNamespace(train_dataloader=loader, global_step=0)
+    seen = {}
+    initialize = method.model.initialize
+
+    def spy(tokens, summaries, generator=None):
+        seen.update(tokens=tokens.shape[0], images=summaries.shape[0])
+        initialize(tokens, summaries, generator)
+
+    method.model.initialize = spy
+    method.on_train_start()
+    assert loader.drawn == 0 and seen == {"tokens": 40, "images": 4}
+    # 4 images: one of each category, the spare place to the largest category
+    assert sorted(dataset.category_ids[i] for i in dataset.read) == [0, 0, 1, 2]
+    loader_mode = DPDiffAD(tiny_config(**{"init.batches": 2, "init.sampling": "loader"}))
+    loader_mode.trainer = SimpleNamespace(train_dataloader=loader, global_step=0)
+    dataset.read.clear()
+    loader_mode.on_train_start()
+    assert loader.drawn == 2 and dataset.read == []
 
 
 # -- config and presets -------------------------------------------------------------------------
