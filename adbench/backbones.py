@@ -230,6 +230,15 @@ class FeatureExtractor(nn.Module):
         return list(self.model(self.normalize(images) if normalize else images))
 
 
+ALLOW_DOWNLOAD = "ADBENCH_ALLOW_DOWNLOAD"
+
+
+def downloads_allowed() -> bool:
+    """Whether a hub repo id may be downloaded: only when the user asked for it by setting the
+    environment variable ``ADBENCH_ALLOW_DOWNLOAD=1``; otherwise only the hub cache is read."""
+    return os.environ.get(ALLOW_DOWNLOAD, "") == "1"
+
+
 def load_diffusers_component(
     model_class: type,
     source: str,
@@ -245,8 +254,8 @@ def load_diffusers_component(
     Args:
         model_class: the class to load.
         source: a local diffusers-format folder (holding ``<subfolder>/config.json``) or a model
-            hub repo id such as ``CompVis/stable-diffusion-v1-4``, read from the hub cache (only
-            from the cache when ``HF_HUB_OFFLINE`` is set).
+            hub repo id such as ``CompVis/stable-diffusion-v1-4``, read from the hub cache;
+            downloaded only with ``ADBENCH_ALLOW_DOWNLOAD=1`` and ``HF_HUB_OFFLINE`` unset.
         subfolder: the component's folder inside ``source`` (``"unet"``, ``"vae"``, ...).
         setting: the config key that holds ``source``, named in the error message.
         **kwargs: passed to ``from_pretrained`` (e.g. ``torch_dtype``).
@@ -267,9 +276,11 @@ def load_diffusers_component(
         and source.count("/") == 1
     )
     if is_repo_id:
-        offline = bool(constants.HF_HUB_OFFLINE)
+        offline = bool(constants.HF_HUB_OFFLINE) or not downloads_allowed()
         where = f"the model hub cache ({constants.HF_HUB_CACHE})" + (
-            ", offline because HF_HUB_OFFLINE is set" if offline else ", then the model hub"
+            ", then the model hub" if not offline else
+            ", offline because HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else
+            f", without downloading because {ALLOW_DOWNLOAD} is not set to 1"
         )
         options["local_files_only"] = offline
     else:
@@ -288,6 +299,6 @@ def load_diffusers_component(
             f"{component} weights '{source}' are not available: looked in {where} "
             f"({type(err).__name__}: {str(err)[:200]}). Provide them with {setting}="
             "/path/to/a/diffusers/folder (for example a saved stable-diffusion-v1-4 pipeline), "
-            "or download the repo once with network access so it is read from the hub cache, "
-            "or set HF_HOME to a folder holding that cache"
+            f"or let adbench download the repo once ({ALLOW_DOWNLOAD}=1 with network access; "
+            "it is then read from the hub cache), or set HF_HOME to a folder holding that cache"
         ) from err

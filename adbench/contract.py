@@ -169,7 +169,21 @@ class AnomalyMethod(L.LightningModule):
         """Score images (B, 3, H, W) in [0, 1]; see `postprocess` for the usual last step."""
         raise NotImplementedError
 
+    def score(self, batch: Batch) -> AnomalyOutput:
+        """Score a batch in the evaluation loops: ``self(batch.image)``. Override to use more
+        of the batch (e.g. per-category settings from `category_names`)."""
+        return self(batch.image)
+
     # -- shared helpers ----------------------------------------------------------------------
+    def category_names(self, batch: Batch) -> list[str] | None:
+        """The category name of each image of ``batch``, from the trainer's datamodule
+        (``categories``, indexed by ``batch.category``); None outside a Trainer or without it."""
+        trainer = getattr(self, "_trainer", None)
+        categories = getattr(getattr(trainer, "datamodule", None), "categories", None)
+        if categories is None:
+            return None
+        return [categories[i] for i in batch.category.tolist()]
+
     def postprocess(self, raw_map: Tensor, size: tuple[int, int]) -> AnomalyOutput:
         """Upsample a raw map to ``size``, smooth and pool it as ``config.scoring`` says.
 
@@ -194,7 +208,7 @@ class AnomalyMethod(L.LightningModule):
     # -- evaluation (never re-implemented by a method) ----------------------------------------
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> AnomalyOutput:
         """Score a test batch and feed the evaluator (which resizes maps to the mask size)."""
-        output = self(batch.image)
+        output = self.score(batch)
         if self.evaluator is not None:
             self.evaluator.update(output, batch)
         return output
@@ -205,7 +219,7 @@ class AnomalyMethod(L.LightningModule):
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         """Log the mean image score of held-out *normal* training images (lower is better)."""
-        output = self(batch.image)
+        output = self.score(batch)
         self.log("val/normal_score", output.score.mean(), batch_size=len(batch), sync_dist=True)
 
     # -- optimisation -------------------------------------------------------------------------

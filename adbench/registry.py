@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adbench.config import fill_num_classes, from_dict, load_yaml, merge, unflatten
-from adbench.errors import AdbenchError, MissingDependencyError, unknown_name
+from adbench.errors import AdbenchError, ConfigError, MissingDependencyError, unknown_name
 
 if TYPE_CHECKING:
     from adbench.contract import AnomalyMethod
@@ -48,12 +48,18 @@ class MethodSpec:
     requires: tuple[str, ...] = ()
     extra: str = ""
 
-    def preset(self, name: str) -> dict[str, Any]:
-        """The overlay dict of preset ``name``."""
+    def preset(self, name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The overlay dict of preset ``name``; a top-level ``extends: <preset>`` key layers it
+        on that preset's overlay (e.g. ``paper-visa`` extends ``paper``)."""
         if name not in self.presets:
             raise unknown_name(f"preset of method '{self.name}'", name, self.presets)
+        if name in _seen:
+            raise ConfigError(f"preset '{name}' of method '{self.name}' extends itself through "
+                              f"{' -> '.join((*_seen, name))}")
         source = self.presets[name]
-        return load_yaml(source) if isinstance(source, (str, Path)) else dict(source)
+        data = load_yaml(source) if isinstance(source, (str, Path)) else dict(source)
+        base = data.pop("extends", None)
+        return data if base is None else merge(self.preset(str(base), (*_seen, name)), data)
 
 
 _REGISTERED: dict[str, MethodSpec] = {}

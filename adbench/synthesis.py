@@ -8,8 +8,9 @@ source and blended into the image:
 with beta drawn from ``SynthesisConfig.beta`` per image (GLAD's formula; MDD-Net draws an opacity
 from U(0.1, 1), which is the same family with another range). The source S is a DTD image when a
 DTD root is given, otherwise the CC0 textures shipped with scikit-image, or (``source="self"``)
-another image of the batch with its 8 x 8 cells shuffled; `AnomalySynthesizer.record` names what
-was used, for each run's ``run_record``.
+the image itself with its 8 x 8 cells shuffled; `AnomalySynthesizer.record` names what was used,
+for each run's ``run_record``. With ``augment = n`` the DTD or self source first gets n distinct
+random photometric operations of DRAEM's list (`photometric_augment`), as DRAEM and GLAD do.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from adbench.data.formats.common import IMAGE_EXTENSIONS
 from adbench.errors import ConfigError, DatasetFormatError, DatasetNotFoundError
 
 Source = Literal["auto", "dtd", "self", "textures"]
-SELF_GRID = 8  # "self" source: another image of the batch with its 8 x 8 cells shuffled (GLAD)
+SELF_GRID = 8  # "self" source: the image with its 8 x 8 cells shuffled (GLAD)
+AUGMENTATIONS = 10  # the operations of `photometric_augment`
 
 
 @dataclass(frozen=True)
@@ -44,9 +46,13 @@ class SynthesisConfig:
     dtd_root: str | None = None  # a folder of DTD images (searched recursively)
     rotate: bool = True  # rotate the noise by a random angle
     foreground: bool = False  # keep anomalies on the Otsu foreground (objects)
+    augment: int = 0  # distinct random photometric operations on a DTD or self source (DRAEM: 3)
 
     def __post_init__(self) -> None:
         low, high = self.perlin_scales
+        if not 0 <= self.augment <= AUGMENTATIONS:
+            raise ConfigError(f"synthesis.augment must be in [0, {AUGMENTATIONS}], got "
+                              f"{self.augment}")
         if not 0.0 <= self.probability <= 1.0:
             raise ConfigError(f"synthesis.probability must be in [0, 1], got {self.probability}")
         if not 0 <= low <= high <= 10:
@@ -159,6 +165,60 @@ def _affine(
     )
 
 
+def _augment_one(image: Tensor, op: int, r: Tensor) -> Tensor:
+    """Operation ``op`` of DRAEM's list on one image (3, H, W) in [0, 1], with uniform draws
+    ``r`` (4,) for its parameters (torchvision equivalents of the imgaug operations)."""
+    from torchvision.transforms.v2 import functional as TF
+
+    def as_uint8(x: Tensor) -> Tensor:
+        return (x * 255).round().clamp(0, 255).to(torch.uint8)
+
+    if op == 0:  # GammaContrast((0.5, 2.0), per_channel=True)
+        return image.clamp(min=0) ** (0.5 + 1.5 * r[:3]).view(3, 1, 1)
+    if op == 1:  # MultiplyAndAddToBrightness(mul=(0.8, 1.2), add=(-30, 30))
+        return image * (0.8 + 0.4 * r[0]) + (r[1] * 60 - 30) / 255
+    if op == 2:  # pillike.EnhanceSharpness(factor=(0, 2))
+        return TF.adjust_sharpness(image, float(2 * r[0]))
+    if op == 3:  # AddToHueAndSaturation((-50, 50)): hue and saturation shifts of up to 50/255
+        hued = TF.adjust_hue(image.clamp(0, 1), float((r[0] * 2 - 1) * 50 / 255))
+        return TF.adjust_saturation(hued, float(1 + (r[1] * 2 - 1) * 50 / 255))
+    if op == 4:  # Solarize(p=0.5, threshold=(32, 128))
+        return TF.solarize(image, float((32 + 96 * r[1]) / 255)) if r[0] < 0.5 else image
+    if op == 5:  # Posterize(nb_bits=(1, 8))
+        return TF.posterize(as_uint8(image), int(1 + 7 * r[0])).float() / 255
+    if op == 6:  # Invert()
+        return 1 - image
+    if op == 7:  # pillike.Autocontrast()
+        return TF.autocontrast(image)
+    if op == 8:  # pillike.Equalize()
+        return TF.equalize(as_uint8(image)).float() / 255
+    return TF.rotate(image, float(r[0] * 90 - 45))  # Affine(rotate=(-45, 45))
+
+
+def photometric_augment(images: Tensor, count: int,
+                        generator: torch.Generator | None = None) -> Tensor:
+    """``count`` distinct random operations of DRAEM's augmentation list per image, in random
+    order (DRAEM, Zavrtanik et al. ICCV 2021; GLAD's dataset code uses the same list and 3).
+
+    Args:
+        images: (B, 3, H, W) in [0, 1].
+
+    Returns:
+        (B, 3, H, W) in [0, 1].
+    """
+    if count == 0:
+        return images
+    gen_device = _generator_device(generator, images.device)
+    out = []
+    for image in images.float():
+        ops = torch.randperm(AUGMENTATIONS, generator=generator, device=gen_device)[:count]
+        for op in ops.tolist():
+            draws = torch.rand(4, generator=generator, device=gen_device).to(images.device)
+            image = _augment_one(image, op, draws).clamp(0, 1)
+        out.append(image)
+    return torch.stack(out).to(images.dtype)
+
+
 class AnomalySynthesizer:
     """Corrupts a batch of normal images with Perlin-shaped texture anomalies.
 
@@ -192,17 +252,22 @@ class AnomalySynthesizer:
         ("dtd", "textures" or "self"), the DTD root and its image count, or the texture names."""
         if self._files:
             return {"source": "dtd", "dtd_root": str(Path(self.config.dtd_root or "").resolve()),
-                    "dtd_images": len(self._files)}
+                    "dtd_images": len(self._files), "augment": self.config.augment}
         if self.source_used == "textures":
             from adbench.data.synthetic.render import TEXTURES
 
             return {"source": "textures", "textures": [f"scikit-image:{name}" for name in TEXTURES]}
-        return {"source": self.source_used, "grid": SELF_GRID}
+        return {"source": self.source_used, "grid": SELF_GRID, "augment": self.config.augment}
 
     def __call__(
-        self, images: Tensor, generator: torch.Generator | None = None
+        self, images: Tensor, generator: torch.Generator | None = None,
+        foreground: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Corrupt ``images`` (B, 3, H, W) in [0, 1].
+
+        Args:
+            foreground: (B,) bool, which images keep their anomaly on the Otsu foreground;
+                None = ``config.foreground`` for every image.
 
         Returns:
             (corrupted images (B, 3, H, W), masks (B, 1, H, W) in {0, 1}); images left normal
@@ -222,8 +287,11 @@ class AnomalySynthesizer:
         if cfg.rotate:
             noise = _affine(noise[:, None], (height, width), generator, (1.0, 1.0))[:, 0]
         mask = (noise > cfg.threshold).unsqueeze(1)
-        if cfg.foreground:
-            mask &= otsu_foreground(images)
+        if foreground is None:
+            foreground = torch.full((batch,), cfg.foreground, dtype=torch.bool)
+        foreground = foreground.to(device).view(batch, 1, 1, 1)
+        if bool(foreground.any()):
+            mask &= otsu_foreground(images) | ~foreground
         mask &= (draws[:, 0] < cfg.probability).view(batch, 1, 1, 1)
         mask = mask.to(images.dtype)
         source = self._source(images, generator)
@@ -243,10 +311,11 @@ class AnomalySynthesizer:
             loaded = torch.stack(
                 [load_image(self._files[i], (height, width)) for i in picks.tolist()]
             )
-            return _affine(loaded.to(device), (height, width), generator, (0.5, 1.0))
+            loaded = photometric_augment(loaded.to(device), self.config.augment, generator)
+            return _affine(loaded, (height, width), generator, (0.5, 1.0))
         if self.source_used == "self":
-            perm = torch.randperm(batch, generator=generator, device=gen_device).to(device)
-            return _shuffle_patches(images[perm], SELF_GRID, generator)
+            own = photometric_augment(images, self.config.augment, generator)
+            return _shuffle_patches(own, SELF_GRID, generator)
         if self._textures is None or self._textures.device != device:
             self._textures = _texture_stack().to(device)
         picks = torch.randint(len(self._textures), (batch,), generator=generator, device=gen_device)

@@ -51,6 +51,9 @@ class DenoiserConfig:
     weights: str = SD_V1_4  # sd_unet: diffusers folder or hub id (unet/, text_encoder/, tokenizer/)
     prompt: str = "a photo of sks"  # official: the text condition of training and test (sd_unet)
     guidance_scale: float = 9.0  # official test code: classifier-free guidance 9; 1 = one pass
+    # official training script (--gradient_checkpointing): recompute the SD UNet's activations
+    # in the backward pass (sd_unet only; memory estimate in the README)
+    gradient_checkpointing: bool = True
     block_out_channels: tuple[int, ...] = (32, 64, 64)  # unet2d only: widths per resolution
     layers_per_block: int = 1  # unet2d only
     attention: bool = True  # unet2d only: self-attention at the lowest resolution
@@ -73,11 +76,13 @@ class DenoiserConfig:
 
 def _glad_synthesis() -> SynthesisConfig:
     # official dataset code: p = 0.5 normal, Perlin scales 2^k with k in {0..5}, rotation,
-    # threshold 0.3, beta ~ U(0, 0.8), Otsu foreground restriction (the official code applies it
-    # to object categories; without category names it is applied to every image: choice),
-    # texture source (DTD when synthesis.dtd_root is set, else scikit-image's CC0 textures)
+    # threshold 0.3, beta ~ U(0, 0.8), Otsu foreground restriction (only for the object
+    # categories of the official lists, methods/glad/categories.py; other categories use
+    # synthesis.foreground: True, choice), texture source (DTD when synthesis.dtd_root is set,
+    # else scikit-image's CC0 textures, with a warning on the paper path); the DTD and self
+    # sources get 3 random operations of DRAEM's photometric list (imgaug in the official code)
     return SynthesisConfig(probability=0.5, perlin_scales=(0, 5), threshold=0.3, rotate=True,
-                           beta=(0.0, 0.8), foreground=True)
+                           beta=(0.0, 0.8), foreground=True, augment=3)
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,7 @@ class TrainingConfig:
 
     synthesis: SynthesisConfig = field(default_factory=_glad_synthesis)  # official recipe
     self_source_share: float = 0.5  # official: an anomaly is filled from a texture or, with this
-    # probability, from the image's own shuffled 8 x 8 cells (synthesis.source="self")
+    # probability, from the image's own (augmented) shuffled 8 x 8 cells (source "self")
     target: Literal["normal_x0", "flipped_correction"] = "normal_x0"  # paper: eps* whose
     # x0-estimate is the normal latent; flipped_correction: the official code's 2025 sign change
 
@@ -141,6 +146,10 @@ class GLADScoringConfig(ScoringConfig):
     bidirectional: bool = False  # official: both NN directions only for transistor/pcb1/pcb4
     pixel_weight: float = 0.0  # official v: 0 on MVTec AD and MPDD, 2 on VisA
     foreground: bool = False  # official: Otsu object mask for object classes; off = whole image
+    # official: per-category test settings of the multi-class script (object mask and both NN
+    # directions for the categories its lists name; methods/glad/categories.py); "config": the
+    # two settings above for every category
+    per_category: Literal["official", "config"] = "official"
 
 
 @dataclass(frozen=True)

@@ -182,24 +182,39 @@ class GLADModel(nn.Module):
 
     # -- scoring --------------------------------------------------------------------------------
     @torch.no_grad()
-    def anomaly_map(self, images: Tensor, reconstructions: Tensor) -> Tensor:
+    def anomaly_map(self, images: Tensor, reconstructions: Tensor,
+                    foreground: Tensor | None = None,
+                    bidirectional: Tensor | None = None) -> Tensor:
         """Multi-level NN feature discrepancy between input and reconstruction (B, 1, h, w).
 
         Args:
             images: (B, 3, H, W) in [0, 1].
             reconstructions: (B, 3, H', W') in [0, 1] (resized to the scoring size).
+            foreground: (B,) bool, which maps are multiplied by the object mask; None =
+                ``scoring.foreground`` for all.
+            bidirectional: (B,) bool, which maps use both NN directions; None =
+                ``scoring.bidirectional`` for all.
         """
         cfg = self.scoring
+        batch = len(images)
         size = (cfg.feature_size,) * 2 if cfg.feature_size else tuple(images.shape[-2:])
         pair = torch.cat([F.interpolate(x, size=size, mode="bilinear", align_corners=False)
                           if x.shape[-2:] != size else x for x in (images, reconstructions)])
         feats = [f.chunk(2) for f in self.features(pair)]
-        maps = multi_level_map([f[0] for f in feats], [f[1] for f in feats], size,
-                               cfg.bidirectional)
+        if bidirectional is None:
+            bidirectional = torch.full((batch,), cfg.bidirectional)
+        bidirectional = bidirectional.to(images.device).view(batch, 1, 1, 1)
+        maps = multi_level_map([f[0] for f in feats], [f[1] for f in feats], size, False)
+        if bool(bidirectional.any()):
+            both = multi_level_map([f[0] for f in feats], [f[1] for f in feats], size, True)
+            maps = torch.where(bidirectional, both, maps)
         if cfg.pixel_weight:
             normalised = self.features.normalize(pair).chunk(2)
             maps = add_pixel_term(maps, normalised[0], normalised[1], cfg.pixel_weight)
-        if cfg.foreground:
+        if foreground is None:
+            foreground = torch.full((batch,), cfg.foreground)
+        foreground = foreground.to(images.device).view(batch, 1, 1, 1)
+        if bool(foreground.any()):
             sigma = cfg.sigma * size[0] / images.shape[-2]  # the scoring sigma, at this size
-            maps = maps * foreground_mask(pair[: len(images)], sigma)
+            maps = torch.where(foreground, maps * foreground_mask(pair[:batch], sigma), maps)
         return maps

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any
 
 import torch
@@ -11,6 +12,7 @@ from torch import Tensor
 
 from adbench.batch import AnomalyOutput, Batch
 from adbench.contract import AnomalyMethod
+from adbench.methods.glad.categories import bidirectional_flags, foreground_flags
 from adbench.methods.glad.config import GLADConfig
 from adbench.methods.glad.model import GLADModel
 from adbench.synthesis import AnomalySynthesizer
@@ -34,40 +36,69 @@ class GLAD(AnomalyMethod):
         synthesis = self.config.training.synthesis
         self.synthesizer = AnomalySynthesizer(synthesis)
         self.self_synthesizer = AnomalySynthesizer(dataclasses.replace(synthesis, source="self"))
+        if (self.synthesizer.source_used == "textures" and self.config.denoiser.kind == "sd_unet"
+                and self.config.training.self_source_share < 1.0):
+            warnings.warn("GLAD: training.synthesis.dtd_root is not set, so anomalies are filled "
+                          "from scikit-image's CC0 textures instead of DTD as in the official "
+                          "code; the source used is recorded in the run record", stacklevel=2)
         T = self.config.schedule.num_train_timesteps
         self.register_buffer("stop_step_counts", torch.zeros(T, dtype=torch.long),
                              persistent=False)
         self.last_stop_steps: Tensor | None = None
 
-    def forward(self, images: Tensor) -> AnomalyOutput:
+    def forward(self, images: Tensor, categories: list[str] | None = None) -> AnomalyOutput:
         """Score images (B, 3, H, W) in [0, 1]: reconstruct (ADS + SAFF), compare features.
 
         Each image's noise is seeded by the image and ``sampler.seed``, so an image gets the same
         score in any batch.
+
+        Args:
+            categories: each image's category name; with ``scoring.per_category="official"``
+                the official object-mask and bidirectional lists decide for the categories they
+                name (None: the config's ``scoring.foreground`` / ``scoring.bidirectional``).
         """
         reconstruction = self.model.reconstruct(images, self.config.sampler.seed)
         self.last_stop_steps = reconstruction.stop_steps
         self.stop_step_counts += torch.bincount(reconstruction.stop_steps,
                                                 minlength=len(self.stop_step_counts))
-        raw = self.model.anomaly_map(images, reconstruction.images)
+        foreground = bidirectional = None
+        scoring = self.config.scoring
+        if categories is not None and scoring.per_category == "official":
+            foreground = torch.tensor(foreground_flags(categories, scoring.foreground))
+            bidirectional = torch.tensor(bidirectional_flags(categories, scoring.bidirectional))
+        raw = self.model.anomaly_map(images, reconstruction.images, foreground, bidirectional)
         return self.postprocess(raw, tuple(images.shape[-2:]))
+
+    def score(self, batch: Batch) -> AnomalyOutput:
+        """Score a test batch with its categories' official settings (see `forward`)."""
+        return self(batch.image, self.category_names(batch))
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """ATP: synthetic anomalies, noise-level mix and the noise target of the normal latent."""
-        loss = self.model.training_loss(batch.image, self.synthesize(batch.image))
+        anomalous = self.synthesize(batch.image, self.category_names(batch))
+        loss = self.model.training_loss(batch.image, anomalous)
         self.log("train/loss", loss, batch_size=len(batch), prog_bar=True)
         return loss
 
-    def synthesize(self, images: Tensor) -> Tensor:
+    def synthesize(self, images: Tensor, categories: list[str] | None = None) -> Tensor:
         """Synthetic anomalies (B, 3, H, W): texture-filled, or self-filled with probability
-        ``training.self_source_share`` per image (half of the images stay normal)."""
+        ``training.self_source_share`` per image (half of the images stay normal).
+
+        Args:
+            categories: each image's category name; the official lists decide which categories
+                keep anomalies on the object foreground (others: ``synthesis.foreground``).
+        """
+        foreground = None
+        if categories is not None:
+            default = self.config.training.synthesis.foreground
+            foreground = torch.tensor(foreground_flags(categories, default))
         share = self.config.training.self_source_share
         if share >= 1.0:
-            return self.self_synthesizer(images)[0]
-        textured = self.synthesizer(images)[0]
+            return self.self_synthesizer(images, foreground=foreground)[0]
+        textured = self.synthesizer(images, foreground=foreground)[0]
         if share <= 0.0:
             return textured
-        own = self.self_synthesizer(images)[0]
+        own = self.self_synthesizer(images, foreground=foreground)[0]
         pick = torch.rand(len(images), device=images.device) < share
         return torch.where(pick.view(-1, 1, 1, 1), own, textured)
 

@@ -161,6 +161,8 @@ def build_denoiser(config: DenoiserConfig, image_size: int, channels: int,
         unet = load_diffusers_component(UNet2DConditionModel, config.weights, "unet",
                                         setting="denoiser.weights")
         prompt, empty = encode_prompts(config.weights, [config.prompt, ""])
+    if config.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
     return Denoiser(unet, prompt, empty, config.guidance_scale)
 
 

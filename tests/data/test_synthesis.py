@@ -131,7 +131,7 @@ def test_runs_on_the_images_device() -> None:
     assert out.device.type == mask.device.type == "cuda"
 
 
-def test_self_source_shuffles_cells_of_another_image() -> None:
+def test_self_source_shuffles_the_cells_of_the_image_itself() -> None:
     from adbench.synthesis import _shuffle_patches
 
     image = torch.arange(2 * 16 * 16, dtype=torch.float32).reshape(2, 1, 16, 16)
@@ -144,5 +144,41 @@ def test_self_source_shuffles_cells_of_another_image() -> None:
     levels = torch.tensor([0.1, 0.5, 0.9]).view(3, 1, 1, 1).expand(3, 3, 16, 16)
     cfg = SynthesisConfig(source="self", probability=1.0, threshold=-2.0, beta=(0.0, 0.0))
     out, _ = AnomalySynthesizer(cfg)(levels.contiguous(), _gen(2))
-    assert all(torch.allclose(o, o.flatten()[0]) for o in out)  # constant images stay constant
-    assert sorted(out[:, 0, 0, 0].tolist()) == pytest.approx([0.1, 0.5, 0.9])  # a permutation
+    # GLAD's official code fills from the sample's own image: constant images stay themselves
+    assert out[:, 0, 0, 0].tolist() == pytest.approx([0.1, 0.5, 0.9])
+
+
+def test_photometric_augment_draws_distinct_operations_of_the_list() -> None:
+    from adbench import synthesis
+    from adbench.synthesis import _augment_one, photometric_augment
+
+    images = torch.rand(3, 3, 16, 16, generator=_gen(1))
+    assert torch.equal(photometric_augment(images, 0, _gen()), images)
+    out = photometric_augment(images, 3, _gen(4))
+    assert out.shape == images.shape and 0 <= out.min() and out.max() <= 1
+    assert torch.equal(out, photometric_augment(images, 3, _gen(4)))  # seeded
+    image, r = images[0], torch.tensor([0.5, 0.25, 0.0, 0.0])
+    # hand-computed cases: invert, gamma 0.5 + 1.5 r per channel, brightness x 1.0 - 15/255
+    torch.testing.assert_close(_augment_one(image, 6, r), 1 - image)
+    gamma = torch.tensor([1.25, 0.875, 0.5]).view(3, 1, 1)
+    torch.testing.assert_close(_augment_one(image, 0, r), image ** gamma)
+    torch.testing.assert_close(_augment_one(image, 1, r), image - 15 / 255)
+    seen = []
+    original = synthesis._augment_one
+    synthesis._augment_one = lambda x, op, draws: seen.append(op) or original(x, op, draws)
+    try:
+        photometric_augment(images, 3, _gen(5))
+    finally:
+        synthesis._augment_one = original
+    ops = [seen[i:i + 3] for i in range(0, 9, 3)]
+    assert len(seen) == 9 and all(len(set(o)) == 3 for o in ops)
+    with pytest.raises(ConfigError, match=r"synthesis\.augment"):
+        SynthesisConfig(augment=11)
+
+
+def test_per_image_foreground_overrides_the_config() -> None:
+    images = torch.full((2, 3, 32, 32), 0.1)
+    images[:, :, 8:24, 8:24] = 0.9
+    cfg = SynthesisConfig(probability=1.0, threshold=-2.0, foreground=False)
+    _, mask = AnomalySynthesizer(cfg)(images, _gen(), foreground=torch.tensor([True, False]))
+    assert int(mask[0].sum()) == 16 * 16 and int(mask[1].sum()) == 32 * 32

@@ -25,6 +25,7 @@ from adbench.batch import Batch
 from adbench.diffusion import NoiseSchedule, ScheduleConfig
 from adbench.errors import ConfigError, WeightsNotFoundError
 from adbench.methods.glad import GLAD, GLADConfig
+from adbench.methods.glad.categories import bidirectional_flags, foreground_flags
 from adbench.methods.glad.config import SD_V1_4
 from adbench.methods.glad.loss import atp_loss, atp_noise_target, atp_x0_target, mix_latents
 from adbench.methods.glad.model import GLADModel
@@ -140,7 +141,7 @@ def test_training_step_uses_the_synthesizer_and_backpropagates_into_the_denoiser
     calls = []
     for name in ("synthesizer", "self_synthesizer"):
         original = getattr(method, name)
-        setattr(method, name, lambda x, g=None, name=name, original=original: (
+        setattr(method, name, lambda x, g=None, name=name, original=original, **_: (
             calls.append(name) or original(x, g)))
     method.training_step(batch, 0).backward()
     assert calls == ["synthesizer", "self_synthesizer"]
@@ -395,6 +396,58 @@ def test_ads_input_raw_feeds_the_unclamped_decodes_without_normalisation():
     assert GLADConfig().sampler.ads_input == "raw"  # the official inputs by default
 
 
+def test_official_category_lists_decide_foreground_and_bidirectional():
+    names = ["bottle", "mvtec/hazelnut", "carpet", "transistor", "synthetic_000"]
+    assert foreground_flags(names, default=True) == [True, True, False, False, True]
+    assert foreground_flags(names, default=False) == [True, True, False, False, False]
+    assert bidirectional_flags(names, default=False) == [False, False, False, True, False]
+
+
+@torch.no_grad()
+def test_per_image_scoring_flags_equal_the_per_config_maps():
+    x, rec = images(2, seed=1), images(2, seed=2)
+    model = tiny().model
+    maps = model.anomaly_map(x, rec, torch.tensor([True, False]), torch.tensor([False, True]))
+    masked = tiny(**{"scoring.foreground": True}).model.anomaly_map(x[:1], rec[:1])
+    both = tiny(**{"scoring.bidirectional": True}).model.anomaly_map(x[1:], rec[1:])
+    torch.testing.assert_close(maps, torch.cat([masked, both]))
+    # the official lists: bottle gets the object mask, transistor both NN directions (each
+    # image's reconstruction does not depend on its batch)
+    official = tiny()(x, ["bottle", "transistor"]).anomaly_map
+    torch.testing.assert_close(official[:1], tiny(**{"scoring.foreground": True})(x[:1])
+                               .anomaly_map, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(official[1:], tiny(**{"scoring.bidirectional": True})(x[1:])
+                               .anomaly_map, rtol=1e-4, atol=1e-4)
+    plain = tiny(**{"scoring.per_category": "config"})
+    torch.testing.assert_close(plain(x, ["bottle", "transistor"]).anomaly_map, plain(x).anomaly_map)
+
+
+def test_synthesis_keeps_object_anomalies_on_the_foreground_only_for_object_categories():
+    x = torch.full((2, 3, SIZE, SIZE), 0.9)
+    x[:, :, 8:24, 8:24] = 0.1  # a dark object on a light background
+    method = tiny(**{"training.synthesis.probability": 1.0, "training.synthesis.threshold": -2.0,
+                     "training.synthesis.foreground": False})
+    torch.manual_seed(0)
+    out = method.synthesize(x, ["bottle", "carpet"])
+    changed = (out != x).any(1)
+    outside = torch.ones(SIZE, SIZE, dtype=torch.bool)
+    outside[8:24, 8:24] = False
+    assert not changed[0][outside].any() and changed[1][outside].any()
+
+
+def test_visa_and_mpdd_presets_are_the_official_test_settings():
+    visa = adbench.resolve_config("glad", "paper-visa")
+    mpdd = adbench.resolve_config("glad", "paper-mpdd")
+    paper = adbench.resolve_config("glad", "paper")
+    assert (visa.sampler.t_max, visa.sampler.tau, visa.sampler.min_step) == (500, 0.15, 250)
+    assert visa.scoring.pixel_weight == 2.0 and mpdd.scoring.pixel_weight == 0.0
+    assert (mpdd.sampler.t_max, mpdd.sampler.tau, mpdd.sampler.min_step) == (500, 0.35, 350)
+    assert mpdd.trainer.max_steps == 3000 and visa.trainer.max_steps == 20_000
+    # everything else is the paper preset's
+    assert visa.denoiser == paper.denoiser and visa.autoencoder == paper.autoencoder
+    assert paper.denoiser.gradient_checkpointing and paper.training.synthesis.augment == 3
+
+
 def reference_discrepancy(model: GLADModel, x0_in: torch.Tensor, x0_gen: torch.Tensor):
     """A(p) = min_q (1 - cos(f_in(p), f_gen(q))) with explicit loops over positions."""
     f_in = model.features(model.codec.decode(x0_in))[-1][0]
@@ -642,6 +695,27 @@ def test_unknown_key_suggests_the_closest():
         adbench.resolve_config("glad", "tiny", {"sampler.stpes": 3})
 
 
+@pytest.mark.parametrize(("allow", "local_only"), [(None, True), ("1", False)])
+def test_a_hub_repo_id_downloads_only_when_asked(monkeypatch, allow, local_only):
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # online: the opt-in decides
+    if allow is None:
+        monkeypatch.delenv("ADBENCH_ALLOW_DOWNLOAD", raising=False)
+    else:
+        monkeypatch.setenv("ADBENCH_ALLOW_DOWNLOAD", allow)
+    seen = {}
+
+    class Component:
+        @classmethod
+        def from_pretrained(cls, source, **kwargs):
+            seen.update(kwargs, source=source)
+            raise OSError("not in the cache")
+
+    with pytest.raises(WeightsNotFoundError, match="ADBENCH_ALLOW_DOWNLOAD=1"):
+        load_diffusers_component(Component, SD_V1_4, subfolder="unet")
+    assert seen["source"] == SD_V1_4 and seen["local_files_only"] is local_only
+
+
 def test_paper_preset_offline_raises_weights_not_found(empty_offline_hub):
     with pytest.raises(WeightsNotFoundError, match=r"CompVis/stable-diffusion-v1-4.*weights="):
         adbench.create("glad", preset="paper")
@@ -711,6 +785,7 @@ def test_paper_architecture_in_mechanics_mode_trains_and_runs_ads():
     assert count(model.codec.vae) == 83_653_863
     assert count(model.features) == pytest.approx(85.8e6, rel=1e-3)  # DINO ViT-B/8
     assert model.denoiser.prompt.shape == (1, 77, 768)
+    assert model.denoiser.unet.is_gradient_checkpointing  # the official training flag
     images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     method.train()
     method.log = lambda *args, **kwargs: None

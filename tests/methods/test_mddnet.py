@@ -482,7 +482,7 @@ def test_option_synthesis_rotate_and_source_change_the_anomalies():
     unrotated = build(**{"synthesis.probability": 1.0, "synthesis.rotate": False})
     assert not torch.equal(synthesized(unrotated)[1], mask)
     own = build(**{"synthesis.probability": 1.0, "synthesis.source": "self"})
-    assert own.run_record() == {"synthesis": {"source": "self", "grid": 8}}
+    assert own.run_record() == {"synthesis": {"source": "self", "grid": 8, "augment": 0}}
     assert not torch.allclose(synthesized(own)[0], corrupted)
     assert base.run_record()["synthesis"]["source"] == "textures"
 
@@ -509,7 +509,8 @@ def test_run_record_names_the_dtd_images_used(tmp_path):
         Image.new("RGB", (32, 32), (40 * i, 90, 200)).save(folder / f"banded_{i}.jpg")
     method = build(**{"synthesis.dtd_root": str(tmp_path / "dtd")})
     assert method.run_record() == {"synthesis": {
-        "source": "dtd", "dtd_root": str((tmp_path / "dtd").resolve()), "dtd_images": 2}}
+        "source": "dtd", "dtd_root": str((tmp_path / "dtd").resolve()), "dtd_images": 2,
+        "augment": 0}}
 
 
 def test_option_scoring_pooling():
