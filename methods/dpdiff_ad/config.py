@@ -71,6 +71,8 @@ class LocalPrototypeConfig:
         _check(self.temperature > 0, "local_prototypes.temperature", self.temperature, "> 0")
         _check(0 <= self.momentum < 1, "local_prototypes.momentum", self.momentum, "in [0, 1)")
         _check(self.reseed_every >= 1, "local_prototypes.reseed_every", self.reseed_every, ">= 1")
+        _check(0 < self.reseed_threshold <= 1, "local_prototypes.reseed_threshold",
+               self.reseed_threshold, "in (0, 1]")
 
 
 @dataclass(frozen=True)

@@ -125,13 +125,11 @@ class LocalMatch(NamedTuple):
     Attributes:
         aggregate: l (B, N, C), softmax(s / tau_L)-weighted sum of the top-k prototypes.
         index: (B, N, k) indices of the top-k prototypes, most similar first.
-        weights: (B, N, k) their softmax weights.
         nearest: (B, N) cosine similarity to the nearest prototype.
     """
 
     aggregate: Tensor
     index: Tensor
-    weights: Tensor
     nearest: Tensor
 
 
@@ -167,7 +165,7 @@ class LocalPrototypes(nn.Module):
             top, index = sim.topk(self.config.topk, dim=-1)
             weights = torch.softmax(top / self.config.temperature, dim=-1)
             dense = torch.zeros_like(sim).scatter(-1, index, weights)
-            return LocalMatch(dense @ self.weight, index, weights, top[..., 0])
+            return LocalMatch(dense @ self.weight, index, top[..., 0])
 
     @torch.no_grad()
     def initialize(self, centres: Tensor, counts: Tensor) -> None:

@@ -538,9 +538,12 @@ def test_momentum_and_reseed_threshold_change_the_bank_statistics():
         usage.append(bank.usage.clone())
     assert not torch.allclose(*usage)
     tokens = torch.randn(1, 16, 176)
-    counts = [build(**{"local_prototypes.reseed_threshold": t}).model.local.reseed(tokens)
-              for t in (0.0, 2.0)]
-    assert counts[0] == 0 and counts[1] > 0
+    counts = []
+    for threshold in (0.1, 1.0):
+        bank = build(**{"local_prototypes.reseed_threshold": threshold}).model.local
+        bank.usage.fill_(0.5 / bank.config.num)  # every prototype at half the uniform share
+        counts.append(bank.reseed(tokens))
+    assert counts == [0, 64]
 
 
 def test_detach_conditions_controls_the_gradient_from_the_denoiser_to_the_banks():
@@ -633,7 +636,7 @@ class _Loader:
 def test_init_batches_and_reseed_every_act_in_the_training_hooks():
     method = DPDiffAD(tiny_config(**{"init.batches": 2, "init.max_tokens": 40,
                                      "local_prototypes.reseed_every": 3,
-                                     "local_prototypes.reseed_threshold": 2.0}))
+                                     "local_prototypes.reseed_threshold": 1.0}))
     loader = _Loader(5)
     method.trainer = SimpleNamespace(train_dataloader=loader, global_step=0)
     method.log = lambda *args, **kwargs: None
@@ -735,6 +738,10 @@ def test_defaults_are_the_paper_configuration():
     ({"denoiser": {"width": 10, "heads": 4}}, "denoiser.width must be divisible"),
     ({"inference": {"t_start": 1000}}, "inference.t_start must be below"),
     ({"inference": {"prototype_weight": 1.5}}, "inference.prototype_weight must be in"),
+    ({"local_prototypes": {"reseed_threshold": 0.0}},
+     r"local_prototypes\.reseed_threshold must be in \(0, 1\], got 0\.0"),
+    ({"local_prototypes": {"reseed_threshold": 2.0}},
+     r"local_prototypes\.reseed_threshold must be in \(0, 1\], got 2\.0"),
 ])
 def test_invalid_values_are_config_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):
