@@ -230,3 +230,7 @@ class DPDiffADConfig(MethodConfig):
         _check(self.inference.t_start < steps, "inference.t_start", self.inference.t_start,
                f"below schedule.num_train_timesteps = {steps}")
         _check(self.prototype_lr > 0, "prototype_lr", self.prototype_lr, "> 0")
+        # choice: with update "ema" the bank has no gradient, so L_loc would train nothing
+        if self.local_prototypes.update == "ema":
+            _check(self.loss.local == 0, "loss.local", self.loss.local,
+                   "0 with local_prototypes.update = 'ema' (L_loc has no gradient path)")

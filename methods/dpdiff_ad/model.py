@@ -197,8 +197,7 @@ class DPDiffModel(nn.Module):
                                       generator)
         self.glob.initialize(centres, descriptors)
         self.initialized.fill_(True)
-        for tensor in (self.extractor.mean, self.extractor.std, self.local.weight.data,
-                       self.local.ema_sum, self.local.ema_count, self.local.usage,
+        for tensor in (self.extractor.mean, self.extractor.std, *self.local.state_tensors(),
                        self.glob.weight.data, *self.glob.buffers()):
             broadcast(tensor)
 

@@ -137,8 +137,9 @@ class LocalPrototypes(nn.Module):
     """The local bank P_L (M = K_L prototypes in token space).
 
     With ``update="vq"`` the prototypes are parameters trained by L_loc; with ``update="ema"``
-    they follow EMA k-means statistics (`ema_update`) and receive no gradient. Both modes track
-    usage and re-seed dead prototypes from training tokens (`reseed`).
+    they follow EMA k-means statistics (`ema_update`; the buffers ``ema_count`` (M,) and
+    ``ema_sum`` (M, C) exist in this mode only) and receive no gradient. Both modes track usage
+    and re-seed dead prototypes from training tokens (`reseed`).
     """
 
     def __init__(self, channels: int, config: LocalPrototypeConfig) -> None:
@@ -148,8 +149,15 @@ class LocalPrototypes(nn.Module):
         self.weight = nn.Parameter(torch.randn(num, channels),
                                    requires_grad=config.update == "vq")
         self.register_buffer("usage", torch.full((num,), 1.0 / num))
-        self.register_buffer("ema_count", torch.ones(num))
-        self.register_buffer("ema_sum", self.weight.detach().clone())
+        self.ema = config.update == "ema"
+        if self.ema:
+            self.register_buffer("ema_count", torch.ones(num))
+            self.register_buffer("ema_sum", self.weight.detach().clone())
+
+    def state_tensors(self) -> list[Tensor]:
+        """The tensors every process must share: prototypes, usage and the EMA statistics."""
+        ema = [self.ema_count, self.ema_sum] if self.ema else []
+        return [self.weight.data, self.usage, *ema]
 
     def similarity(self, tokens: Tensor) -> Tensor:
         """Cosine similarity (B, N, M) of tokens (B, N, C) to every prototype."""
@@ -171,8 +179,9 @@ class LocalPrototypes(nn.Module):
     def initialize(self, centres: Tensor, counts: Tensor) -> None:
         """Set the bank from k-means centres (M, C) and cluster sizes (M,)."""
         self.weight.copy_(centres)
-        self.ema_sum.copy_(centres)
-        self.ema_count.fill_(1.0)
+        if self.ema:
+            self.ema_sum.copy_(centres)
+            self.ema_count.fill_(1.0)
         self.usage.copy_(counts / counts.sum().clamp(min=1))
 
     @torch.no_grad()
@@ -216,10 +225,11 @@ class LocalPrototypes(nn.Module):
         pick = torch.randint(flat.shape[0], (dead.numel(),), generator=generator,
                              device="cpu").to(flat.device)
         self.weight[dead] = flat[pick]
-        self.ema_count[dead] = self.ema_count.mean()
-        self.ema_sum[dead] = flat[pick] * self.ema_count[dead, None]
+        if self.ema:
+            self.ema_count[dead] = self.ema_count.mean()
+            self.ema_sum[dead] = flat[pick] * self.ema_count[dead, None]
         self.usage[dead] = 1.0 / num
-        for tensor in (self.weight.data, self.ema_count, self.ema_sum, self.usage):
+        for tensor in self.state_tensors():
             broadcast(tensor)
         return int(dead.numel())
 

@@ -519,7 +519,10 @@ def test_local_update_vq_trains_by_gradient_and_ema_by_statistics():
     vq = build()
     losses(vq, x).total.backward()
     assert vq.model.local.weight.grad.abs().sum() > 0
-    ema = build(**{"local_prototypes.update": "ema"})
+    assert not hasattr(vq.model.local, "ema_sum") and not hasattr(vq.model.local, "ema_count")
+    assert not any("ema_" in key for key in vq.model.local.state_dict())
+    ema = build(**{"local_prototypes.update": "ema", "loss.local": 0.0})
+    assert {"ema_sum", "ema_count"} <= set(ema.model.local.state_dict())
     assert not ema.model.local.weight.requires_grad
     out = losses(ema, x)
     before = ema.model.local.weight.detach().clone()
@@ -738,6 +741,8 @@ def test_defaults_are_the_paper_configuration():
     ({"denoiser": {"width": 10, "heads": 4}}, "denoiser.width must be divisible"),
     ({"inference": {"t_start": 1000}}, "inference.t_start must be below"),
     ({"inference": {"prototype_weight": 1.5}}, "inference.prototype_weight must be in"),
+    ({"local_prototypes": {"update": "ema"}},
+     r"loss\.local must be 0 with local_prototypes\.update = 'ema'"),
     ({"local_prototypes": {"reseed_threshold": 0.0}},
      r"local_prototypes\.reseed_threshold must be in \(0, 1\], got 0\.0"),
     ({"local_prototypes": {"reseed_threshold": 2.0}},
