@@ -29,9 +29,15 @@ from .prototypes import (
     LocalPrototypes,
     broadcast,
     gather_rows,
+    is_rank_zero,
     spherical_kmeans,
 )
 from .scoring import anomaly_scores
+
+
+def _is_rank_zero() -> bool:
+    """Whether this process runs the k-means initialisation (a seam for tests)."""
+    return is_rank_zero()
 
 
 class TrainingLosses(NamedTuple):
@@ -179,6 +185,9 @@ class DPDiffModel(nn.Module):
                    generator: torch.Generator | None = None) -> None:
         """Feature statistics and k-means initialisation of both banks (spec, local prototypes).
 
+        K-means runs on rank 0 only; the other processes allocate tensors of the same shapes and
+        receive rank 0's banks, statistics and queue by broadcast.
+
         Args:
             raw_tokens: (P, C) raw training tokens.
             summaries: (I, C) per-image summaries from `initialization_sample`.
@@ -189,13 +198,17 @@ class DPDiffModel(nn.Module):
             self.extractor.set_statistics(raw_tokens)
             summaries = self.extractor.normalize(summaries)
         tokens = self.extractor.normalize(raw_tokens)
-        centres, counts = spherical_kmeans(tokens, self.config.local_prototypes.num, iters,
-                                           generator)
-        self.local.initialize(centres, counts)
         descriptors = F.normalize(summaries, dim=-1)
-        centres, _ = spherical_kmeans(descriptors, self.config.global_prototypes.num, iters,
-                                      generator)
-        self.glob.initialize(centres, descriptors)
+        num_local, num_global = self.config.local_prototypes.num, self.config.global_prototypes.num
+        if _is_rank_zero():
+            centres, counts = spherical_kmeans(tokens, num_local, iters, generator)
+            global_centres, _ = spherical_kmeans(descriptors, num_global, iters, generator)
+        else:  # received from rank 0 below
+            centres = tokens.new_zeros(num_local, tokens.shape[1])
+            counts = tokens.new_zeros(num_local)
+            global_centres = descriptors.new_zeros(num_global, descriptors.shape[1])
+        self.local.initialize(centres, counts)
+        self.glob.initialize(global_centres, descriptors)
         self.initialized.fill_(True)
         for tensor in (self.extractor.mean, self.extractor.std, *self.local.state_tensors(),
                        self.glob.weight.data, *self.glob.buffers()):

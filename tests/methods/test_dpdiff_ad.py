@@ -365,6 +365,30 @@ def test_initialisation_sets_statistics_and_banks_from_training_tokens():
     torch.testing.assert_close(model.glob.weight.norm(dim=1), torch.ones(8))
 
 
+def test_initialisation_kmeans_runs_on_rank_zero_only(monkeypatch):
+    import adbench.methods.dpdiff_ad.model as model_module
+
+    single = build().model
+    rank_zero = []
+    monkeypatch.setattr(model_module, "_is_rank_zero", lambda: True)
+    monkeypatch.setattr(model_module, "broadcast", lambda t: rank_zero.append(t) or t)
+    same = build().model  # the single-process path, explicitly as rank 0
+    for name, tensor in single.state_dict().items():
+        torch.testing.assert_close(same.state_dict()[name], tensor, msg=name)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("spherical_kmeans called on a non-zero rank")
+
+    received = []
+    monkeypatch.setattr(model_module, "_is_rank_zero", lambda: False)
+    monkeypatch.setattr(model_module, "spherical_kmeans", refuse)
+    monkeypatch.setattr(model_module, "broadcast", lambda t: received.append(t) or t)
+    other = build().model  # would raise if it ran k-means
+    assert [t.shape for t in received] == [t.shape for t in rank_zero]
+    assert other.local.weight.shape == single.local.weight.shape
+    assert other.glob.weight.shape == single.glob.weight.shape
+
+
 def test_training_never_reads_category_labels():
     method = build()
     x = images(4)
