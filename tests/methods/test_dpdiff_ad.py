@@ -353,6 +353,19 @@ def test_token_grid_shapes_of_the_tiny_preset():
     assert out.anomaly_map.shape == (2, 1, SIZE, SIZE) and out.score.shape == (2,)
 
 
+def test_scores_do_not_depend_on_batching():
+    method = build()
+    x = images(8, seed=9)
+    results = {}
+    for size in (1, 3, 8):
+        outs = [forward(method, chunk) for chunk in x.split(size)]
+        results[size] = (torch.cat([o.score for o in outs]),
+                         torch.cat([o.anomaly_map for o in outs]))
+    for size in (1, 3):
+        torch.testing.assert_close(results[size][0], results[8][0])
+        torch.testing.assert_close(results[size][1], results[8][1])
+
+
 def test_initialisation_sets_statistics_and_banks_from_training_tokens():
     method = build()
     model = method.model
