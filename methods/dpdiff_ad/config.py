@@ -159,8 +159,15 @@ class DenoiserConfig:
     # choice: prototypes enter the denoiser without gradient, so only L_loc / L_OT shape them and
     # the denoiser cannot turn them into a channel for anything but normal patterns
     detach_conditions: bool = True
+    # spec: the cross-attention sees both prototype sets. Ablations: ("local",) drops the
+    # global prototypes (loss.ot must then be 0), ("global",) the local ones (loss.local and
+    # inference.prototype_weight must then be 0, so the local bank shapes nothing)
+    conditions: tuple[Literal["local", "global"], ...] = ("local", "global")
 
     def __post_init__(self) -> None:
+        _check(len(self.conditions) >= 1 and len(set(self.conditions)) == len(self.conditions),
+               "denoiser.conditions", self.conditions,
+               "one or both of 'local' and 'global', each once")
         _check(self.width % self.heads == 0, "denoiser.width", self.width,
                f"divisible by denoiser.heads = {self.heads}")
         _check(self.depth >= 1, "denoiser.depth", self.depth, ">= 1")
@@ -234,3 +241,18 @@ class DPDiffADConfig(MethodConfig):
         if self.local_prototypes.update == "ema":
             _check(self.loss.local == 0, "loss.local", self.loss.local,
                    "0 with local_prototypes.update = 'ema' (L_loc has no gradient path)")
+        if self.global_prototypes.ot_acts_on == "adapter":
+            _check(self.loss.ot != 0, "loss.ot", self.loss.ot,
+                   "non-zero with global_prototypes.ot_acts_on = 'adapter' (L_OT alone trains "
+                   "the adapter)")
+        # ablations that drop a prototype set drop what only that set serves, never silently
+        conditions = self.denoiser.conditions
+        if "global" not in conditions:
+            _check(self.loss.ot == 0, "loss.ot", self.loss.ot,
+                   "0 without 'global' in denoiser.conditions (L_OT would shape nothing)")
+        if "local" not in conditions:
+            _check(self.loss.local == 0, "loss.local", self.loss.local,
+                   "0 without 'local' in denoiser.conditions (the ablation has no local bank)")
+            _check(self.inference.prototype_weight == 0, "inference.prototype_weight",
+                   self.inference.prototype_weight,
+                   "0 without 'local' in denoiser.conditions (the ablation has no local bank)")

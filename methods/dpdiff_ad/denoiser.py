@@ -54,28 +54,34 @@ class PrototypeCrossAttention(nn.Module):
         self.kv = nn.Linear(width, 2 * width)
         self.out = nn.Linear(width, width)
 
-    def forward(self, x: Tensor, local: Tensor, glob: Tensor) -> Tensor:
+    def forward(self, x: Tensor, local: Tensor | None, glob: Tensor | None) -> Tensor:
         """Attend.
 
         Args:
             x: queries (B, N, D).
-            local: local conditions (B, N, L, D), L = 1 (aggregate) or k (top-k).
-            glob: global conditions (G, D), shared by every token and image.
+            local: local conditions (B, N, L, D), L = 1 (aggregate) or k (top-k); None when
+                the local prototypes are ablated.
+            glob: global conditions (G, D), shared by every token and image; None when the
+                global prototypes are ablated.
 
         Returns:
             (B, N, D).
         """
         h = self.heads
         q = rearrange(self.q(x), "b n (h d) -> b n h d", h=h)
-        k_l, v_l = rearrange(self.kv(local), "b n l (two h d) -> two b n l h d", two=2, h=h)
-        k_g, v_g = rearrange(self.kv(glob), "g (two h d) -> two g h d", two=2, h=h)
         scale = q.shape[-1] ** -0.5
-        s_local = torch.einsum("bnhd,bnlhd->bnhl", q, k_l) * scale
-        s_global = torch.einsum("bnhd,ghd->bnhg", q, k_g) * scale
-        attn = torch.softmax(torch.cat([s_local, s_global], dim=-1), dim=-1)
-        a_local, a_global = attn.split([s_local.shape[-1], s_global.shape[-1]], dim=-1)
-        out = torch.einsum("bnhl,bnlhd->bnhd", a_local, v_l)
-        out = out + torch.einsum("bnhg,ghd->bnhd", a_global, v_g)
+        scores, values = [], []
+        if local is not None:
+            k_l, v_l = rearrange(self.kv(local), "b n l (two h d) -> two b n l h d", two=2, h=h)
+            scores.append(torch.einsum("bnhd,bnlhd->bnhl", q, k_l) * scale)
+            values.append(lambda a: torch.einsum("bnhl,bnlhd->bnhd", a, v_l))
+        if glob is not None:
+            k_g, v_g = rearrange(self.kv(glob), "g (two h d) -> two g h d", two=2, h=h)
+            scores.append(torch.einsum("bnhd,ghd->bnhg", q, k_g) * scale)
+            values.append(lambda a: torch.einsum("bnhg,ghd->bnhd", a, v_g))
+        attn = torch.softmax(torch.cat(scores, dim=-1), dim=-1)
+        parts = attn.split([s.shape[-1] for s in scores], dim=-1)
+        out = sum(value(a) for value, a in zip(values, parts, strict=True))
         return self.out(rearrange(out, "b n h d -> b n (h d)"))
 
 
@@ -97,8 +103,10 @@ class DenoiserBlock(nn.Module):
         nn.init.zeros_(self.ada[1].weight)
         nn.init.zeros_(self.ada[1].bias)
 
-    def forward(self, x: Tensor, temb: Tensor, local: Tensor, glob: Tensor) -> Tensor:
-        """x (B, N, D), temb (B, D), local (B, N, L, D), glob (G, D) -> (B, N, D)."""
+    def forward(self, x: Tensor, temb: Tensor, local: Tensor | None,
+                glob: Tensor | None) -> Tensor:
+        """x (B, N, D), temb (B, D), local (B, N, L, D) or None, glob (G, D) or None ->
+        (B, N, D)."""
         mods = self.ada(temb).chunk(9, dim=-1)
         y = modulate(self.norms[0](x), mods[0], mods[1])
         q, k, v = rearrange(self.qkv(y), "b n (three h d) -> three b h n d", three=3, h=self.heads)
@@ -136,24 +144,26 @@ class PrototypeDenoiser(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def forward(self, x_t: Tensor, t: Tensor, grid: tuple[int, int], local: Tensor,
-                glob: Tensor) -> Tensor:
+    def forward(self, x_t: Tensor, t: Tensor, grid: tuple[int, int], local: Tensor | None,
+                glob: Tensor | None) -> Tensor:
         """Predict eps or x0 (as trained) for noisy tokens.
 
         Args:
             x_t: (B, N, C) noisy tokens, N = h * w.
             t: (B,) integer timesteps.
             grid: (h, w) of the token grid.
-            local: (B, N, L, C) local prototype condition(s) of each token.
-            glob: (G, C) the global prototypes.
+            local: (B, N, L, C) local prototype condition(s) of each token (None: ablated).
+            glob: (G, C) the global prototypes (None: ablated).
 
         Returns:
             (B, N, C).
         """
         x = self.embed(x_t) + sincos_2d(*grid, self.width, x_t.device).to(x_t.dtype)
         temb = self.time(timestep_embedding(t, self.width).to(x.dtype))
-        local = self.condition(local) + self.type_embedding[0]
-        glob = self.condition(glob) + self.type_embedding[1]
+        if local is not None:
+            local = self.condition(local) + self.type_embedding[0]
+        if glob is not None:
+            glob = self.condition(glob) + self.type_embedding[1]
         for block in self.blocks:
             x = block(x, temb, local, glob)
         shift, scale = self.final_ada(temb).chunk(2, dim=-1)

@@ -75,12 +75,27 @@ class DPDiffModel(nn.Module):
         channels = self.extractor.channels
         self.local = LocalPrototypes(channels, config.local_prototypes)
         self.glob = GlobalPrototypes(channels, config.global_prototypes)
+        # a bank that no loss reaches keeps its k-means start (and DDP sees no unused
+        # parameter): the ablations without L_OT or without L_loc
+        trained = self._trained_banks()
+        self.glob.weight.requires_grad_("global" in trained)
+        self.local.weight.requires_grad_(self.local.weight.requires_grad and "local" in trained)
         self.adapter = (FeatureAdapter(channels)
                         if config.global_prototypes.ot_acts_on == "adapter" else None)
         self.denoiser = PrototypeDenoiser(channels, config.denoiser)
         self.ema_denoiser = copy.deepcopy(self.denoiser).requires_grad_(False)
         self.schedule = NoiseSchedule(config.schedule)
         self.register_buffer("initialized", torch.tensor(False))
+
+    def _trained_banks(self) -> set[str]:
+        """The banks a loss reaches: through their own term (L_loc, L_OT), or through the
+        denoiser when the conditions it sees are not detached."""
+        config = self.config
+        through_denoiser = set() if config.denoiser.detach_conditions else set(
+            config.denoiser.conditions)
+        own = {name for name, weight in (("local", config.loss.local), ("global", config.loss.ot))
+               if weight != 0}
+        return own | through_denoiser
 
     # -- features ---------------------------------------------------------------------------
     def tokens(self, images: Tensor) -> tuple[Tensor, tuple[int, int]]:
@@ -90,19 +105,22 @@ class DPDiffModel(nn.Module):
         return (tokens if self.adapter is None else self.adapter(tokens)), grid
 
     # -- conditions -------------------------------------------------------------------------
-    def conditions(self, match: LocalMatch) -> tuple[Tensor, Tensor]:
-        """Cross-attention conditions: local (B, N, L, C) and global (K_G, C).
+    def conditions(self, match: LocalMatch) -> tuple[Tensor | None, Tensor | None]:
+        """Cross-attention conditions: local (B, N, L, C) and global (K_G, C); None for a set
+        left out of ``denoiser.conditions`` (ablation).
 
         Local: the aggregate l_i (L = 1) or the top-k prototypes (L = k). Global prototypes
         are unit vectors; they are scaled by sqrt(C) to the norm of normalised tokens.
         """
-        if self.config.local_prototypes.keys == "aggregate":
-            local = match.aggregate[:, :, None]
-        else:
-            local = self.local.weight[match.index]
-        glob = F.normalize(self.glob.weight, dim=-1) * math.sqrt(self.glob.weight.shape[1])
-        if self.config.denoiser.detach_conditions:
-            local, glob = local.detach(), glob.detach()
+        config = self.config
+        local = glob = None
+        if "local" in config.denoiser.conditions:
+            local = (match.aggregate[:, :, None] if config.local_prototypes.keys == "aggregate"
+                     else self.local.weight[match.index])
+        if "global" in config.denoiser.conditions:
+            glob = F.normalize(self.glob.weight, dim=-1) * math.sqrt(self.glob.weight.shape[1])
+        if config.denoiser.detach_conditions:
+            local, glob = (None if c is None else c.detach() for c in (local, glob))
         return local, glob
 
     # -- training ---------------------------------------------------------------------------
@@ -116,13 +134,16 @@ class DPDiffModel(nn.Module):
         l_local = local_prototype_loss(tokens, match.aggregate)
 
         descriptors = self.glob.descriptor(adapted)
-        similarity = self.glob.similarity(descriptors, self.ot_projection())
         gathered, offset = gather_rows(descriptors)
-        q = self.ot_targets(gathered)[offset: offset + tokens.shape[0]]
-        if config.global_prototypes.ot_loss == "cross_entropy":
-            l_ot = ot_cross_entropy(similarity, q, config.global_prototypes.temperature)
+        if config.loss.ot == 0:  # ablation without the OT term: no Sinkhorn solve
+            l_ot = descriptors.new_zeros(())
         else:
-            l_ot = ot_sinkhorn_cost(similarity, q / tokens.shape[0])
+            similarity = self.glob.similarity(descriptors, self.ot_projection())
+            q = self.ot_targets(gathered)[offset: offset + tokens.shape[0]]
+            if config.global_prototypes.ot_loss == "cross_entropy":
+                l_ot = ot_cross_entropy(similarity, q, config.global_prototypes.temperature)
+            else:
+                l_ot = ot_sinkhorn_cost(similarity, q / tokens.shape[0])
 
         t = self.schedule.sample_timesteps(tokens.shape[0], tokens.device, generator)
         noise = torch.randn(tokens.shape, generator=generator, device=tokens.device)
@@ -216,8 +237,8 @@ class DPDiffModel(nn.Module):
 
     # -- inference --------------------------------------------------------------------------
     @torch.no_grad()
-    def reconstruct(self, tokens: Tensor, grid: tuple[int, int], local: Tensor, glob: Tensor,
-                    noise: Tensor) -> Tensor:
+    def reconstruct(self, tokens: Tensor, grid: tuple[int, int], local: Tensor | None,
+                    glob: Tensor | None, noise: Tensor) -> Tensor:
         """F_hat (B, N, C): noise tokens to t_s, then DDIM (eta = 0) or one x0 step, EMA weights.
 
         Args:
@@ -238,8 +259,8 @@ class DPDiffModel(nn.Module):
             x = schedule.ddim_step(x0, eps, torch.full_like(start, t_prev))
         return x
 
-    def _predict(self, x: Tensor, t: Tensor, grid: tuple[int, int], local: Tensor,
-                 glob: Tensor) -> tuple[Tensor, Tensor]:
+    def _predict(self, x: Tensor, t: Tensor, grid: tuple[int, int], local: Tensor | None,
+                 glob: Tensor | None) -> tuple[Tensor, Tensor]:
         """(x0, eps) estimates at step t from the EMA denoiser, whichever it predicts."""
         out = self.ema_denoiser(x, t, grid, local, glob).float()
         if self.config.denoiser.prediction == "eps":
@@ -255,8 +276,11 @@ class DPDiffModel(nn.Module):
         """
         tokens, (h, w) = self.tokens(images)
         match = self.local(tokens)
-        noise = randn_per_image(images, tuple(tokens.shape[1:]), seed)
-        recon = self.reconstruct(tokens, (h, w), *self.conditions(match), noise=noise)
         weight = self.config.inference.prototype_weight
+        if weight == 1:  # prototype-distance-only scoring: the reconstruction has no weight
+            recon = tokens
+        else:
+            noise = randn_per_image(images, tuple(tokens.shape[1:]), seed)
+            recon = self.reconstruct(tokens, (h, w), *self.conditions(match), noise=noise)
         scores = anomaly_scores(tokens, recon, match.nearest, weight)
         return rearrange(scores, "b (h w) -> b 1 h w", h=h, w=w)

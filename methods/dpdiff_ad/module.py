@@ -147,10 +147,10 @@ class DPDiffAD(AnomalyMethod):
         at ``prototype_lr``, no decay."""
         prototypes = [p for p in (self.model.local.weight, self.model.glob.weight)
                       if p.requires_grad]
-        groups = [
-            {"params": list(self.model.denoiser.parameters())},
-            {"params": prototypes, "lr": self.config.prototype_lr, "weight_decay": 0.0},
-        ]
+        groups = [{"params": list(self.model.denoiser.parameters())}]
+        if prototypes:  # none in the ablation without L_loc and L_OT
+            groups.append({"params": prototypes, "lr": self.config.prototype_lr,
+                           "weight_decay": 0.0})
         if self.model.adapter is not None:
             groups.append({"params": list(self.model.adapter.parameters())})
         return groups

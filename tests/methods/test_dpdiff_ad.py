@@ -295,6 +295,24 @@ def test_cross_attention_equals_masked_full_attention():
     torch.testing.assert_close(out, attention.out(ref.transpose(1, 2).flatten(2)))
 
 
+@pytest.mark.parametrize("kept", ["local", "global"])
+def test_cross_attention_with_one_prototype_set_attends_over_its_keys_only(kept):
+    torch.manual_seed(0)
+    attention = PrototypeCrossAttention(width=8, heads=2)
+    x, local, glob = torch.randn(2, 3, 8), torch.randn(2, 3, 2, 8), torch.randn(4, 8)
+    out = attention(x, local if kept == "local" else None, glob if kept == "global" else None)
+    q = attention.q(x).unflatten(-1, (2, 4))  # (B, N, h, d)
+    if kept == "local":  # token i attends over its own 2 local keys
+        k, v = attention.kv(local).unflatten(-1, (2, 2, 4)).unbind(-3)  # (B, N, L, h, d)
+        attn = torch.softmax(torch.einsum("bnhd,bnlhd->bnhl", q, k) / 2, dim=-1)
+        ref = torch.einsum("bnhl,bnlhd->bnhd", attn, v)
+    else:  # every token attends over the 4 global keys
+        k, v = attention.kv(glob).unflatten(-1, (2, 2, 4)).unbind(-3)  # (G, h, d)
+        attn = torch.softmax(torch.einsum("bnhd,ghd->bnhg", q, k) / 2, dim=-1)
+        ref = torch.einsum("bnhg,ghd->bnhd", attn, v)
+    torch.testing.assert_close(out, attention.out(ref.flatten(2)))
+
+
 def test_denoiser_shapes_and_zero_initialised_output():
     denoiser = PrototypeDenoiser(6, DenoiserConfig(width=16, depth=2, heads=4))
     args = (torch.randn(2, 12, 6), torch.tensor([3, 900]), (3, 4), torch.randn(2, 12, 1, 6),
@@ -364,6 +382,53 @@ def test_scores_do_not_depend_on_batching():
     for size in (1, 3):
         torch.testing.assert_close(results[size][0], results[8][0])
         torch.testing.assert_close(results[size][1], results[8][1])
+
+
+# -- ablations ------------------------------------------------------------------------------------
+NO_GLOBAL = {"denoiser.conditions": ["local"], "loss.ot": 0.0}
+NO_LOCAL = {"denoiser.conditions": ["global"], "loss.local": 0.0,
+            "inference.prototype_weight": 0.0}
+
+
+@pytest.mark.parametrize(("overrides", "dropped"), [(NO_GLOBAL, "global"), (NO_LOCAL, "local")])
+def test_ablated_prototype_set_is_no_condition_and_its_bank_gets_no_gradient(overrides, dropped):
+    method = build(**overrides)
+    model = method.model
+    local, glob = model.conditions(model.local(model.tokens(images(2))[0]))
+    assert (local is None, glob is None) == (dropped == "local", dropped == "global")
+    bank = model.local if dropped == "local" else model.glob
+    assert not bank.weight.requires_grad
+    assert all(p is not bank.weight for g in method.parameter_groups() for p in g["params"])
+    out = losses(method, images(4))
+    out.total.backward()
+    assert out.diffusion > 0 and model.denoiser.embed.weight.grad.abs().sum() > 0
+    # the denoiser's output depends on the condition set that is kept
+    kept = model.glob if dropped == "local" else model.local
+    before = forward(method, images(2, seed=3)).score
+    with torch.no_grad():
+        kept.weight.copy_(torch.randn_like(kept.weight))
+    assert not torch.allclose(forward(method, images(2, seed=3)).score, before)
+
+
+def test_without_the_ot_term_no_sinkhorn_runs_and_the_global_bank_keeps_its_start(monkeypatch):
+    method = build(**{"loss.ot": 0.0})
+    model = method.model
+    called = []
+    monkeypatch.setattr(model, "ot_targets", lambda *a: called.append(a))
+    out = losses(method, images(4))
+    assert not called and out.ot == 0 and not model.glob.weight.requires_grad
+    # the global prototypes still condition the denoiser
+    assert model.conditions(model.local(model.tokens(images(2))[0]))[1] is not None
+
+
+def test_prototype_distance_only_scoring_skips_the_reconstruction(monkeypatch):
+    method = build(**{"inference.prototype_weight": 1.0})
+    model = method.model
+    monkeypatch.setattr(model, "reconstruct", lambda *a, **k: pytest.fail("reconstructed"))
+    x = images(2, seed=4)
+    raw = model.anomaly_map(x)
+    tokens, (h, w) = model.tokens(x)
+    torch.testing.assert_close(raw, (1 - model.local(tokens).nearest).view(2, 1, h, w))
 
 
 def test_initialisation_sets_statistics_and_banks_from_training_tokens():
@@ -784,6 +849,16 @@ def test_defaults_are_the_paper_configuration():
      r"local_prototypes\.reseed_threshold must be in \(0, 1\], got 0\.0"),
     ({"local_prototypes": {"reseed_threshold": 2.0}},
      r"local_prototypes\.reseed_threshold must be in \(0, 1\], got 2\.0"),
+    ({"denoiser": {"conditions": []}}, r"denoiser\.conditions must be one or both"),
+    ({"denoiser": {"conditions": ["local", "local"]}}, r"denoiser\.conditions must be one or"),
+    ({"denoiser": {"conditions": ["local"]}},
+     r"loss\.ot must be 0 without 'global' in denoiser\.conditions"),
+    ({"denoiser": {"conditions": ["global"]}, "inference": {"prototype_weight": 0.0}},
+     r"loss\.local must be 0 without 'local' in denoiser\.conditions"),
+    ({"denoiser": {"conditions": ["global"]}, "loss": {"local": 0.0}},
+     r"inference\.prototype_weight must be 0 without 'local'"),
+    ({"global_prototypes": {"ot_acts_on": "adapter"}, "loss": {"ot": 0.0}},
+     r"loss\.ot must be non-zero with global_prototypes\.ot_acts_on = 'adapter'"),
 ])
 def test_invalid_values_are_config_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -820,6 +895,7 @@ def test_paper_architecture_with_random_backbone_weights():
 
 # -- learning -------------------------------------------------------------------------------------
 MARGIN = 0.1  # image AUROC points above the mean-image baseline
+RECONSTRUCTION_MARGIN = 0.05  # ... for the reconstruction term alone
 
 
 @pytest.mark.slow
@@ -837,3 +913,10 @@ def test_tiny_preset_learns_and_beats_the_naive_baseline(tmp_path):
     table = adbench.evaluate(method, datamodule, accelerator="cpu", devices=1,
                              enable_progress_bar=False).to_frame()
     assert table.loc["mean", "I-AUROC"] >= naive + MARGIN, (table.loc["mean"], naive)
+    # the diffusion part on its own: the same weights scored by the reconstruction alone
+    reconstruction = adbench.create("dpdiff_ad", preset="tiny",
+                                    **{"inference.prototype_weight": 0.0})
+    reconstruction.load_state_dict(method.state_dict())
+    alone = adbench.evaluate(reconstruction, datamodule, accelerator="cpu", devices=1,
+                             enable_progress_bar=False).to_frame()
+    assert alone.loc["mean", "I-AUROC"] > naive + RECONSTRUCTION_MARGIN, (alone.loc["mean"], naive)
