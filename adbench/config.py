@@ -91,6 +91,10 @@ def _number_or_text(value: Any) -> Any:
 def from_dict(cls: type[T], data: Mapping[str, Any], context: str = "config") -> T:
     """Build the frozen dataclass ``cls`` from ``data``, checking every key and value.
 
+    A nested section given in part keeps the other values of the section's default: the
+    default of the field that holds it (``trainer: {precision: "32"}`` keeps a method's own
+    ``trainer.max_epochs``), not the section class's generic defaults.
+
     Args:
         cls: a dataclass type; nested dataclass fields are built recursively.
         data: plain mapping (from YAML); missing keys keep their defaults.
@@ -99,7 +103,18 @@ def from_dict(cls: type[T], data: Mapping[str, Any], context: str = "config") ->
     return _build(cls, data, context, prefix="")
 
 
-def _build(cls: type, data: Any, context: str, prefix: str) -> Any:
+def _field_default(field: dataclasses.Field) -> Any:
+    """A field's default value (its factory called), or None when it has none."""
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None
+
+
+def _build(cls: type, data: Any, context: str, prefix: str, default: Any = None) -> Any:
+    """``cls`` from the mapping ``data``; keys it lacks come from ``default`` (an instance of
+    ``cls``, the default of the enclosing field) when given, else from ``cls``'s defaults."""
     if not isinstance(data, Mapping):
         where = prefix.rstrip(".") or "the top level"
         raise ConfigError(f"{context}: {where} must be a mapping, got {data!r}")
@@ -113,7 +128,10 @@ def _build(cls: type, data: Any, context: str, prefix: str) -> Any:
                 f"{context}: unknown key '{prefix}{key}'{did_you_mean(prefix + str(key), valid)} "
                 f"valid keys: {', '.join(valid)}"
             )
-        kwargs[key] = _coerce(hints[key], value, context, prefix + key)
+        inner = _field_default(fields[key]) if default is None else getattr(default, key)
+        kwargs[key] = _coerce(hints[key], value, context, prefix + key, inner)
+    if default is not None:
+        kwargs = {name: getattr(default, name) for name in fields} | kwargs
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
@@ -126,7 +144,9 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _coerce(tp: Any, value: Any, context: str, key: str) -> Any:
+def _coerce(tp: Any, value: Any, context: str, key: str, default: Any = None) -> Any:
+    """``value`` checked against type ``tp``; ``default`` (the field's default) completes a
+    nested dataclass section given in part."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
@@ -151,7 +171,8 @@ def _coerce(tp: Any, value: Any, context: str, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if dataclasses.is_dataclass(value):
             return value
-        return _build(tp, value, context, key + ".")
+        base = default if isinstance(default, tp) else None
+        return _build(tp, value, context, key + ".", base)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{context}: {key} must be a list, got {value!r}")

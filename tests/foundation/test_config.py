@@ -51,6 +51,38 @@ def test_defaults_and_nested_values():
     assert cfg.betas == (0.9, 0.999)
 
 
+@dataclass(frozen=True)
+class Outer:
+    """A section whose field default differs from its class's defaults, two levels deep."""
+
+    @dataclass(frozen=True)
+    class Stage:
+        sampler: Sampler = field(default_factory=Sampler)
+        kwargs: dict = field(default_factory=dict)
+
+    stage: Stage = field(default_factory=lambda: Outer.Stage(
+        sampler=Sampler(steps=7, eta=0.5), kwargs={"img_size": 392}))
+
+
+def test_a_section_given_in_part_keeps_the_field_default_not_the_class_default():
+    cfg = from_dict(Outer, {"stage": {"sampler": {"kind": "ddpm"}}})
+    assert cfg.stage.sampler == Sampler(steps=7, eta=0.5, kind="ddpm")
+    assert cfg.stage.kwargs == {"img_size": 392}
+    # a mapping-valued field given replaces the default whole (it is a value, not a section)
+    assert from_dict(Outer, {"stage": {"kwargs": {}}}).stage.kwargs == {}
+    assert from_dict(Outer, {}).stage == Outer().stage
+
+
+def test_a_trainer_setting_keeps_the_method_budget():
+    from adbench.registry import resolve_config
+
+    for name, preset, budget in (("anomalib.patchcore", "tiny", ("max_epochs", 1)),
+                                 ("mddnet", "paper", ("max_epochs", 200)),
+                                 ("anomalib.dinomaly", "paper", ("max_steps", 10_000))):
+        trainer = resolve_config(name, preset, {"trainer.precision": "32"}).trainer
+        assert (trainer.precision, getattr(trainer, budget[0])) == ("32", budget[1]), name
+
+
 def test_unknown_key_names_dotted_key_and_suggestion():
     with pytest.raises(ConfigError) as err:
         from_dict(Demo, {"sampler": {"stpes": 10}}, context="glad")
