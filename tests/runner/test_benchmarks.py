@@ -13,6 +13,7 @@ from adbench.runner.sweep import resolve_methods
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 FILES = sorted(BENCHMARKS.glob("*.yaml"))
+CPU_SWEEPS = ("quickstart", "scaling_synthetic")  # tiny presets on the built-in synthetic data
 
 
 def test_every_benchmark_file_is_present():
@@ -25,7 +26,7 @@ def test_benchmark_file_resolves(path):
     sweep = load_sweep(path)
     methods = resolve_methods(sweep)
     assert methods
-    if path.stem != "quickstart":
+    if path.stem not in CPU_SWEEPS:
         assert {entry.preset for _, entry, _, _ in methods} == {"paper"}
         assert {entry.name for _, entry, _, _ in methods} >= {"mddnet", "glad", "dpdiff_ad"}
 
@@ -46,3 +47,18 @@ def test_quickstart_runs_every_registered_method_with_tiny_presets():
         assert config.data.image_size == 64
         assert config.trainer.max_epochs == 2
     assert sweep.datasets[0].format == "synthetic" and sweep.categories == (2, 4)
+
+
+def test_the_synthetic_scaling_study_covers_every_offline_method_with_its_own_budget():
+    sweep = load_sweep(BENCHMARKS / "scaling_synthetic.yaml")
+    methods = resolve_methods(sweep)
+    names = sorted(entry.name for _, entry, _, _ in methods)
+    assert names == [m for m in list_methods() if "tiny" in get_method_spec(m).presets]
+    assert sweep.categories == (4, 8, 16, 32, 64) and sweep.seeds == (0, 1, 2)
+    assert sweep.checkpoints is False
+    for label, entry, config, _ in methods:
+        # no sweep budget: each method keeps its tiny preset's own (the preset that learns)
+        preset = get_method_spec(entry.name).preset("tiny").get("trainer", {})
+        default = get_method_spec(entry.name).config().trainer
+        for key in ("max_epochs", "max_steps"):
+            assert getattr(config.trainer, key) == preset.get(key, getattr(default, key)), label
