@@ -883,14 +883,26 @@ def test_paper_preset_offline_raises_weights_not_found(empty_offline_hub):
 
 
 @pytest.mark.slow
-def test_paper_architecture_with_random_backbone_weights():
-    method = adbench.create("dpdiff_ad", preset="paper", **{
-        "backbone.weights": "none", "backbone.timm_kwargs": {"img_size": 56}})
+def test_paper_architecture_trains_one_step_and_scores_in_mechanics_mode():
+    method = adbench.create("dpdiff_ad", preset="paper", random_weights=True,
+                            **{"backbone.timm_kwargs": {"img_size": 56}})
     model = method.model
+    assert method.config.random_weights
     assert model.extractor.channels == 768 and model.local.weight.shape == (1024, 768)
     assert model.glob.weight.shape == (128, 768) and len(model.denoiser.blocks) == 8
-    out = forward(method, torch.rand(1, 3, 56, 56))
-    assert out.anomaly_map.shape == (1, 1, 56, 56) and torch.isfinite(out.score).all()
+    # ViT-B/14 up to block 9, the last one read (7.1 M parameters per block)
+    assert 70e6 < sum(p.numel() for p in model.extractor.parameters()) < 75e6
+    x = torch.rand(4, 3, 56, 56, generator=torch.Generator().manual_seed(0))
+    model.initialize(*model.initialization_sample(x, 10_000), torch.Generator().manual_seed(0))
+    optimizer = torch.optim.AdamW(method.parameter_groups(), lr=1e-4)
+    before = model.denoiser.head.weight.detach().clone()
+    method.train()
+    loss = model.training_losses(x, torch.Generator().manual_seed(0))
+    loss.total.backward()
+    optimizer.step()
+    assert torch.isfinite(loss.total) and not torch.equal(model.denoiser.head.weight, before)
+    out = forward(method, x[:2])
+    assert out.anomaly_map.shape == (2, 1, 56, 56) and torch.isfinite(out.score).all()
 
 
 # -- learning -------------------------------------------------------------------------------------
