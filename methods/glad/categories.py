@@ -24,7 +24,7 @@ WHOLE_IMAGE_CATEGORIES = frozenset({  # mode 3: textures and layouts, no foregro
 BIDIRECTIONAL_CATEGORIES = frozenset({"transistor", "pcb1", "pcb4"})
 
 
-def _base(name: str) -> str:
+def base_name(name: str) -> str:
     """'mvtec/bottle' or 'bottle' -> 'bottle'."""
     return name.rsplit("/", 1)[-1]
 
@@ -32,7 +32,7 @@ def _base(name: str) -> str:
 def foreground_flags(names: Sequence[str], default: bool) -> list[bool]:
     """Per category name: restrict to the foreground (official lists; else ``default``)."""
     flags = []
-    for name in map(_base, names):
+    for name in map(base_name, names):
         known = name in FOREGROUND_CATEGORIES or name in WHOLE_IMAGE_CATEGORIES
         flags.append(name in FOREGROUND_CATEGORIES if known else default)
     return flags
@@ -43,4 +43,4 @@ def bidirectional_flags(names: Sequence[str], default: bool) -> list[bool]:
     ``default``)."""
     official = FOREGROUND_CATEGORIES | WHOLE_IMAGE_CATEGORIES
     return [name in BIDIRECTIONAL_CATEGORIES if name in official else default
-            for name in map(_base, names)]
+            for name in map(base_name, names)]

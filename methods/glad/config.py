@@ -49,7 +49,13 @@ class DenoiserConfig:
 
     kind: Literal["sd_unet", "unet2d"] = "sd_unet"  # paper: SD v1.4 UNet; unet2d: small, scratch
     weights: str = SD_V1_4  # sd_unet: diffusers folder or hub id (unet/, text_encoder/, tokenizer/)
-    prompt: str = "a photo of sks"  # official: the text condition of training and test (sd_unet)
+    prompt: str = "a photo of sks"  # official: the text condition of training (every image)
+    # official multi-class test script: each test image is conditioned on its category's
+    # prompt, class_prompt with the category name (no space: "a photo of sksbottle");
+    # "fixed": the training prompt at test too (the official single-class script). Images
+    # without a category name (scored outside a Trainer) get the fixed prompt
+    test_prompt: Literal["class_name", "fixed"] = "class_name"
+    class_prompt: str = "a photo of sks{category}"  # official: "a photo of sks" + class name
     guidance_scale: float = 9.0  # official test code: classifier-free guidance 9; 1 = one pass
     # official training script (--gradient_checkpointing): recompute the SD UNet's activations
     # in the backward pass (sd_unet only; memory estimate in the README)
@@ -67,6 +73,19 @@ class DenoiserConfig:
             raise ConfigError(
                 f"denoiser.guidance_scale must be 1.0 for kind 'unet2d' (an unconditional UNet "
                 f"has no prompt to guide with), got {self.guidance_scale}")
+        if self.kind == "unet2d" and self.test_prompt != "fixed":
+            raise ConfigError(
+                f"denoiser.test_prompt must be 'fixed' for kind 'unet2d' (an unconditional UNet "
+                f"reads no prompt), got {self.test_prompt!r}")
+        try:
+            self.class_prompt.format(category="")
+        except (KeyError, IndexError, ValueError):
+            valid = False
+        else:
+            valid = "{category}" in self.class_prompt
+        if not valid:
+            raise ConfigError(f"denoiser.class_prompt must be a template with the field "
+                              f"{{category}} and no other, got {self.class_prompt!r}")
         if self.guidance_scale < 1.0:
             raise ConfigError(f"denoiser.guidance_scale must be >= 1, got {self.guidance_scale}")
         if any(c % self.norm_num_groups for c in self.block_out_channels):

@@ -102,9 +102,13 @@ class GLADModel(nn.Module):
                                       self.target_sign)
         return atp_loss(self.denoiser(x_t, t), target)
 
-    def predict_noise(self, x_t: Tensor, t: Tensor) -> Tensor:
-        """eps_hat (B, C, h, w) at inference (guided), derived from x0 for x0-prediction."""
-        out = self.denoiser(x_t, t, guided=True).float()
+    def predict_noise(self, x_t: Tensor, t: Tensor, context: Tensor | None = None) -> Tensor:
+        """eps_hat (B, C, h, w) at inference (guided), derived from x0 for x0-prediction.
+
+        Args:
+            context: (B, L, D) per-image prompt embeddings; None = the fixed prompt.
+        """
+        out = self.denoiser(x_t, t, guided=True, context=context).float()
         return self.schedule.predict_eps(x_t, out, t) if self.prediction == "x0" else out
 
     # -- inference: adaptive denoising step (ADS) and feature fusion (SAFF) ---------------------
@@ -122,8 +126,8 @@ class GLADModel(nn.Module):
         return nn_discrepancy(f_in, f_gen)
 
     @torch.no_grad()
-    def reconstruct(self, images: Tensor, seed: int = 0,
-                    noise: Tensor | None = None) -> Reconstruction:
+    def reconstruct(self, images: Tensor, seed: int = 0, noise: Tensor | None = None,
+                    context: Tensor | None = None) -> Reconstruction:
         """Reconstruct a normal version of ``images`` (B, 3, H, W) in [0, 1].
 
         Every sample is noised to ``sampler.noise_step`` and follows the same DDIM trajectory
@@ -137,6 +141,8 @@ class GLADModel(nn.Module):
             seed: seeds each image's noise eps with the image (`randn_per_image`) when ``noise``
                 is not given, so a reconstruction does not depend on the batch.
             noise: eps (B, C, h, w) in the diffusion space, to fix it from outside.
+            context: (B, L, D) each image's prompt embedding (its category's); None = the
+                fixed prompt (conditional denoisers only).
         """
         cfg = self.sampler
         z0 = self.codec.encode(images)
@@ -150,7 +156,7 @@ class GLADModel(nn.Module):
         for t_int, t_prev_int in self.schedule.ddim_timesteps(cfg.noise_step, cfg.steps,
                                                               cfg.spacing):
             t = torch.full((B,), t_int, device=device, dtype=torch.long)
-            eps_hat = self.predict_noise(x_t, t)
+            eps_hat = self.predict_noise(x_t, t, context)
             x0 = self.schedule.predict_x0(x_t, eps_hat, t)
             if bool(active.any()):
                 idx = active.nonzero().squeeze(1)

@@ -53,11 +53,17 @@ class GLAD(AnomalyMethod):
         score in any batch.
 
         Args:
-            categories: each image's category name; with ``scoring.per_category="official"``
-                the official object-mask and bidirectional lists decide for the categories they
-                name (None: the config's ``scoring.foreground`` / ``scoring.bidirectional``).
+            categories: each image's category name; with ``denoiser.test_prompt="class_name"``
+                each image is reconstructed with its category's prompt, and with
+                ``scoring.per_category="official"`` the official object-mask and bidirectional
+                lists decide for the categories they name (None: the fixed prompt and the
+                config's ``scoring.foreground`` / ``scoring.bidirectional``).
         """
-        reconstruction = self.model.reconstruct(images, self.config.sampler.seed)
+        class_prompts = self.model.denoiser.class_prompts
+        context = (class_prompts(categories)
+                   if categories is not None and class_prompts is not None else None)
+        reconstruction = self.model.reconstruct(images, self.config.sampler.seed,
+                                                context=context)
         self.last_stop_steps = reconstruction.stop_steps
         self.stop_step_counts += torch.bincount(reconstruction.stop_steps,
                                                 minlength=len(self.stop_step_counts))
@@ -70,7 +76,8 @@ class GLAD(AnomalyMethod):
         return self.postprocess(raw, tuple(images.shape[-2:]))
 
     def score(self, batch: Batch) -> AnomalyOutput:
-        """Score a test batch with its categories' official settings (see `forward`)."""
+        """Score a test batch with its categories' prompts and official settings (see
+        `forward`)."""
         return self(batch.image, self.category_names(batch))
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:

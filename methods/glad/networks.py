@@ -6,11 +6,17 @@ format). Tiny preset: pixel space and a small unconditional diffusers `UNet2DMod
 In mechanics mode (``random_weights=True``) the Stable Diffusion parts are built from the
 published v1.4 configurations shipped in ``sd_v1_4/`` (UNet 859.5 M, VAE 83.7 M and CLIP text
 encoder 123.1 M parameters) with random weights, and nothing is loaded.
+
+The fixed prompt and the empty prompt are encoded once at build time. With per-category test
+prompts (``denoiser.test_prompt: class_name``) the text encoder is kept (on the CPU, outside the
+state dict) to encode each category's prompt the first time it is seen.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -19,6 +25,7 @@ from torch import Tensor, nn
 
 from adbench.backbones import load_diffusers_component
 from adbench.errors import MissingDependencyError
+from adbench.methods.glad.categories import base_name
 from adbench.methods.glad.config import AutoencoderConfig, DenoiserConfig
 
 
@@ -67,40 +74,96 @@ class LatentCodec(nn.Module):
 
 
 class Denoiser(nn.Module):
-    """eps_theta(x_t, t), optionally conditioned on a fixed prompt with classifier-free guidance.
+    """eps_theta(x_t, t), optionally text-conditioned with classifier-free guidance.
 
     Args:
         unet: a diffusers `UNet2DModel` (``prompt=None``) or `UNet2DConditionModel`.
-        prompt: (1, L, D) text embedding of the prompt, or None for an unconditional UNet.
+        prompt: (1, L, D) text embedding of the fixed (training) prompt, or None for an
+            unconditional UNet.
         empty_prompt: (1, L, D) embedding of the empty prompt (the unconditional branch).
         guidance_scale: ``eps_u + g (eps_c - eps_u)`` at inference; 1 = the prompt branch only.
+        class_prompts: per-category test prompts (``denoiser.test_prompt: class_name``), or None.
     """
 
     def __init__(self, unet: nn.Module, prompt: Tensor | None = None,
-                 empty_prompt: Tensor | None = None, guidance_scale: float = 1.0) -> None:
+                 empty_prompt: Tensor | None = None, guidance_scale: float = 1.0,
+                 class_prompts: ClassPrompts | None = None) -> None:
         super().__init__()
         if (prompt is None) != (empty_prompt is None):
             raise ValueError("give both prompt and empty_prompt embeddings, or neither")
         self.unet = unet
         self.guidance_scale = guidance_scale
+        self.class_prompts = class_prompts  # a plain object: its text encoder stays out of the
+        # state dict and on the CPU
         self.register_buffer("prompt", prompt)
         self.register_buffer("empty_prompt", empty_prompt)
 
-    def forward(self, x_t: Tensor, t: Tensor, guided: bool = False) -> Tensor:
+    def forward(self, x_t: Tensor, t: Tensor, guided: bool = False,
+                context: Tensor | None = None) -> Tensor:
         """Predict the noise (B, C, h, w) in ``x_t`` at timesteps t (B,).
 
         Args:
             guided: apply classifier-free guidance (inference); training uses the prompt only.
+            context: (B, L, D) conditional embedding per image (its category's prompt) in place
+                of the fixed prompt; None = the fixed prompt for every image.
         """
         if self.prompt is None:
             return self.unet(x_t, t).sample
         B = x_t.shape[0]
+        cond = self.prompt.expand(B, -1, -1) if context is None else context.to(self.prompt)
         if not guided or self.guidance_scale == 1.0:
-            return self.unet(x_t, t, encoder_hidden_states=self.prompt.expand(B, -1, -1)).sample
-        context = torch.cat([self.empty_prompt.expand(B, -1, -1), self.prompt.expand(B, -1, -1)])
+            return self.unet(x_t, t, encoder_hidden_states=cond).sample
+        context = torch.cat([self.empty_prompt.expand(B, -1, -1), cond])
         eps_uncond, eps_cond = self.unet(torch.cat([x_t, x_t]), torch.cat([t, t]),
                                          encoder_hidden_states=context).sample.chunk(2)
         return guide(eps_uncond, eps_cond, self.guidance_scale)
+
+
+class PromptEncoder:
+    """A frozen CLIP text encoder with its tokenizer: prompts -> (N, L, D) last hidden states.
+
+    No attention mask is passed (as in Stable Diffusion v1.4 and the official code), so the
+    padding tokens take part in the embedding.
+
+    Args:
+        encoder: a transformers `CLIPTextModel`.
+        tokenize: N prompts -> (N, L) token ids.
+    """
+
+    def __init__(self, encoder: nn.Module, tokenize: Callable[[list[str]], Tensor]) -> None:
+        self.encoder = encoder.eval().requires_grad_(False)
+        self.tokenize = tokenize
+
+    def __call__(self, prompts: list[str]) -> Tensor:
+        """(N, L, D) embeddings of ``prompts``, on the encoder's device."""
+        with torch.no_grad():
+            return self.encoder(self.tokenize(prompts))[0]
+
+
+class ClassPrompts:
+    """Per-category prompt embeddings: each category's templated name, encoded once and cached.
+
+    Args:
+        encoder: the text encoder.
+        template: the prompt with the field ``{category}``, e.g. "a photo of sks{category}".
+    """
+
+    def __init__(self, encoder: PromptEncoder, template: str) -> None:
+        self.encoder = encoder
+        self.template = template
+        self.cache: dict[str, Tensor] = {}  # category name -> (L, D)
+
+    def prompt(self, category: str) -> str:
+        """The prompt of a category ('mvtec/metal_nut' -> 'a photo of sksmetal_nut')."""
+        return self.template.format(category=base_name(category))
+
+    def __call__(self, categories: Sequence[str]) -> Tensor:
+        """(B, L, D): the embedding of each image's category prompt (new names encoded in one
+        batch)."""
+        new = [name for name in dict.fromkeys(categories) if name not in self.cache]
+        if new:
+            self.cache.update(zip(new, self.encoder([self.prompt(n) for n in new]), strict=True))
+        return torch.stack([self.cache[name] for name in categories])
 
 
 def guide(eps_uncond: Tensor, eps_cond: Tensor, scale: float) -> Tensor:
@@ -156,14 +219,16 @@ def build_denoiser(config: DenoiserConfig, image_size: int, channels: int,
 
     if random_weights:
         unet = UNet2DConditionModel.from_config(sd_config("unet"))
-        prompt, empty = encode_prompts_randomly([config.prompt, ""])
     else:
         unet = load_diffusers_component(UNet2DConditionModel, config.weights, "unet",
                                         setting="denoiser.weights")
-        prompt, empty = encode_prompts(config.weights, [config.prompt, ""])
+    encoder = build_prompt_encoder(config.weights, random_weights)
+    prompt, empty = encoder([config.prompt, ""]).split(1)
+    class_prompts = (ClassPrompts(encoder, config.class_prompt)
+                     if config.test_prompt == "class_name" else None)
     if config.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
-    return Denoiser(unet, prompt, empty, config.guidance_scale)
+    return Denoiser(unet, prompt, empty, config.guidance_scale, class_prompts)
 
 
 def _import_clip() -> tuple[type, type, type]:
@@ -176,37 +241,37 @@ def _import_clip() -> tuple[type, type, type]:
     return CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 
-def encode_prompts_randomly(prompts: list[str]) -> list[Tensor]:
-    """Mechanics mode: (1, 77, 768) embeddings of ``prompts`` by a randomly initialised SD v1.4
-    CLIP text encoder. The token ids are the prompt's UTF-8 bytes between CLIP's start and end
-    tokens (the tokenizer's vocabulary is not shipped): the shapes and the cost are real, the
-    embedding means nothing."""
-    clip_config, clip_model, _ = _import_clip()
-    config = clip_config(**sd_config("text_encoder"))
-    encoder = clip_model(config).eval()
-    length = config.max_position_embeddings
+def byte_tokens(prompts: list[str], bos: int, eos: int, length: int) -> Tensor:
+    """Mechanics-mode token ids (N, length): each prompt's UTF-8 bytes between the start and
+    end tokens, padded with the end token (as CLIP pads)."""
     rows = []
     for prompt in prompts:
-        ids = [config.bos_token_id, *prompt.encode()[:length - 2], config.eos_token_id]
-        rows.append(ids + [config.eos_token_id] * (length - len(ids)))
-    with torch.no_grad():
-        hidden = encoder(torch.tensor(rows))[0]
-    return [h.unsqueeze(0) for h in hidden]
+        ids = [bos, *prompt.encode()[:length - 2], eos]
+        rows.append(ids + [eos] * (length - len(ids)))
+    return torch.tensor(rows)
 
 
-def encode_prompts(weights: str, prompts: list[str]) -> list[Tensor]:
-    """CLIP text embeddings (1, 77, 768) of ``prompts`` with the SD folder's frozen text encoder.
+def _clip_tokens(tokenizer: object, prompts: list[str]) -> Tensor:
+    """CLIP token ids (N, 77), padded to the tokenizer's maximum length and truncated to it."""
+    return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
+                     truncation=True, return_tensors="pt").input_ids
 
-    The text encoder is used once here and not kept: the prompt is fixed, so its embedding is a
-    constant of the model.
+
+def build_prompt_encoder(weights: str, random_weights: bool = False) -> PromptEncoder:
+    """The SD folder's frozen CLIP text encoder and tokenizer (``weights``: folder or hub id).
+
+    In mechanics mode a randomly initialised SD v1.4 text encoder (from ``sd_v1_4/``) with
+    `byte_tokens` (the tokenizer's vocabulary is not shipped): the shapes and the cost are real,
+    the embeddings mean nothing.
     """
-    _, CLIPTextModel, CLIPTokenizer = _import_clip()
-    tokenizer = load_diffusers_component(CLIPTokenizer, weights, "tokenizer",
+    clip_config, clip_model, clip_tokenizer = _import_clip()
+    if random_weights:
+        config = clip_config(**sd_config("text_encoder"))
+        return PromptEncoder(clip_model(config), partial(
+            byte_tokens, bos=config.bos_token_id, eos=config.eos_token_id,
+            length=config.max_position_embeddings))
+    tokenizer = load_diffusers_component(clip_tokenizer, weights, "tokenizer",
                                          setting="denoiser.weights")
-    encoder = load_diffusers_component(CLIPTextModel, weights, "text_encoder",
+    encoder = load_diffusers_component(clip_model, weights, "text_encoder",
                                        setting="denoiser.weights")
-    tokens = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
-                       truncation=True, return_tensors="pt").input_ids
-    with torch.no_grad():
-        hidden = encoder(tokens)[0]
-    return [h.unsqueeze(0) for h in hidden]
+    return PromptEncoder(encoder, partial(_clip_tokens, tokenizer))
