@@ -91,12 +91,13 @@ def test_notebook_runs(name, results_dir, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["leaderboard_analysis", "category_scaling"])
-def test_analysis_notebook_opens_the_shipped_results(name, monkeypatch):
-    """Without ADBENCH_RESULTS the analysis notebooks read examples/quickstart_results (one seed,
-    every registered method)."""
+@pytest.mark.parametrize(("name", "shipped"), [("leaderboard_analysis", "quickstart_results"),
+                                              ("category_scaling", "scaling_results")])
+def test_analysis_notebook_opens_the_shipped_results(name, shipped, monkeypatch):
+    """Without ADBENCH_RESULTS the analysis notebooks read the shipped results: the quickstart
+    (one seed, every registered method) and the category-scaling study (k = 4..64, 3 seeds)."""
     monkeypatch.delenv("ADBENCH_RESULTS", raising=False)
     monkeypatch.delenv("MPLBACKEND", raising=False)
     outputs = _execute(name)
     printed = "".join(output.get("text", "") for output in outputs)
-    assert "examples/quickstart_results" in printed
+    assert f"examples/{shipped}" in printed
