@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 
 import pandas as pd
@@ -149,13 +150,8 @@ def test_busy_cells_are_left_to_their_runner(tmp_path, tiny_root, toy):
     assert report.statuses == {cells[0].id: "busy", cells[1].id: "finished"}
 
 
-def test_ray_launcher_without_ray_names_the_extra(tmp_path, tiny_root, toy):
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("ray is installed")
+def test_ray_launcher_without_ray_names_the_extra(tmp_path, tiny_root, toy, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     with pytest.raises(MissingDependencyError, match=r"adbench-uad\[ray\]"):
         run_sweep(make_sweep(tiny_root, launcher={"name": "ray"}), tmp_path, progress=False)
 

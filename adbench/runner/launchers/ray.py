@@ -2,7 +2,10 @@
 
 Each cell is a Ray task that asks for ``num_gpus_per_cell`` GPUs; Ray places the tasks on the
 free GPUs of a node or cluster and sets ``CUDA_VISIBLE_DEVICES`` for each, and the cell runs
-with the same locks and files as under the local launcher.
+with the same locks and files as under the local launcher. A worker that dies mid-cell leaves a
+lock whose owner is dead, which the retried task (``max_retries``) or a later run breaks; a cell
+whose retries are spent is recorded as failed. A Ray instance the launcher started is shut down
+when the sweep ends; a cluster it joined (``address``) or a session the caller opened stays up.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ class RayLauncher:
     """Settings of the Ray launcher.
 
     Attributes:
-        address: Ray cluster to join ("auto" for a running one); None starts Ray locally.
+        address: Ray cluster to join ("auto": the one running here, or "host:port"); None starts
+            a new local Ray instance for the sweep, even when a cluster is running.
         num_gpus_per_cell: GPUs each cell reserves (fractions share a GPU).
         num_cpus_per_cell: CPUs each cell reserves.
         max_retries: Ray retries of a cell whose worker process died.
@@ -63,11 +67,26 @@ def launch(cells: list[Cell], out: Path, runtime: Runtime, config: RayLauncher, 
     pending = [c for c in cells if c.id not in statuses]
     if not pending:
         return statuses
-    ray.init(address=config.address, ignore_reinit_error=True, log_to_driver=progress)
+    joined = ray.is_initialized()
+    if not joined:
+        if config.address is None:  # "local": never the cluster a past `ray start` recorded
+            ray.init(address="local", include_dashboard=False, log_to_driver=progress)
+        else:
+            ray.init(address=config.address, log_to_driver=progress)
+    try:
+        return _run_all(ray, pending, statuses, out, runtime, config, fail_fast, progress)
+    finally:
+        if not joined:
+            ray.shutdown()
+
+
+def _run_all(ray: Any, pending: list[Cell], statuses: dict[str, str], out: Path,
+             runtime: Runtime, config: RayLauncher, fail_fast: bool,
+             progress: bool) -> dict[str, str]:
     task = ray.remote(num_gpus=config.num_gpus_per_cell, num_cpus=config.num_cpus_per_cell,
                       max_retries=config.max_retries)(_run)
     refs = {task.remote(str(out), c.to_dict(), runtime.to_dict()): c for c in pending}
-    with tqdm(total=len(cells), initial=len(statuses), unit="cell", desc="cells",
+    with tqdm(total=len(pending) + len(statuses), initial=len(statuses), unit="cell", desc="cells",
               disable=not progress) as bar:
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1)
@@ -76,7 +95,10 @@ def launch(cells: list[Cell], out: Path, runtime: Runtime, config: RayLauncher, 
                 statuses[cell.id] = ray.get(ready[0])
             except ray.exceptions.RayError as err:  # the worker died before recording
                 rundir.write_json(rundir.cell_dir(out, cell.id) / rundir.ERROR, {
-                    "type": type(err).__name__, "message": str(err), "traceback": str(err)})
+                    "type": type(err).__name__,
+                    "message": f"the Ray task of this cell ended without a result after "
+                               f"{config.max_retries} retries: {str(err).splitlines()[0]}",
+                    "traceback": str(err)})
                 statuses[cell.id] = FAILED
             bar.update(statuses[cell.id] in (FINISHED, FAILED))
             if statuses[cell.id] == FAILED and fail_fast:
