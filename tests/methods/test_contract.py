@@ -5,11 +5,15 @@ offline-capable preset: its paper preset in mechanics mode, ``random_weights=Tru
 size given in `MECHANICS`), fit a few steps
 on the built-in synthetic data, check output shapes and finiteness, a checkpoint round trip with
 identical outputs, the unknown-override error, and a full evaluation table.
+
+It runs on the CPU; ``ADBENCH_TEST_DEVICE=cuda`` runs it on the GPU instead (training, inference
+and evaluation; ``benchmarks/perf/gpu_check.py`` does so).
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -29,6 +33,9 @@ if TOY not in registry._REGISTERED:
     adbench.method(TOY, config=ToyConfig, presets=TOY_PRESETS, paper="test")(ToyAutoencoder)
 
 IMAGE_SIZE = 32
+DEVICE = os.environ.get("ADBENCH_TEST_DEVICE", "cpu")  # "cpu" or "cuda" (a Lightning accelerator)
+if DEVICE not in ("cpu", "cuda") or (DEVICE == "cuda" and not torch.cuda.is_available()):
+    raise RuntimeError(f"ADBENCH_TEST_DEVICE={DEVICE!r}: expected 'cpu', or 'cuda' with a GPU")
 
 # methods without a tiny preset (their paper presets need downloaded weights): the overrides that
 # make the paper architecture small enough for the contract, built with random_weights=True
@@ -67,16 +74,16 @@ def build(name: str, k: int) -> adbench.AnomalyMethod:
 
 
 def outputs(method: adbench.AnomalyMethod, images: torch.Tensor) -> AnomalyOutput:
-    method.eval()
+    method.to(DEVICE).eval()
     torch.manual_seed(0)  # methods that sample noise at inference are compared at a fixed seed
     with torch.no_grad():
-        return method(images)
+        return method(images.to(DEVICE))
 
 
 @pytest.mark.parametrize("name", adbench.list_methods())
 def test_method_contract(name, datamodule, tmp_path):
     method = build(name, k=len(datamodule.categories))
-    trainer = adbench.fit(method, datamodule, max_steps=2, accelerator="cpu", devices=1,
+    trainer = adbench.fit(method, datamodule, max_steps=2, accelerator=DEVICE, devices=1,
                           enable_progress_bar=False, default_root_dir=tmp_path)
     assert trainer.global_step == 2
 
@@ -97,7 +104,7 @@ def test_method_contract(name, datamodule, tmp_path):
     torch.testing.assert_close(again.anomaly_map, out.anomaly_map)
     torch.testing.assert_close(again.score, out.score)
 
-    table = adbench.evaluate(reloaded, datamodule, accelerator="cpu", devices=1,
+    table = adbench.evaluate(reloaded, datamodule, accelerator=DEVICE, devices=1,
                              enable_progress_bar=False).to_frame()
     assert list(table.columns) == [*METRICS, "mAD"]
     assert list(table.index) == [*datamodule.categories, "mean"]
@@ -115,9 +122,9 @@ def test_unknown_override_is_an_error(name):
 def test_batch_and_output_survive_lightning_device_moves(datamodule):
     batch = next(iter(datamodule.train_dataloader()))
     assert isinstance(batch, Batch)
-    assert isinstance(move_data_to_device(batch, torch.device("cpu")), Batch)
+    assert isinstance(move_data_to_device(batch, torch.device(DEVICE)), Batch)
     output = AnomalyOutput(torch.rand(2, 1, 4, 4), torch.rand(2))
-    assert isinstance(move_data_to_device(output, torch.device("cpu")), AnomalyOutput)
+    assert isinstance(move_data_to_device(output, torch.device(DEVICE)), AnomalyOutput)
 
 
 @pytest.mark.parametrize("sigma", [1.5, 4.0])
