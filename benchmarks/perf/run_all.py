@@ -177,6 +177,10 @@ def render(rows: list[Row], sources: list[str], machine: dict[str, str], command
     gpu_note = ("GPU figures are the rows on `cuda`; the record of their file below names the "
                 "GPU and the date." if gpu_rows else "No GPU figures yet: run this script on a "
                 "machine with a GPU to add the method benchmark on `cuda`.")
+    gpu_note += (" On a GPU machine, `python benchmarks/perf/gpu_check.py --budget-s 600` also "
+                 "runs the method contract on CUDA, a tiny sweep, every paper architecture with "
+                 "random weights (img/s and peak GPU memory) and a DDP cell, into "
+                 "`benchmarks/results/gpu_check.md`.")
     lines = [
         "# Performance",
         "",
