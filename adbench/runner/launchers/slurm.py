@@ -36,6 +36,8 @@ SUBMITTED, QUEUED = "submitted", "queued"
 JOB = rundir.JOB
 ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING",
                  "SUSPENDED", "REQUEUE_HOLD", "REQUEUE_FED", "UNKNOWN"}
+KILLED_STATES = {"CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "DEADLINE",
+                 "BOOT_FAIL"}
 
 
 @dataclass(frozen=True)
@@ -200,12 +202,23 @@ def _outcome(out: Path, cell: Cell, job: Any) -> str:
     folder = rundir.cell_dir(out, cell.id)
     if rundir.is_finished(folder):
         return FINISHED
+    state = job.state.split()[0]
+    if state in KILLED_STATES and not job.paths.result_pickle.exists():
+        # killed by SLURM: no result is coming (job.result() would wait 15 s for one, per job)
+        _job_error(folder, job, "JobKilled", f"job {job.job_id} ended {state} before its cell "
+                   "finished", (job.stderr() or "")[-4000:])
+        return FAILED
     try:
         status = job.result()
-    except Exception as err:  # the job itself died (timeout, node failure, out of memory)
-        if not (folder / rundir.ERROR).is_file():
-            rundir.write_json(folder / rundir.ERROR, {
-                "type": type(err).__name__, "message": f"job {job.job_id} failed: {err}",
-                "traceback": str(err), "stderr": str(job.paths.stderr)})
+    except Exception as err:  # run_job raised, or the job died and left no result
+        _job_error(folder, job, type(err).__name__, f"job {job.job_id} failed: {err}", str(err))
         return FAILED
     return status if status == BUSY else FAILED
+
+
+def _job_error(folder: Path, job: Any, kind: str, message: str, text: str) -> None:
+    """Write ``error.json`` for a job that died outside its cell (unless the cell wrote one)."""
+    if not (folder / rundir.ERROR).is_file():
+        rundir.write_json(folder / rundir.ERROR, {"type": kind, "message": message,
+                                                  "traceback": text,
+                                                  "stderr": str(job.paths.stderr)})
