@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from runner_helpers import CHILD_ENV, make_sweep
 
 from adbench.runner import load_results, plan, run_sweep
@@ -53,7 +54,12 @@ def stale_cluster_address(monkeypatch) -> Iterator[None]:
 @pytest.mark.slow
 def test_ray_cells_equal_the_local_launchers(tmp_path, tiny_root, toy, stale_cluster_address):
     sweep = make_sweep(tiny_root, categories=[1, 2, 4])
-    local = run_sweep(sweep, tmp_path / "local", progress=False, report=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in Ray's workers (num_cpus_per_cell 1): the same float sums
+    try:
+        local = run_sweep(sweep, tmp_path / "local", progress=False, report=False)
+    finally:
+        torch.set_num_threads(threads)
     remote = run_sweep({**sweep, "launcher": RAY_CELL}, tmp_path / "ray", progress=False,
                        report=False)
     assert set(remote.statuses.values()) == {"finished"} and remote.statuses.keys() == \
