@@ -160,7 +160,7 @@ start_munged() {
   chown munge:munge /run/munge "$STATE/munge" /var/lib/munge /var/log/munge
   chmod 755 /run/munge
   runuser -u munge -- munged --pid-file="$STATE/munge/munged.pid" \
-    --log-file="$STATE/munge/munged.log"
+    --log-file="$STATE/munge/munged.log" 9>&-
   wait_for 10 munged munge_works
   ln -sf "$STATE/munge/munged.pid" "$RUN/munged.pid"
 }
@@ -176,7 +176,7 @@ start_mariadb() {
   setsid mariadbd --no-defaults --user=root --datadir="$STATE/mysql" --socket="$DB_SOCKET" \
     --port="$DB_PORT" --bind-address=127.0.0.1 --pid-file="$RUN/mariadbd.pid" \
     --log-error="$LOG/mariadb.log" --innodb-buffer-pool-size=64M \
-    --innodb-lock-wait-timeout=900 --max-connections=50 < /dev/null > /dev/null 2>&1 &
+    --innodb-lock-wait-timeout=900 --max-connections=50 < /dev/null > /dev/null 2>&1 9>&- &
   wait_for 60 MariaDB mariadb-admin --no-defaults --socket="$DB_SOCKET" ping \
     || { dump_logs; die "MariaDB did not start"; }
   mariadb --no-defaults --socket="$DB_SOCKET" -u root -e "
@@ -193,7 +193,7 @@ start_slurm_daemon() {  # start_slurm_daemon NAME ARGS...: start it unless our c
   if pgrep -x "$name" >/dev/null; then
     die "a $name not started by this script is running; stop it first"
   fi
-  "$name" "$@" || { dump_logs; die "$name failed to start"; }
+  "$name" "$@" 9>&- || { dump_logs; die "$name failed to start"; }
   wait_for 10 "$name's pid file" test -s "$RUN/$name.pid" || { dump_logs; die "$name died"; }
 }
 
@@ -290,10 +290,17 @@ status() {
   node_idle
 }
 
+serialised() {  # one start or stop at a time (the daemons do not inherit the lock's fd 9)
+  mkdir -p "$STATE"
+  exec 9> "$STATE/.lock"
+  flock -w 300 9 || die "another start or stop holds $STATE/.lock"
+  "$@"
+}
+
 case ${1:-} in
   install) install ;;
-  start) start ;;
-  stop) stop ;;
+  start) serialised start ;;
+  stop) serialised stop ;;
   status) status ;;
   *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
 esac

@@ -3,6 +3,7 @@ one-node SLURM cluster."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -44,8 +45,9 @@ def sweep(tiny_root: Path, toy: str) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def slurm_cluster() -> Iterator[str]:
     """The one-node cluster of ``scripts/slurm_cluster.sh``; yields its partition. Started here
-    (and stopped at the end) unless it is already up. Without SLURM installed the tests skip,
-    except under CI, where they fail."""
+    unless it is up; the last test session using a cluster that tests started stops it (each
+    session holds a shared lock on a file of the cluster's directory while it runs). Without
+    SLURM installed the tests skip, except under CI, where they fail."""
     missing = [tool for tool in SLURM_TOOLS if shutil.which(tool) is None]
     if missing or os.geteuid() != 0:
         reason = (f"SLURM is not installed ({', '.join(missing)} missing): run "
@@ -54,14 +56,28 @@ def slurm_cluster() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
-    partition = os.environ.get("ADBENCH_SLURM_PARTITION", "debug")
-    status = subprocess.run(["bash", str(SLURM_SCRIPT), "status"], capture_output=True, text=True)
-    started = status.returncode != 0
-    if started:
-        start = subprocess.run(["bash", str(SLURM_SCRIPT), "start"], capture_output=True,
-                               text=True, timeout=300)
-        if start.returncode:
-            pytest.fail(f"slurm_cluster.sh start failed:\n{start.stdout}\n{start.stderr}")
-    yield partition
-    if started:
-        subprocess.run(["bash", str(SLURM_SCRIPT), "stop"], check=True, timeout=120)
+    state = Path(os.environ.get("ADBENCH_SLURM_DIR", "/var/lib/adbench-slurm"))
+    state.mkdir(parents=True, exist_ok=True)
+    started_by_tests = state / ".started-by-tests"
+    with (state / ".test-sessions").open("a") as sessions:
+        fcntl.flock(sessions, fcntl.LOCK_SH)  # this session uses the cluster
+        if _slurm("status").returncode:
+            started_by_tests.unlink(missing_ok=True)  # left by a session that died
+            start = _slurm("start")
+            if start.returncode:
+                pytest.fail(f"slurm_cluster.sh start failed:\n{start.stdout}\n{start.stderr}")
+            started_by_tests.touch()
+        yield os.environ.get("ADBENCH_SLURM_PARTITION", "debug")
+        fcntl.flock(sessions, fcntl.LOCK_UN)
+        try:
+            fcntl.flock(sessions, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # another test session still uses the cluster
+        if started_by_tests.exists():
+            assert _slurm("stop").returncode == 0
+            started_by_tests.unlink()
+
+
+def _slurm(command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SLURM_SCRIPT), command], capture_output=True, text=True,
+                          timeout=300)
