@@ -1,6 +1,5 @@
 """The ray launcher against real Ray: a local instance it starts, and a cluster started with
-``ray start --head`` that it joins (``address: auto``). CI installs Ray (extra ``dev``), so
-there a missing Ray fails instead of skipping."""
+``ray start --head`` that it joins (``address: auto``)."""
 
 from __future__ import annotations
 
@@ -19,15 +18,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from runner_helpers import CHILD_ENV, make_sweep
+from runner_helpers import CHILD_ENV, import_or_skip, make_sweep
 
 from adbench.runner import load_results, plan, run_sweep
 from adbench.runner.rundir import ERROR, LOCK, RESULT, cell_dir
 
-if os.environ.get("CI"):
-    import ray
-else:
-    ray = pytest.importorskip("ray")
+ray = import_or_skip("ray")  # CI installs Ray (extra dev): there a missing Ray fails
 
 RAY = str(Path(sys.executable).with_name("ray"))
 RAY_CELL = {"name": "ray", "num_gpus_per_cell": 0, "num_cpus_per_cell": 1}

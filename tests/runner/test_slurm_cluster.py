@@ -5,7 +5,6 @@ that finishes its cell. CI installs SLURM, so there a missing SLURM fails instea
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import threading
 import time
@@ -13,16 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runner_helpers import make_sweep
+from runner_helpers import import_or_skip, make_sweep
 
 from adbench.runner import leaderboard, load_results, plan, run_sweep
 from adbench.runner.launchers.slurm import ACTIVE_STATES, JOB
 from adbench.runner.rundir import ERROR, LOCK, RESULT, cell_dir
 
-if os.environ.get("CI"):
-    import submitit  # noqa: F401  (CI installs the slurm extra: no silent skip)
-else:
-    pytest.importorskip("submitit")
+import_or_skip("submitit")  # CI installs the slurm extra: there a missing one fails
 
 
 def _launcher(partition: str) -> dict[str, Any]:

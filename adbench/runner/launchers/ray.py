@@ -10,6 +10,8 @@ when the sweep ends; a cluster it joined (``address``) or a session the caller o
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -59,6 +61,22 @@ def _run(out: str, cell_data: dict[str, Any], runtime_data: dict[str, Any]) -> s
     return run_cell(out, Cell.from_dict(cell_data), runtime)
 
 
+@contextlib.contextmanager
+def _session(ray: Any, config: RayLauncher, progress: bool) -> Iterator[None]:
+    """Connect to Ray for the sweep, unless the caller already did; shut down what was opened."""
+    if ray.is_initialized():
+        yield
+        return
+    if config.address is None:  # "local": never the cluster a past `ray start` recorded
+        ray.init(address="local", include_dashboard=False, log_to_driver=progress)
+    else:
+        ray.init(address=config.address, log_to_driver=progress)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
 def launch(cells: list[Cell], out: Path, runtime: Runtime, config: RayLauncher, *,
            fail_fast: bool = False, progress: bool = True) -> dict[str, str]:
     """Run the unfinished cells as Ray tasks and wait for all of them."""
@@ -67,43 +85,28 @@ def launch(cells: list[Cell], out: Path, runtime: Runtime, config: RayLauncher, 
     pending = [c for c in cells if c.id not in statuses]
     if not pending:
         return statuses
-    joined = ray.is_initialized()
-    if not joined:
-        if config.address is None:  # "local": never the cluster a past `ray start` recorded
-            ray.init(address="local", include_dashboard=False, log_to_driver=progress)
-        else:
-            ray.init(address=config.address, log_to_driver=progress)
-    try:
-        return _run_all(ray, pending, statuses, out, runtime, config, fail_fast, progress)
-    finally:
-        if not joined:
-            ray.shutdown()
-
-
-def _run_all(ray: Any, pending: list[Cell], statuses: dict[str, str], out: Path,
-             runtime: Runtime, config: RayLauncher, fail_fast: bool,
-             progress: bool) -> dict[str, str]:
-    task = ray.remote(num_gpus=config.num_gpus_per_cell, num_cpus=config.num_cpus_per_cell,
-                      max_retries=config.max_retries)(_run)
-    refs = {task.remote(str(out), c.to_dict(), runtime.to_dict()): c for c in pending}
-    with tqdm(total=len(pending) + len(statuses), initial=len(statuses), unit="cell", desc="cells",
-              disable=not progress) as bar:
-        while refs:
-            ready, _ = ray.wait(list(refs), num_returns=1)
-            cell = refs.pop(ready[0])
-            try:
-                statuses[cell.id] = ray.get(ready[0])
-            except ray.exceptions.RayError as err:  # the worker died before recording
-                rundir.write_json(rundir.cell_dir(out, cell.id) / rundir.ERROR, {
-                    "type": type(err).__name__,
-                    "message": f"the Ray task of this cell ended without a result after "
-                               f"{config.max_retries} retries: {str(err).splitlines()[0]}",
-                    "traceback": str(err)})
-                statuses[cell.id] = FAILED
-            bar.update(statuses[cell.id] in (FINISHED, FAILED))
-            if statuses[cell.id] == FAILED and fail_fast:
-                for ref in refs:
-                    ray.cancel(ref)
-                raise CellFailed(f"cell {cell.id} ({cell.label}) failed; see "
-                                 f"{rundir.cell_dir(out, cell.id) / rundir.ERROR}")
+    with _session(ray, config, progress):
+        task = ray.remote(num_gpus=config.num_gpus_per_cell, num_cpus=config.num_cpus_per_cell,
+                          max_retries=config.max_retries)(_run)
+        refs = {task.remote(str(out), c.to_dict(), runtime.to_dict()): c for c in pending}
+        with tqdm(total=len(cells), initial=len(statuses), unit="cell", desc="cells",
+                  disable=not progress) as bar:
+            while refs:
+                ready, _ = ray.wait(list(refs), num_returns=1)
+                cell = refs.pop(ready[0])
+                try:
+                    statuses[cell.id] = ray.get(ready[0])
+                except ray.exceptions.RayError as err:  # the worker died before recording
+                    rundir.write_json(rundir.cell_dir(out, cell.id) / rundir.ERROR, {
+                        "type": type(err).__name__,
+                        "message": f"the Ray task of this cell ended without a result after "
+                                   f"{config.max_retries} retries: {str(err).splitlines()[0]}",
+                        "traceback": str(err)})
+                    statuses[cell.id] = FAILED
+                bar.update(statuses[cell.id] in (FINISHED, FAILED))
+                if statuses[cell.id] == FAILED and fail_fast:
+                    for ref in refs:
+                        ray.cancel(ref)
+                    raise CellFailed(f"cell {cell.id} ({cell.label}) failed; see "
+                                     f"{rundir.cell_dir(out, cell.id) / rundir.ERROR}")
     return statuses
