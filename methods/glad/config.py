@@ -29,18 +29,24 @@ SD_V1_4 = "CompVis/stable-diffusion-v1-4"
 class AutoencoderConfig:
     """The frozen autoencoder E/D between images and the diffusion space."""
 
-    kind: Literal["sd_vae", "identity"] = "sd_vae"  # paper: SD v1.4 VAE; identity = pixel space
+    # paper: SD v1.4 VAE; identity = pixel space; features = the frozen pretrained `features`
+    # extractor as the encoder (no decoder: ADS and scoring compare latents directly; choice for
+    # CPU presets, README)
+    kind: Literal["sd_vae", "identity", "features"] = "sd_vae"
     weights: str = SD_V1_4  # sd_vae: diffusers folder or hub repo id holding vae/
     scaling_factor: float = 0.18215  # SD v1.4: latent = 0.18215 E(x); identity: (2x - 1) times it
     size: int | None = 512  # official: 256 px inputs are upsampled to 512 for the VAE; None = keep
     patch_size: int = 1  # identity only: lossless space-to-depth by p (3p^2 channels at 1/p size)
+    grid_level: int = 0  # features only: every level is resized to this level's grid and the
+    # levels are stacked along the channels
 
     def __post_init__(self) -> None:
         if self.scaling_factor <= 0:
             raise ConfigError(f"autoencoder.scaling_factor must be > 0, got {self.scaling_factor}")
-        if self.patch_size < 1 or (self.kind == "sd_vae" and self.patch_size != 1):
-            raise ConfigError(f"autoencoder.patch_size must be >= 1, and 1 for kind 'sd_vae' "
-                              f"(the VAE sets its own latent size), got {self.patch_size}")
+        if self.patch_size < 1 or (self.kind != "identity" and self.patch_size != 1):
+            raise ConfigError(f"autoencoder.patch_size must be >= 1, and 1 unless kind is "
+                              f"'identity' (the encoder sets its own latent size), got "
+                              f"{self.patch_size}")
 
 
 @dataclass(frozen=True)
@@ -163,12 +169,20 @@ class GLADScoringConfig(ScoringConfig):
     topk_fraction: float = 250 / (256 * 256)  # official: 250 of 256 x 256 pixels, as a fraction
     feature_size: int | None = 256  # official: input and reconstruction compared at 256 px
     bidirectional: bool = False  # official: both NN directions only for transistor/pcb1/pcb4
+    # official: None, the nearest neighbour among all positions; r: among the positions within r
+    # feature cells (0 = the same position; choice for CPU presets, README)
+    search_radius: int | None = None
     pixel_weight: float = 0.0  # official v: 0 on MVTec AD and MPDD, 2 on VisA
     foreground: bool = False  # official: Otsu object mask for object classes; off = whole image
     # official: per-category test settings of the multi-class script (object mask and both NN
     # directions for the categories its lists name; methods/glad/categories.py); "config": the
     # two settings above for every category
     per_category: Literal["official", "config"] = "official"
+
+    def __post_init__(self) -> None:
+        if self.search_radius is not None and self.search_radius < 0:
+            raise ConfigError(f"scoring.search_radius must be null (all positions) or >= 0, got "
+                              f"{self.search_radius}")
 
 
 @dataclass(frozen=True)
@@ -198,6 +212,21 @@ class GLADConfig(MethodConfig):
                 f"denoiser.kind 'sd_unet' works in Stable Diffusion's 4-channel latent space and "
                 f"needs autoencoder.kind 'sd_vae', got {self.autoencoder.kind!r}; use "
                 "denoiser.kind 'unet2d' for pixel space")
+        if self.autoencoder.kind == "features":
+            if self.scoring.pixel_weight:
+                raise ConfigError(
+                    f"scoring.pixel_weight must be 0 with autoencoder.kind 'features' (there is no "
+                    f"decoded image to take the pixel term of), got {self.scoring.pixel_weight}")
+            if self.autoencoder.size is not None:
+                raise ConfigError(f"autoencoder.size must be null with autoencoder.kind "
+                                  f"'features' (the extractor reads the input size), got "
+                                  f"{self.autoencoder.size}")
+            levels = len(self.features.layers)
+            for name, level in (("autoencoder.grid_level", self.autoencoder.grid_level),
+                                ("sampler.feature_level", self.sampler.feature_level)):
+                if not -levels <= level < levels:
+                    raise ConfigError(f"{name} {level} is not a level of features.layers "
+                                      f"{list(self.features.layers)}")
         T = self.schedule.num_train_timesteps
         if not 0 <= self.sampler.t_max < T:
             raise ConfigError(f"sampler.t_max must be in [0, {T}), got {self.sampler.t_max}")

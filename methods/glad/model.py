@@ -16,7 +16,13 @@ from adbench.backbones import FeatureExtractor
 from adbench.diffusion import NoiseSchedule, randn_per_image
 from adbench.methods.glad.config import GLADConfig, GLADScoringConfig, SamplerConfig
 from adbench.methods.glad.loss import atp_loss, atp_noise_target, atp_x0_target, mix_latents
-from adbench.methods.glad.networks import Denoiser, LatentCodec, build_codec, build_denoiser
+from adbench.methods.glad.networks import (
+    Denoiser,
+    FeatureCodec,
+    LatentCodec,
+    build_codec,
+    build_denoiser,
+)
 from adbench.methods.glad.scoring import (
     add_pixel_term,
     foreground_mask,
@@ -29,7 +35,9 @@ from adbench.methods.glad.scoring import (
 class Reconstruction(NamedTuple):
     """Output of `GLADModel.reconstruct`."""
 
-    images: Tensor  # (B, 3, H', W') in [0, 1], the decoded x_0
+    images: Tensor | None  # (B, 3, H', W') in [0, 1], the decoded x_0; None in feature space
+    # (a `FeatureCodec` has no decoder)
+    latents: Tensor  # (B, C, h, w) the reconstructed x_0 in the diffusion space
     stop_steps: Tensor  # (B,) int64, the timestep at which each sample stopped adapting; 0 for
     # a sample that never stopped (it followed the whole trajectory to the clean end)
     stop_scores: Tensor  # (B,) the ADS score s at that step
@@ -39,7 +47,8 @@ class GLADModel(nn.Module):
     """Codec + denoiser + noise schedule + frozen feature extractor.
 
     Args:
-        codec: frozen autoencoder between images and the diffusion space.
+        codec: frozen autoencoder between images and the diffusion space, or the frozen
+            ``features`` extractor itself as the encoder (`FeatureCodec`, no decoder).
         denoiser: eps_theta.
         schedule: the DDPM noise schedule (DDIM steps at inference).
         features: frozen multi-level feature extractor (ADS and scoring).
@@ -50,8 +59,9 @@ class GLADModel(nn.Module):
             latent, from which the noise estimate is derived).
     """
 
-    def __init__(self, codec: LatentCodec, denoiser: Denoiser, schedule: NoiseSchedule,
-                 features: FeatureExtractor, sampler: SamplerConfig, scoring: GLADScoringConfig,
+    def __init__(self, codec: LatentCodec | FeatureCodec, denoiser: Denoiser,
+                 schedule: NoiseSchedule, features: FeatureExtractor, sampler: SamplerConfig,
+                 scoring: GLADScoringConfig,
                  target_sign: float = 1.0, prediction: str = "eps") -> None:
         super().__init__()
         self.codec = codec
@@ -66,17 +76,29 @@ class GLADModel(nn.Module):
     @classmethod
     def from_config(cls, config: GLADConfig) -> GLADModel:
         """Build every part named by ``config`` (pretrained parts are loaded here)."""
-        codec = build_codec(config.autoencoder, config.random_weights)
+        def extractor() -> FeatureExtractor:
+            return FeatureExtractor(config.features, frozen=True,
+                                    random_weights=config.random_weights)
+
+        if config.autoencoder.kind == "features":  # the extractor is the encoder
+            features = extractor()
+            codec = build_codec(config.autoencoder, config.random_weights, features)
+        else:  # the codec first: its weights are the first a paper run needs
+            codec = build_codec(config.autoencoder, config.random_weights)
+            features = extractor()
         size = config.autoencoder.size or config.data.image_size
         with torch.no_grad():
             shape = codec.encode(torch.zeros(1, 3, size, size)).shape
         denoiser = build_denoiser(config.denoiser, image_size=shape[-1], channels=shape[1],
                                   random_weights=config.random_weights)
         sign = 1.0 if config.training.target == "normal_x0" else -1.0
-        return cls(codec, denoiser, NoiseSchedule(config.schedule),
-                   FeatureExtractor(config.features, frozen=True,
-                                    random_weights=config.random_weights), config.sampler,
+        return cls(codec, denoiser, NoiseSchedule(config.schedule), features, config.sampler,
                    config.scoring, sign, config.denoiser.prediction)
+
+    @property
+    def in_feature_space(self) -> bool:
+        """Whether the diffusion space is the feature extractor's (a `FeatureCodec`)."""
+        return isinstance(self.codec, FeatureCodec)
 
     # -- training: anomaly-oriented training (ATP) ----------------------------------------------
     def training_loss(self, normal: Tensor, anomalous: Tensor,
@@ -114,9 +136,13 @@ class GLADModel(nn.Module):
     # -- inference: adaptive denoising step (ADS) and feature fusion (SAFF) ---------------------
     def ads_discrepancy(self, x0_in: Tensor, x0_gen: Tensor) -> Tensor:
         """A(p) = min_q (1 - cos(f_in(p), f_gen(q))) on the decoded latents (B, 1, h, w)
-        (``sampler.ads_input``: features of the raw or of the normalised decodes)."""
-        raw = self.sampler.ads_input == "raw"
+        (``sampler.ads_input``: features of the raw or of the normalised decodes; in feature
+        space the latents' own level ``sampler.feature_level``)."""
         latents = torch.cat([x0_in, x0_gen])
+        if self.in_feature_space:
+            f_in, f_gen = self.codec.levels(latents)[self.sampler.feature_level].chunk(2)
+            return nn_discrepancy(f_in, f_gen)
+        raw = self.sampler.ads_input == "raw"
         images = self.codec.decode_raw(latents) if raw else self.codec.decode(latents)
         size = self.sampler.feature_size
         if size is not None and images.shape[-2:] != (size, size):
@@ -167,7 +193,8 @@ class GLADModel(nn.Module):
                 active[idx[stopped]] = False
             x_t = self.schedule.ddim_step(x0, eps_hat, torch.full_like(t, t_prev_int))
         stop_steps[active] = 0  # never stopped: the generated trajectory to the end
-        return Reconstruction(self.codec.decode(x_t), stop_steps, stop_scores)
+        images = None if self.in_feature_space else self.codec.decode(x_t)
+        return Reconstruction(images, x_t, stop_steps, stop_scores)
 
     def _adapt(self, z0: Tensor, eps: Tensor, eps_hat: Tensor, x0_gen: Tensor, t: Tensor,
                t_int: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -195,7 +222,8 @@ class GLADModel(nn.Module):
 
         Args:
             images: (B, 3, H, W) in [0, 1].
-            reconstructions: (B, 3, H', W') in [0, 1] (resized to the scoring size).
+            reconstructions: (B, 3, H', W') in [0, 1] (resized to the scoring size); in feature
+                space the reconstructed latents (B, C, h, w), compared with the input's.
             foreground: (B,) bool, which maps are multiplied by the object mask; None =
                 ``scoring.foreground`` for all.
             bidirectional: (B,) bool, which maps use both NN directions; None =
@@ -204,15 +232,22 @@ class GLADModel(nn.Module):
         cfg = self.scoring
         batch = len(images)
         size = (cfg.feature_size,) * 2 if cfg.feature_size else tuple(images.shape[-2:])
-        pair = torch.cat([F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-                          if x.shape[-2:] != size else x for x in (images, reconstructions)])
-        feats = [f.chunk(2) for f in self.features(pair)]
+        if self.in_feature_space:  # no decoded image: the input alone (for the object mask)
+            pair = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+            latents = torch.cat([self.codec.encode(images), reconstructions])
+            feats = [f.chunk(2) for f in self.codec.levels(latents)]
+        else:
+            pair = torch.cat([F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+                              if x.shape[-2:] != size else x for x in (images, reconstructions)])
+            feats = [f.chunk(2) for f in self.features(pair)]
         if bidirectional is None:
             bidirectional = torch.full((batch,), cfg.bidirectional)
         bidirectional = bidirectional.to(images.device).view(batch, 1, 1, 1)
-        maps = multi_level_map([f[0] for f in feats], [f[1] for f in feats], size, False)
+        maps = multi_level_map([f[0] for f in feats], [f[1] for f in feats], size, False,
+                               cfg.search_radius)
         if bool(bidirectional.any()):
-            both = multi_level_map([f[0] for f in feats], [f[1] for f in feats], size, True)
+            both = multi_level_map([f[0] for f in feats], [f[1] for f in feats], size, True,
+                                   cfg.search_radius)
             maps = torch.where(bidirectional, both, maps)
         if cfg.pixel_weight:
             normalised = self.features.normalize(pair).chunk(2)

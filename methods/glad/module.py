@@ -72,7 +72,9 @@ class GLAD(AnomalyMethod):
         if categories is not None and scoring.per_category == "official":
             foreground = torch.tensor(foreground_flags(categories, scoring.foreground))
             bidirectional = torch.tensor(bidirectional_flags(categories, scoring.bidirectional))
-        raw = self.model.anomaly_map(images, reconstruction.images, foreground, bidirectional)
+        compared = (reconstruction.latents if self.model.in_feature_space
+                    else reconstruction.images)
+        raw = self.model.anomaly_map(images, compared, foreground, bidirectional)
         return self.postprocess(raw, tuple(images.shape[-2:]))
 
     def score(self, batch: Batch) -> AnomalyOutput:

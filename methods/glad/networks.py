@@ -1,7 +1,8 @@
 """GLAD's two networks: the frozen autoencoder (codec) and the noise predictor (denoiser).
 
 Paper preset: Stable Diffusion v1.4's VAE and text-conditioned UNet (diffusers classes and weight
-format). Tiny preset: pixel space and a small unconditional diffusers `UNet2DModel`.
+format). Tiny preset: the frozen pretrained feature extractor as the encoder (`FeatureCodec`) and
+a small unconditional diffusers `UNet2DModel`.
 
 In mechanics mode (``random_weights=True``) the Stable Diffusion parts are built from the
 published v1.4 configurations shipped in ``sd_v1_4/`` (UNet 859.5 M, VAE 83.7 M and CLIP text
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from adbench.backbones import load_diffusers_component
+from adbench.backbones import FeatureExtractor, load_diffusers_component
 from adbench.errors import MissingDependencyError
 from adbench.methods.glad.categories import base_name
 from adbench.methods.glad.config import AutoencoderConfig, DenoiserConfig
@@ -71,6 +72,47 @@ class LatentCodec(nn.Module):
     def decode(self, latents: Tensor) -> Tensor:
         """(B, C_z, h_z, w_z) -> (B, 3, H', W') in [0, 1] at the codec's working size."""
         return ((self.decode_raw(latents) + 1) / 2).clamp(0, 1)
+
+
+class FeatureCodec(nn.Module):
+    """Images in [0, 1] -> a frozen pretrained extractor's feature levels as the diffusion latent.
+
+    Every level is resized (bilinear) to the grid of level ``grid_level``, standardised per
+    position over its channels (zero mean, unit variance, the unit-variance role SD's 0.18215
+    plays for its latents) and the levels are stacked: ``z = s * concat_l LN(resize(f_l))``.
+    There is no decoder: in this space the input's and the reconstruction's features are the
+    latents themselves, split back into levels by `levels`.
+
+    Args:
+        extractor: the frozen multi-level feature extractor (GLAD's ``features``).
+        grid_level: index of the level whose grid the latent has.
+        scaling_factor: s.
+    """
+
+    def __init__(self, extractor: FeatureExtractor, grid_level: int, scaling_factor: float) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.grid_level = grid_level
+        self.scaling_factor = scaling_factor
+
+    def encode(self, images: Tensor, sample: bool = False,
+               generator: torch.Generator | None = None) -> Tensor:
+        """(B, 3, H, W) in [0, 1] -> (B, sum C_l, h, w), the grid of level ``grid_level``
+        (``sample`` and ``generator`` are unused: the encoder is deterministic)."""
+        levels = self.extractor(images)
+        size = levels[self.grid_level].shape[-2:]
+        stacked = []
+        for f in levels:
+            f = f.float()
+            if f.shape[-2:] != size:
+                f = F.interpolate(f, size=size, mode="bilinear", align_corners=False)
+            channels_last = f.transpose(1, -1)  # (B, w, h, C): normalise over C per position
+            stacked.append(F.layer_norm(channels_last, (f.shape[1],)).transpose(1, -1))
+        return torch.cat(stacked, dim=1) * self.scaling_factor
+
+    def levels(self, latents: Tensor) -> list[Tensor]:
+        """(B, sum C_l, h, w) -> per level (B, C_l, h, w) (the scaling undone)."""
+        return list((latents / self.scaling_factor).split(self.extractor.channels, dim=1))
 
 
 class Denoiser(nn.Module):
@@ -180,9 +222,16 @@ def sd_config(part: str) -> dict:
     return json.loads((SD_CONFIGS / f"{part}.json").read_text())
 
 
-def build_codec(config: AutoencoderConfig, random_weights: bool = False) -> LatentCodec:
+def build_codec(config: AutoencoderConfig, random_weights: bool = False,
+                extractor: FeatureExtractor | None = None) -> LatentCodec | FeatureCodec:
     """The frozen codec named by ``config`` (the SD VAE for ``kind="sd_vae"``: loaded, or built
-    from its configuration with random weights in mechanics mode)."""
+    from its configuration with random weights in mechanics mode; ``extractor`` itself for
+    ``kind="features"``)."""
+    if config.kind == "features":
+        if extractor is None:
+            raise ValueError("autoencoder.kind 'features' encodes with the feature extractor; "
+                             "pass it as extractor")
+        return FeatureCodec(extractor, config.grid_level, config.scaling_factor)
     vae = None
     if config.kind == "sd_vae":
         from diffusers import AutoencoderKL

@@ -15,17 +15,22 @@ from adbench.contract import gaussian_blur
 from adbench.synthesis import otsu_foreground
 
 
-def nn_discrepancy(query: Tensor, reference: Tensor, bidirectional: bool = False) -> Tensor:
+def nn_discrepancy(query: Tensor, reference: Tensor, bidirectional: bool = False,
+                   radius: int | None = None) -> Tensor:
     """Nearest-neighbour cosine discrepancy ``A(p) = min_q (1 - cos(query(p), reference(q)))``.
 
-    Every query position is compared with *all* reference positions of the same image, so a
-    normal part that moved or whose neighbourhood was regenerated still finds its match.
+    Every query position is compared with *all* reference positions of the same image (the
+    paper's rule), so a normal part that moved or whose neighbourhood was regenerated still finds
+    its match; with ``radius`` r only with the positions q within r cells of p in both directions
+    (r = 0: the same position), so that a part that is missing or out of place is not matched by
+    its like elsewhere.
 
     Args:
         query: (B, C, h, w) features of the input.
         reference: (B, C, h, w) features of the generated image.
         bidirectional: also take, for every reference position q, ``min_p (1 - cos)`` and average
             the two maps (the official code does this for transistor, pcb1 and pcb4).
+        radius: None = all positions; r >= 0 = the (2r + 1) x (2r + 1) window around p.
 
     Returns:
         (B, 1, h, w) discrepancy in [0, 2].
@@ -34,6 +39,13 @@ def nn_discrepancy(query: Tensor, reference: Tensor, bidirectional: bool = False
     q = F.normalize(rearrange(query.float(), "b c h w -> b (h w) c"), dim=-1)
     r = F.normalize(rearrange(reference.float(), "b c h w -> b (h w) c"), dim=-1)
     distance = 1.0 - torch.bmm(q, r.transpose(1, 2))  # (B, N_query, N_reference)
+    if radius is not None:
+        rows, cols = torch.meshgrid(torch.arange(h, device=query.device),
+                                    torch.arange(w, device=query.device), indexing="ij")
+        rows, cols = rows.flatten(), cols.flatten()
+        outside = ((rows[:, None] - rows[None]).abs() > radius) | (
+            (cols[:, None] - cols[None]).abs() > radius)  # (N, N)
+        distance = distance.masked_fill(outside, float("inf"))
     out = distance.amin(dim=2)
     if bidirectional:
         out = 0.5 * (out + distance.amin(dim=1))
@@ -47,20 +59,21 @@ def topk_mean(maps: Tensor, k: int) -> Tensor:
 
 
 def multi_level_map(query: list[Tensor], reference: list[Tensor], size: tuple[int, int],
-                    bidirectional: bool = False) -> Tensor:
+                    bidirectional: bool = False, radius: int | None = None) -> Tensor:
     """Sum over feature levels of the upsampled `nn_discrepancy` maps.
 
     Args:
         query: per level (B, C_l, h_l, w_l) features of the input.
         reference: the same for the reconstruction.
         size: (H, W) of the output map.
+        bidirectional, radius: as in `nn_discrepancy`.
 
     Returns:
         (B, 1, H, W).
     """
     total = None
     for f_in, f_rec in zip(query, reference, strict=True):
-        level = nn_discrepancy(f_in, f_rec, bidirectional)
+        level = nn_discrepancy(f_in, f_rec, bidirectional, radius)
         level = F.interpolate(level, size=size, mode="bilinear", align_corners=False)
         total = level if total is None else total + level
     if total is None:
