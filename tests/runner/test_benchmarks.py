@@ -13,7 +13,8 @@ from adbench.runner.sweep import resolve_methods
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 FILES = sorted(BENCHMARKS.glob("*.yaml"))
-CPU_SWEEPS = ("quickstart", "scaling_synthetic", "glad_tiny_families")  # tiny presets, synthetic data
+# sweeps of tiny presets on the built-in synthetic data (no paper presets)
+CPU_SWEEPS = ("quickstart", "scaling_synthetic", "glad_tiny_families")
 
 
 def test_every_benchmark_file_is_present():
