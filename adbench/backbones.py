@@ -31,6 +31,7 @@ from urllib.parse import urlparse
 
 import timm
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adbench.errors import ConfigError, WeightsNotFoundError, unknown_name
@@ -269,6 +270,24 @@ class FeatureExtractor(nn.Module):
             normalize: apply these weights' normalisation; False feeds ``images`` as they are.
         """
         return list(self.model(self.normalize(images) if normalize else images))
+
+
+def resize_level(level: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
+    """(B, C, h', w') -> (B, C, *size): area-average when shrinking (no aliasing at any ratio),
+    bilinear when enlarging; unchanged when already that size."""
+    size = tuple(size)
+    if tuple(level.shape[-2:]) == size:
+        return level
+    if level.shape[-2] >= size[0] and level.shape[-1] >= size[1]:
+        return F.adaptive_avg_pool2d(level, size)
+    return F.interpolate(level, size=size, mode="bilinear", align_corners=False)
+
+
+def levels_on_grid(levels: list[Tensor], grid_level: int) -> list[Tensor]:
+    """Every level (B, C_l, h_l, w_l) resized (`resize_level`) to the grid of
+    ``levels[grid_level]``, in float32."""
+    size = levels[grid_level].shape[-2:]
+    return [resize_level(level.float(), size) for level in levels]
 
 
 def load_diffusers_component(

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from adbench.backbones import BackboneConfig, FeatureExtractor
+from adbench.backbones import BackboneConfig, FeatureExtractor, levels_on_grid
 from adbench.errors import ConfigError
 
 from .config import FeatureConfig
@@ -51,9 +51,8 @@ class TokenExtractor(nn.Module):
         Returns:
             tokens (B, N, C) in float32 and the grid (h, w).
         """
-        levels = [level.float() for level in self.backbone(images)]
-        size = levels[self.config.grid_level].shape[-2:]
-        resized = [_resize(level, size) for level in levels]
+        resized = levels_on_grid(self.backbone(images), self.config.grid_level)
+        size = resized[0].shape[-2:]
         fused = torch.stack(resized).mean(0) if self.config.fusion == "mean" else torch.cat(
             resized, dim=1)
         return rearrange(fused, "b c h w -> b (h w) c"), (int(size[0]), int(size[1]))
@@ -89,11 +88,3 @@ class FeatureAdapter(nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         return tokens + self.linear(tokens)
 
-
-def _resize(level: Tensor, size: torch.Size) -> Tensor:
-    """Area-average a (B, C, h', w') map down to ``size``, or bilinearly upsample it."""
-    if level.shape[-2:] == size:
-        return level
-    if level.shape[-2] >= size[0] and level.shape[-1] >= size[1]:
-        return F.adaptive_avg_pool2d(level, size)
-    return F.interpolate(level, size=size, mode="bilinear", align_corners=False)

@@ -221,6 +221,12 @@ class GLADConfig(MethodConfig):
                 raise ConfigError(f"autoencoder.size must be null with autoencoder.kind "
                                   f"'features' (the extractor reads the input size), got "
                                   f"{self.autoencoder.size}")
+            if self.sampler.feature_size is not None or self.sampler.ads_input != "raw":
+                raise ConfigError(
+                    f"sampler.feature_size and sampler.ads_input do not apply with "
+                    f"autoencoder.kind 'features' (ADS compares the latents' own level "
+                    f"sampler.feature_level, nothing is decoded); leave them unset, got "
+                    f"{self.sampler.feature_size} and {self.sampler.ads_input!r}")
             levels = len(self.features.layers)
             for name, level in (("autoencoder.grid_level", self.autoencoder.grid_level),
                                 ("sampler.feature_level", self.sampler.feature_level)):

@@ -38,6 +38,8 @@ class Reconstruction(NamedTuple):
     images: Tensor | None  # (B, 3, H', W') in [0, 1], the decoded x_0; None in feature space
     # (a `FeatureCodec` has no decoder)
     latents: Tensor  # (B, C, h, w) the reconstructed x_0 in the diffusion space
+    input_latents: Tensor  # (B, C, h, w) the encoded input z_0 (what the scoring compares
+    # with in feature space)
     stop_steps: Tensor  # (B,) int64, the timestep at which each sample stopped adapting; 0 for
     # a sample that never stopped (it followed the whole trajectory to the clean end)
     stop_scores: Tensor  # (B,) the ADS score s at that step
@@ -194,7 +196,7 @@ class GLADModel(nn.Module):
             x_t = self.schedule.ddim_step(x0, eps_hat, torch.full_like(t, t_prev_int))
         stop_steps[active] = 0  # never stopped: the generated trajectory to the end
         images = None if self.in_feature_space else self.codec.decode(x_t)
-        return Reconstruction(images, x_t, stop_steps, stop_scores)
+        return Reconstruction(images, x_t, z0, stop_steps, stop_scores)
 
     def _adapt(self, z0: Tensor, eps: Tensor, eps_hat: Tensor, x0_gen: Tensor, t: Tensor,
                t_int: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -216,8 +218,8 @@ class GLADModel(nn.Module):
     # -- scoring --------------------------------------------------------------------------------
     @torch.no_grad()
     def anomaly_map(self, images: Tensor, reconstructions: Tensor,
-                    foreground: Tensor | None = None,
-                    bidirectional: Tensor | None = None) -> Tensor:
+                    foreground: Tensor | None = None, bidirectional: Tensor | None = None,
+                    input_latents: Tensor | None = None) -> Tensor:
         """Multi-level NN feature discrepancy between input and reconstruction (B, 1, h, w).
 
         Args:
@@ -228,13 +230,17 @@ class GLADModel(nn.Module):
                 ``scoring.foreground`` for all.
             bidirectional: (B,) bool, which maps use both NN directions; None =
                 ``scoring.bidirectional`` for all.
+            input_latents: in feature space, the input's latents (B, C, h, w) if already
+                encoded (`Reconstruction.input_latents`); None encodes ``images``.
         """
         cfg = self.scoring
         batch = len(images)
         size = (cfg.feature_size,) * 2 if cfg.feature_size else tuple(images.shape[-2:])
         if self.in_feature_space:  # no decoded image: the input alone (for the object mask)
             pair = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
-            latents = torch.cat([self.codec.encode(images), reconstructions])
+            if input_latents is None:
+                input_latents = self.codec.encode(images)
+            latents = torch.cat([input_latents, reconstructions])
             feats = [f.chunk(2) for f in self.codec.levels(latents)]
         else:
             pair = torch.cat([F.interpolate(x, size=size, mode="bilinear", align_corners=False)

@@ -72,9 +72,11 @@ class GLAD(AnomalyMethod):
         if categories is not None and scoring.per_category == "official":
             foreground = torch.tensor(foreground_flags(categories, scoring.foreground))
             bidirectional = torch.tensor(bidirectional_flags(categories, scoring.bidirectional))
-        compared = (reconstruction.latents if self.model.in_feature_space
-                    else reconstruction.images)
-        raw = self.model.anomaly_map(images, compared, foreground, bidirectional)
+        if self.model.in_feature_space:
+            raw = self.model.anomaly_map(images, reconstruction.latents, foreground,
+                                         bidirectional, reconstruction.input_latents)
+        else:
+            raw = self.model.anomaly_map(images, reconstruction.images, foreground, bidirectional)
         return self.postprocess(raw, tuple(images.shape[-2:]))
 
     def score(self, batch: Batch) -> AnomalyOutput:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from adbench.backbones import FeatureExtractor, load_diffusers_component
+from adbench.backbones import FeatureExtractor, levels_on_grid, load_diffusers_component
 from adbench.errors import MissingDependencyError
 from adbench.methods.glad.categories import base_name
 from adbench.methods.glad.config import AutoencoderConfig, DenoiserConfig
@@ -77,9 +77,10 @@ class LatentCodec(nn.Module):
 class FeatureCodec(nn.Module):
     """Images in [0, 1] -> a frozen pretrained extractor's feature levels as the diffusion latent.
 
-    Every level is resized (bilinear) to the grid of level ``grid_level``, standardised per
-    position over its channels (zero mean, unit variance, the unit-variance role SD's 0.18215
-    plays for its latents) and the levels are stacked: ``z = s * concat_l LN(resize(f_l))``.
+    Every level is resized to the grid of level ``grid_level`` (area-average down, bilinear up:
+    `adbench.backbones.levels_on_grid`), standardised per position over its channels (zero mean,
+    unit variance, the unit-variance role SD's 0.18215 plays for its latents) and the levels are
+    stacked: ``z = s * concat_l LN(resize(f_l))``.
     There is no decoder: in this space the input's and the reconstruction's features are the
     latents themselves, split back into levels by `levels`.
 
@@ -99,13 +100,8 @@ class FeatureCodec(nn.Module):
                generator: torch.Generator | None = None) -> Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, sum C_l, h, w), the grid of level ``grid_level``
         (``sample`` and ``generator`` are unused: the encoder is deterministic)."""
-        levels = self.extractor(images)
-        size = levels[self.grid_level].shape[-2:]
         stacked = []
-        for f in levels:
-            f = f.float()
-            if f.shape[-2:] != size:
-                f = F.interpolate(f, size=size, mode="bilinear", align_corners=False)
+        for f in levels_on_grid(self.extractor(images), self.grid_level):
             channels_last = f.transpose(1, -1)  # (B, w, h, C): normalise over C per position
             stacked.append(F.layer_norm(channels_last, (f.shape[1],)).transpose(1, -1))
         return torch.cat(stacked, dim=1) * self.scaling_factor

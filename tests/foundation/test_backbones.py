@@ -8,7 +8,13 @@ import torch
 import torch.nn.functional as F
 from skimage.data import chelsea
 
-from adbench.backbones import BackboneConfig, FeatureExtractor, lite0_pypi_state_dict
+from adbench.backbones import (
+    BackboneConfig,
+    FeatureExtractor,
+    levels_on_grid,
+    lite0_pypi_state_dict,
+    resize_level,
+)
 from adbench.errors import ConfigError, UnknownNameError, WeightsNotFoundError
 
 LITE0 = BackboneConfig(name="tf_efficientnet_lite0", layers=(1, 2, 3),
@@ -133,3 +139,18 @@ def test_unknown_architecture_and_lite0_weights_on_other_model():
         FeatureExtractor(BackboneConfig(name="wide_resnet50_3", weights="none"))
     with pytest.raises(ConfigError, match="fits only name 'tf_efficientnet_lite0'"):
         FeatureExtractor(BackboneConfig(name="resnet18", weights="efficientnet-lite0-pypi"))
+
+
+def test_levels_on_grid_area_averages_down_and_interpolates_up():
+    g = torch.Generator().manual_seed(0)
+    fine, mid, coarse = (torch.randn(2, c, n, n, generator=g) for c, n in ((2, 8), (3, 4), (1, 2)))
+    out = levels_on_grid([fine, mid.double(), coarse], grid_level=1)
+    assert [f.shape for f in out] == [(2, 2, 4, 4), (2, 3, 4, 4), (2, 1, 4, 4)]
+    assert all(f.dtype == torch.float32 for f in out)
+    cells = fine.unfold(2, 2, 2).unfold(3, 2, 2).mean(dim=(-1, -2))  # each 2 x 2 cell's mean
+    torch.testing.assert_close(out[0], cells)
+    torch.testing.assert_close(out[1], mid)
+    # enlarging: bilinear with half-pixel centres
+    torch.testing.assert_close(out[2], F.interpolate(coarse, size=(4, 4), mode="bilinear"))
+    assert resize_level(fine, fine.shape[-2:]) is fine
+    torch.testing.assert_close(resize_level(torch.ones(1, 1, 1, 1), (3, 3)), torch.ones(1, 1, 3, 3))

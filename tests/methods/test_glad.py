@@ -480,7 +480,11 @@ def test_feature_codec_stacks_standardised_levels_on_one_grid():
         torch.testing.assert_close(got, (level - mean) / torch.sqrt(var + 1e-5))  # LayerNorm
     torch.testing.assert_close(z[:, :2], 2.0 * codec.levels(z)[0])  # the scaling factor
     on_coarse = FeatureCodec(FixedLevels([fine, coarse]), grid_level=1, scaling_factor=1.0)
-    assert on_coarse.encode(torch.zeros(1, 3, 16, 16)).shape == (1, 5, 2, 2)
+    z = on_coarse.encode(torch.zeros(1, 3, 16, 16))
+    assert z.shape == (1, 5, 2, 2)
+    down = fine.unfold(2, 2, 2).unfold(3, 2, 2).mean(dim=(-1, -2))  # 2 x 2 cell averages
+    torch.testing.assert_close(on_coarse.levels(z)[0],
+                               F.layer_norm(down.transpose(1, -1), (2,)).transpose(1, -1))
 
 
 @torch.no_grad()
@@ -503,6 +507,9 @@ def test_feature_space_compares_the_latents_own_levels():
     assert model.anomaly_map(x, z).abs().max() < 1e-5  # a perfect reconstruction scores 0
     rec = model.reconstruct(x, seed=0)
     assert rec.images is None and rec.latents.shape == z.shape
+    torch.testing.assert_close(rec.input_latents, z)  # encoded once, reused by the scoring
+    torch.testing.assert_close(model.anomaly_map(x, z_other, input_latents=rec.input_latents),
+                               expected)
 
 
 def save_small_sd_folder(root) -> None:
@@ -934,6 +941,8 @@ def test_invalid_options_are_config_errors(key, value, message):
     ("autoencoder.patch_size", 2, r"patch_size must be >= 1, and 1 unless kind is 'identity'"),
     ("autoencoder.grid_level", 3, r"autoencoder.grid_level 3 is not a level of .*\[1, 2, 3\]"),
     ("sampler.feature_level", -4, r"sampler.feature_level -4 is not a level"),
+    ("sampler.feature_size", 32, r"sampler.feature_size and sampler.ads_input do not apply"),
+    ("sampler.ads_input", "normalised", r"got None and 'normalised'"),
 ])
 def test_feature_space_settings_are_config_errors(key, value, message):
     with pytest.raises(ConfigError, match=message):
