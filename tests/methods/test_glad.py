@@ -50,7 +50,7 @@ PIXEL_PRESET = {"autoencoder.kind": "identity", "autoencoder.scaling_factor": 3.
                 "sampler.ads_input": "normalised"}
 FEATURES = {"autoencoder.kind": "features", "autoencoder.patch_size": 1,
             "autoencoder.scaling_factor": 1.0,
-            "autoencoder.grid_level": 1, "scoring.pixel_weight": 0.0,
+            "autoencoder.grid_level": 0, "scoring.pixel_weight": 0.0,
             "scoring.search_radius": 0}  # the EfficientNet levels as the latent
 
 
@@ -493,7 +493,7 @@ def test_feature_space_compares_the_latents_own_levels():
     assert model.in_feature_space and model.codec.extractor is model.features
     x, other = images(2, seed=1), images(2, seed=2)
     z, z_other = model.codec.encode(x), model.codec.encode(other)
-    # the latent grid is level 1's (stride 4) with all levels' channels
+    # the latent grid is level 0's (stride 4) with all levels' channels
     assert z.shape == (2, sum(model.features.channels), SIZE // 4, SIZE // 4)
     # ADS: the nearest-neighbour discrepancy of the sampler's level of the two latents
     expected = nn_discrepancy(model.codec.levels(z)[-1], model.codec.levels(z_other)[-1])
@@ -823,7 +823,7 @@ def baselines():
         ("scoring.foreground", True),
         ("scoring.pooling", "max"),
         ("autoencoder.scaling_factor", 0.5),
-        ("autoencoder.grid_level", 0),
+        ("autoencoder.grid_level", 1),
         ("schedule.beta_schedule", "linear"),
         ("features.layers", [1, 2]),
         ("denoiser.block_out_channels", [16, 32, 32]),
@@ -939,8 +939,8 @@ def test_invalid_options_are_config_errors(key, value, message):
     ("scoring.pixel_weight", 2.0, r"pixel_weight must be 0 with autoencoder.kind 'features'"),
     ("autoencoder.size", 64, r"autoencoder.size must be null with autoencoder.kind 'features'"),
     ("autoencoder.patch_size", 2, r"patch_size must be >= 1, and 1 unless kind is 'identity'"),
-    ("autoencoder.grid_level", 4, r"autoencoder.grid_level 4 is not a level of .*\[0, 1, 2, 3\]"),
-    ("sampler.feature_level", -5, r"sampler.feature_level -5 is not a level"),
+    ("autoencoder.grid_level", 3, r"autoencoder.grid_level 3 is not a level of .*\[1, 2, 3\]"),
+    ("sampler.feature_level", -4, r"sampler.feature_level -4 is not a level"),
     ("sampler.feature_size", 32, r"sampler.feature_size and sampler.ads_input do not apply"),
     ("sampler.ads_input", "normalised", r"got None and 'normalised'"),
 ])
