@@ -172,6 +172,9 @@ class GLADScoringConfig(ScoringConfig):
     # official: None, the nearest neighbour among all positions; r: among the positions within r
     # feature cells (0 = the same position; choice for CPU presets, README)
     search_radius: int | None = None
+    # choice: the map is (1 - w) x the map of search_radius + w x the map of the search over all
+    # positions (0 = search_radius alone; no effect when search_radius is null)
+    global_weight: float = 0.0
     pixel_weight: float = 0.0  # official v: 0 on MVTec AD and MPDD, 2 on VisA
     foreground: bool = False  # official: Otsu object mask for object classes; off = whole image
     # official: per-category test settings of the multi-class script (object mask and both NN
@@ -183,6 +186,8 @@ class GLADScoringConfig(ScoringConfig):
         if self.search_radius is not None and self.search_radius < 0:
             raise ConfigError(f"scoring.search_radius must be null (all positions) or >= 0, got "
                               f"{self.search_radius}")
+        if not 0.0 <= self.global_weight <= 1.0:
+            raise ConfigError(f"scoring.global_weight must be in [0, 1], got {self.global_weight}")
 
 
 @dataclass(frozen=True)

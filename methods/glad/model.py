@@ -216,6 +216,19 @@ class GLADModel(nn.Module):
         return torch.where(stop.view(-1, 1, 1, 1), fused, x0_gen), stop, s
 
     # -- scoring --------------------------------------------------------------------------------
+    def _discrepancy(self, feats: list[tuple[Tensor, Tensor]], size: tuple[int, int],
+                     both_directions: bool) -> Tensor:
+        """`multi_level_map` of the (input, reconstruction) level pairs within
+        ``scoring.search_radius``, blended with the search over all positions by
+        ``scoring.global_weight`` (B, 1, *size)."""
+        query, reference = [f[0] for f in feats], [f[1] for f in feats]
+        radius, weight = self.scoring.search_radius, self.scoring.global_weight
+        maps = multi_level_map(query, reference, size, both_directions, radius)
+        if radius is None or weight == 0:
+            return maps
+        anywhere = multi_level_map(query, reference, size, both_directions, None)
+        return (1 - weight) * maps + weight * anywhere
+
     @torch.no_grad()
     def anomaly_map(self, images: Tensor, reconstructions: Tensor,
                     foreground: Tensor | None = None, bidirectional: Tensor | None = None,
@@ -249,12 +262,9 @@ class GLADModel(nn.Module):
         if bidirectional is None:
             bidirectional = torch.full((batch,), cfg.bidirectional)
         bidirectional = bidirectional.to(images.device).view(batch, 1, 1, 1)
-        maps = multi_level_map([f[0] for f in feats], [f[1] for f in feats], size, False,
-                               cfg.search_radius)
+        maps = self._discrepancy(feats, size, both_directions=False)
         if bool(bidirectional.any()):
-            both = multi_level_map([f[0] for f in feats], [f[1] for f in feats], size, True,
-                                   cfg.search_radius)
-            maps = torch.where(bidirectional, both, maps)
+            maps = torch.where(bidirectional, self._discrepancy(feats, size, True), maps)
         if cfg.pixel_weight:
             normalised = self.features.normalize(pair).chunk(2)
             maps = add_pixel_term(maps, normalised[0], normalised[1], cfg.pixel_weight)
