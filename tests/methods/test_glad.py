@@ -508,6 +508,10 @@ def test_feature_space_compares_the_latents_own_levels():
     rec = model.reconstruct(x, seed=0)
     assert rec.images is None and rec.latents.shape == z.shape
     torch.testing.assert_close(rec.input_latents, z)  # encoded once, reused by the scoring
+    # global_weight blends the same-cell map with the search over all positions
+    blended = tiny(**FEATURES, **{"scoring.global_weight": 0.25}).model
+    anywhere = multi_level_map(model.codec.levels(z), model.codec.levels(z_other), size)
+    torch.testing.assert_close(blended.anomaly_map(x, z_other), 0.75 * expected + 0.25 * anywhere)
     torch.testing.assert_close(model.anomaly_map(x, z_other, input_latents=rec.input_latents),
                                expected)
 
@@ -820,6 +824,7 @@ def baselines():
         ("sampler.spacing", "linspace"),
         ("scoring.sigma", 0.0),
         ("scoring.search_radius", None),
+        ("scoring.global_weight", 0.5),
         ("scoring.foreground", True),
         ("scoring.pooling", "max"),
         ("autoencoder.scaling_factor", 0.5),
@@ -929,6 +934,7 @@ def test_paper_defaults_are_the_specification():
     ("denoiser.class_prompt", "a photo of sks", r"class_prompt must be a template .*'a photo"),
     ("denoiser.class_prompt", "a {category} {x}", r"class_prompt must be a template"),
     ("scoring.search_radius", -1, r"search_radius must be null \(all positions\) or >= 0"),
+    ("scoring.global_weight", 1.5, r"global_weight must be in \[0, 1\], got 1.5"),
 ])
 def test_invalid_options_are_config_errors(key, value, message):
     with pytest.raises(ConfigError, match=message):
