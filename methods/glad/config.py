@@ -170,8 +170,9 @@ class GLADScoringConfig(ScoringConfig):
     feature_size: int | None = 256  # official: input and reconstruction compared at 256 px
     bidirectional: bool = False  # official: both NN directions only for transistor/pcb1/pcb4
     # official: None, the nearest neighbour among all positions; r: among the positions within r
-    # feature cells (0 = the same position; choice for CPU presets, README)
-    search_radius: int | None = None
+    # feature cells (0 = the same position; choice for CPU presets, README); a list gives each
+    # level of features.layers its own (null = all positions), finest first
+    search_radius: int | tuple[int | None, ...] | None = None
     # choice: the map is (1 - w) x the map of search_radius + w x the map of the search over all
     # positions (0 = search_radius alone; no effect when search_radius is null)
     global_weight: float = 0.0
@@ -183,9 +184,11 @@ class GLADScoringConfig(ScoringConfig):
     per_category: Literal["official", "config"] = "official"
 
     def __post_init__(self) -> None:
-        if self.search_radius is not None and self.search_radius < 0:
-            raise ConfigError(f"scoring.search_radius must be null (all positions) or >= 0, got "
-                              f"{self.search_radius}")
+        radii = self.search_radius if isinstance(self.search_radius, tuple) else (
+            self.search_radius,)
+        if not radii or any(r is not None and r < 0 for r in radii):
+            raise ConfigError(f"scoring.search_radius must be null (all positions), >= 0, or a "
+                              f"list of those per level, got {self.search_radius}")
         if not 0.0 <= self.global_weight <= 1.0:
             raise ConfigError(f"scoring.global_weight must be in [0, 1], got {self.global_weight}")
 
@@ -232,7 +235,13 @@ class GLADConfig(MethodConfig):
                     f"autoencoder.kind 'features' (ADS compares the latents' own level "
                     f"sampler.feature_level, nothing is decoded); leave them unset, got "
                     f"{self.sampler.feature_size} and {self.sampler.ads_input!r}")
-            levels = len(self.features.layers)
+        levels = len(self.features.layers)
+        if isinstance(self.scoring.search_radius, tuple) and len(
+                self.scoring.search_radius) != levels:
+            raise ConfigError(
+                f"scoring.search_radius lists {len(self.scoring.search_radius)} radii for the "
+                f"{levels} levels of features.layers {list(self.features.layers)}")
+        if self.autoencoder.kind == "features":
             for name, level in (("autoencoder.grid_level", self.autoencoder.grid_level),
                                 ("sampler.feature_level", self.sampler.feature_level)):
                 if not -levels <= level < levels:

@@ -219,8 +219,8 @@ class GLADModel(nn.Module):
     def _discrepancy(self, feats: list[tuple[Tensor, Tensor]], size: tuple[int, int],
                      both_directions: bool) -> Tensor:
         """`multi_level_map` of the (input, reconstruction) level pairs within
-        ``scoring.search_radius``, blended with the search over all positions by
-        ``scoring.global_weight`` (B, 1, *size)."""
+        ``scoring.search_radius`` (one radius, or one per level), blended with the search over
+        all positions by ``scoring.global_weight`` (B, 1, *size)."""
         query, reference = [f[0] for f in feats], [f[1] for f in feats]
         radius, weight = self.scoring.search_radius, self.scoring.global_weight
         maps = multi_level_map(query, reference, size, both_directions, radius)

@@ -6,6 +6,8 @@ denoising step (ADS). All functions are batched and pure torch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -59,21 +61,24 @@ def topk_mean(maps: Tensor, k: int) -> Tensor:
 
 
 def multi_level_map(query: list[Tensor], reference: list[Tensor], size: tuple[int, int],
-                    bidirectional: bool = False, radius: int | None = None) -> Tensor:
+                    bidirectional: bool = False,
+                    radius: int | Sequence[int | None] | None = None) -> Tensor:
     """Sum over feature levels of the upsampled `nn_discrepancy` maps.
 
     Args:
         query: per level (B, C_l, h_l, w_l) features of the input.
         reference: the same for the reconstruction.
         size: (H, W) of the output map.
-        bidirectional, radius: as in `nn_discrepancy`.
+        bidirectional: as in `nn_discrepancy`.
+        radius: as in `nn_discrepancy`, for every level, or one radius per level.
 
     Returns:
         (B, 1, H, W).
     """
+    radii = radius if isinstance(radius, Sequence) else [radius] * len(query)
     total = None
-    for f_in, f_rec in zip(query, reference, strict=True):
-        level = nn_discrepancy(f_in, f_rec, bidirectional, radius)
+    for f_in, f_rec, r in zip(query, reference, radii, strict=True):
+        level = nn_discrepancy(f_in, f_rec, bidirectional, r)
         level = F.interpolate(level, size=size, mode="bilinear", align_corners=False)
         total = level if total is None else total + level
     if total is None:

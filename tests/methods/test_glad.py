@@ -227,6 +227,20 @@ def test_multi_level_map_sums_upsampled_levels():
     torch.testing.assert_close(two, level2)  # a zero level adds nothing
 
 
+def test_multi_level_map_takes_one_search_radius_per_level():
+    # two rows swapped: a match exists one cell away but not at the same cell
+    rows = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).view(1, 2, 2, 1).expand(1, 2, 2, 2)
+    swapped = rows.flip(2)
+    same_cell = 1.0  # orthogonal features at every position: 1 - cos = 1
+    per_level = multi_level_map([rows, rows], [swapped, swapped], (2, 2), radius=[None, 0])
+    torch.testing.assert_close(per_level, torch.full((1, 1, 2, 2), 0.0 + same_cell))
+    torch.testing.assert_close(multi_level_map([rows, rows], [swapped, swapped], (2, 2),
+                                               radius=[0, 0]),
+                               multi_level_map([rows, rows], [swapped, swapped], (2, 2), radius=0))
+    with pytest.raises(ValueError):
+        multi_level_map([rows, rows], [swapped, swapped], (2, 2), radius=[None])
+
+
 def test_pixel_term_rescales_l1_to_the_feature_range():
     maps = torch.tensor([[0.5, 2.0]]).view(1, 1, 1, 2)
     x = torch.zeros(1, 3, 1, 2)
@@ -512,6 +526,14 @@ def test_feature_space_compares_the_latents_own_levels():
     blended = tiny(**FEATURES, **{"scoring.global_weight": 0.25}).model
     anywhere = multi_level_map(model.codec.levels(z), model.codec.levels(z_other), size)
     torch.testing.assert_close(blended.anomaly_map(x, z_other), 0.75 * expected + 0.25 * anywhere)
+    # one search radius per level: each level's own window, summed at the scoring size
+    per_level = tiny(**{**FEATURES, "scoring.search_radius": [0, None, 0]}).model
+    assert per_level.scoring.search_radius == (0, None, 0)
+    by_hand = sum(F.interpolate(nn_discrepancy(f_in, f_gen, radius=r), size=size,
+                                mode="bilinear", align_corners=False)
+                  for f_in, f_gen, r in zip(model.codec.levels(z), model.codec.levels(z_other),
+                                            (0, None, 0), strict=True))
+    torch.testing.assert_close(per_level.anomaly_map(x, z_other), by_hand)
     torch.testing.assert_close(model.anomaly_map(x, z_other, input_latents=rec.input_latents),
                                expected)
 
@@ -933,7 +955,9 @@ def test_paper_defaults_are_the_specification():
     ("denoiser.test_prompt", "class_name", "test_prompt must be 'fixed' for kind 'unet2d'"),
     ("denoiser.class_prompt", "a photo of sks", r"class_prompt must be a template .*'a photo"),
     ("denoiser.class_prompt", "a {category} {x}", r"class_prompt must be a template"),
-    ("scoring.search_radius", -1, r"search_radius must be null \(all positions\) or >= 0"),
+    ("scoring.search_radius", -1, r"search_radius must be null \(all positions\), >= 0, or a"),
+    ("scoring.search_radius", [0, -2, None], r"list of those per level, got \(0, -2, None\)"),
+    ("scoring.search_radius", [None, 0], r"lists 2 radii for the 3 levels of .*\[1, 2, 3\]"),
     ("scoring.global_weight", 1.5, r"global_weight must be in \[0, 1\], got 1.5"),
 ])
 def test_invalid_options_are_config_errors(key, value, message):
