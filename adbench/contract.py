@@ -175,11 +175,16 @@ class AnomalyMethod(L.LightningModule):
         return self(batch.image)
 
     # -- shared helpers ----------------------------------------------------------------------
-    def category_names(self, batch: Batch) -> list[str] | None:
-        """The category name of each image of ``batch``, from the trainer's datamodule
-        (``categories``, indexed by ``batch.category``); None outside a Trainer or without it."""
+    def datamodule_categories(self) -> list[str] | None:
+        """The trainer's datamodule's category names (indexed by ``Batch.category``); None
+        outside a Trainer or without them."""
         trainer = getattr(self, "_trainer", None)
-        categories = getattr(getattr(trainer, "datamodule", None), "categories", None)
+        return getattr(getattr(trainer, "datamodule", None), "categories", None)
+
+    def category_names(self, batch: Batch) -> list[str] | None:
+        """The category name of each image of ``batch``, from `datamodule_categories`; None
+        outside a Trainer or without them."""
+        categories = self.datamodule_categories()
         if categories is None:
             return None
         return [categories[i] for i in batch.category.tolist()]

@@ -176,6 +176,11 @@ class GLADScoringConfig(ScoringConfig):
     # choice: the map is (1 - w) x the map of search_radius + w x the map of the search over all
     # positions (0 = search_radius alone; no effect when search_radius is null)
     global_weight: float = 0.0
+    # choice (tiny preset, README): a category whose training latents leave at least this share
+    # of their variance at a fixed position (a stationary texture; methods/glad/stationarity.py)
+    # is scored with stationary_search_radius instead of search_radius; null = off
+    stationary_threshold: float | None = None
+    stationary_search_radius: int | tuple[int | None, ...] | None = None  # null = all positions
     pixel_weight: float = 0.0  # official v: 0 on MVTec AD and MPDD, 2 on VisA
     foreground: bool = False  # official: Otsu object mask for object classes; off = whole image
     # official: per-category test settings of the multi-class script (object mask and both NN
@@ -184,11 +189,15 @@ class GLADScoringConfig(ScoringConfig):
     per_category: Literal["official", "config"] = "official"
 
     def __post_init__(self) -> None:
-        radii = self.search_radius if isinstance(self.search_radius, tuple) else (
-            self.search_radius,)
-        if not radii or any(r is not None and r < 0 for r in radii):
-            raise ConfigError(f"scoring.search_radius must be null (all positions), >= 0, or a "
-                              f"list of those per level, got {self.search_radius}")
+        for name in ("search_radius", "stationary_search_radius"):
+            value = getattr(self, name)
+            radii = value if isinstance(value, tuple) else (value,)
+            if not radii or any(r is not None and r < 0 for r in radii):
+                raise ConfigError(f"scoring.{name} must be null (all positions), >= 0, or a "
+                                  f"list of those per level, got {value}")
+        if self.stationary_threshold is not None and not 0.0 <= self.stationary_threshold <= 1.0:
+            raise ConfigError(f"scoring.stationary_threshold must be null (off) or in [0, 1] (a "
+                              f"share of variance), got {self.stationary_threshold}")
         if not 0.0 <= self.global_weight <= 1.0:
             raise ConfigError(f"scoring.global_weight must be in [0, 1], got {self.global_weight}")
 
@@ -236,11 +245,12 @@ class GLADConfig(MethodConfig):
                     f"sampler.feature_level, nothing is decoded); leave them unset, got "
                     f"{self.sampler.feature_size} and {self.sampler.ads_input!r}")
         levels = len(self.features.layers)
-        if isinstance(self.scoring.search_radius, tuple) and len(
-                self.scoring.search_radius) != levels:
-            raise ConfigError(
-                f"scoring.search_radius lists {len(self.scoring.search_radius)} radii for the "
-                f"{levels} levels of features.layers {list(self.features.layers)}")
+        for name in ("search_radius", "stationary_search_radius"):
+            radius = getattr(self.scoring, name)
+            if isinstance(radius, tuple) and len(radius) != levels:
+                raise ConfigError(
+                    f"scoring.{name} lists {len(radius)} radii for the {levels} levels of "
+                    f"features.layers {list(self.features.layers)}")
         if self.autoencoder.kind == "features":
             for name, level in (("autoencoder.grid_level", self.autoencoder.grid_level),
                                 ("sampler.feature_level", self.sampler.feature_level)):

@@ -217,12 +217,12 @@ class GLADModel(nn.Module):
 
     # -- scoring --------------------------------------------------------------------------------
     def _discrepancy(self, feats: list[tuple[Tensor, Tensor]], size: tuple[int, int],
-                     both_directions: bool) -> Tensor:
-        """`multi_level_map` of the (input, reconstruction) level pairs within
-        ``scoring.search_radius`` (one radius, or one per level), blended with the search over
-        all positions by ``scoring.global_weight`` (B, 1, *size)."""
+                     both_directions: bool, radius: int | tuple[int | None, ...] | None) -> Tensor:
+        """`multi_level_map` of the (input, reconstruction) level pairs within ``radius`` (one
+        radius, or one per level), blended with the search over all positions by
+        ``scoring.global_weight`` (B, 1, *size)."""
         query, reference = [f[0] for f in feats], [f[1] for f in feats]
-        radius, weight = self.scoring.search_radius, self.scoring.global_weight
+        weight = self.scoring.global_weight
         maps = multi_level_map(query, reference, size, both_directions, radius)
         if radius is None or weight == 0:
             return maps
@@ -232,7 +232,8 @@ class GLADModel(nn.Module):
     @torch.no_grad()
     def anomaly_map(self, images: Tensor, reconstructions: Tensor,
                     foreground: Tensor | None = None, bidirectional: Tensor | None = None,
-                    input_latents: Tensor | None = None) -> Tensor:
+                    input_latents: Tensor | None = None,
+                    stationary: Tensor | None = None) -> Tensor:
         """Multi-level NN feature discrepancy between input and reconstruction (B, 1, h, w).
 
         Args:
@@ -245,6 +246,8 @@ class GLADModel(nn.Module):
                 ``scoring.bidirectional`` for all.
             input_latents: in feature space, the input's latents (B, C, h, w) if already
                 encoded (`Reconstruction.input_latents`); None encodes ``images``.
+            stationary: (B,) bool, which maps use ``scoring.stationary_search_radius`` instead
+                of ``scoring.search_radius``; None = none.
         """
         cfg = self.scoring
         batch = len(images)
@@ -261,10 +264,17 @@ class GLADModel(nn.Module):
             feats = [f.chunk(2) for f in self.features(pair)]
         if bidirectional is None:
             bidirectional = torch.full((batch,), cfg.bidirectional)
-        bidirectional = bidirectional.to(images.device).view(batch, 1, 1, 1)
-        maps = self._discrepancy(feats, size, both_directions=False)
-        if bool(bidirectional.any()):
-            maps = torch.where(bidirectional, self._discrepancy(feats, size, True), maps)
+        if stationary is None:
+            stationary = torch.zeros(batch, dtype=torch.bool)
+        maps = images.new_zeros((batch, 1, *size))
+        for both in (False, True):  # each group of images with the same settings at once
+            for textured, radius in ((False, cfg.search_radius),
+                                     (True, cfg.stationary_search_radius)):
+                group = ((bidirectional.cpu() == both) & (stationary.cpu() == textured)).nonzero()
+                if len(group):
+                    idx = group.squeeze(1).to(images.device)
+                    maps[idx] = self._discrepancy([(q[idx], r[idx]) for q, r in feats], size,
+                                                  both, radius)
         if cfg.pixel_weight:
             normalised = self.features.normalize(pair).chunk(2)
             maps = add_pixel_term(maps, normalised[0], normalised[1], cfg.pixel_weight)

@@ -12,9 +12,11 @@ from torch import Tensor
 
 from adbench.batch import AnomalyOutput, Batch
 from adbench.contract import AnomalyMethod
+from adbench.errors import AdbenchError
 from adbench.methods.glad.categories import bidirectional_flags, foreground_flags
 from adbench.methods.glad.config import GLADConfig
 from adbench.methods.glad.model import GLADModel
+from adbench.methods.glad.stationarity import StationarityStats
 from adbench.synthesis import AnomalySynthesizer
 
 
@@ -25,6 +27,11 @@ class GLAD(AnomalyMethod):
     ``stop_step_counts`` (T,), reset at the start of every validation, test and predict epoch;
     ``last_stop_steps`` (B,) holds the last batch's. The mean is logged as ``val/stop_step``
     and ``test/stop_step``.
+
+    With ``scoring.stationary_threshold`` set, every training epoch measures each category's
+    stationarity ratio on its training latents (`StationarityStats`); ``stationarity``
+    {category name: ratio} keeps the last epoch's, is saved with the weights, and decides which
+    test categories are scored with ``scoring.stationary_search_radius``.
     """
 
     config: GLADConfig
@@ -45,6 +52,8 @@ class GLAD(AnomalyMethod):
         self.register_buffer("stop_step_counts", torch.zeros(T, dtype=torch.long),
                              persistent=False)
         self.last_stop_steps: Tensor | None = None
+        self.stationarity_stats = StationarityStats()
+        self.stationarity: dict[str, float] = {}
 
     def forward(self, images: Tensor, categories: list[str] | None = None) -> AnomalyOutput:
         """Score images (B, 3, H, W) in [0, 1]: reconstruct (ADS + SAFF), compare features.
@@ -56,8 +65,10 @@ class GLAD(AnomalyMethod):
             categories: each image's category name; with ``denoiser.test_prompt="class_name"``
                 each image is reconstructed with its category's prompt, and with
                 ``scoring.per_category="official"`` the official object-mask and bidirectional
-                lists decide for the categories they name (None: the fixed prompt and the
-                config's ``scoring.foreground`` / ``scoring.bidirectional``).
+                lists decide for the categories they name, and with
+                ``scoring.stationary_threshold`` the measured `stationarity` decides the search
+                radius (None: the fixed prompt, the config's ``scoring.foreground`` /
+                ``scoring.bidirectional`` and ``scoring.search_radius``).
         """
         class_prompts = self.model.denoiser.class_prompts
         context = (class_prompts(categories)
@@ -72,11 +83,13 @@ class GLAD(AnomalyMethod):
         if categories is not None and scoring.per_category == "official":
             foreground = torch.tensor(foreground_flags(categories, scoring.foreground))
             bidirectional = torch.tensor(bidirectional_flags(categories, scoring.bidirectional))
+        stationary = self.stationary_flags(categories)
         if self.model.in_feature_space:
             raw = self.model.anomaly_map(images, reconstruction.latents, foreground,
-                                         bidirectional, reconstruction.input_latents)
+                                         bidirectional, reconstruction.input_latents, stationary)
         else:
-            raw = self.model.anomaly_map(images, reconstruction.images, foreground, bidirectional)
+            raw = self.model.anomaly_map(images, reconstruction.images, foreground, bidirectional,
+                                         stationary=stationary)
         return self.postprocess(raw, tuple(images.shape[-2:]))
 
     def score(self, batch: Batch) -> AnomalyOutput:
@@ -84,8 +97,47 @@ class GLAD(AnomalyMethod):
         `forward`)."""
         return self(batch.image, self.category_names(batch))
 
+    def stationary_flags(self, categories: list[str] | None) -> Tensor | None:
+        """(B,) bool: which images' categories reached ``scoring.stationary_threshold``; None
+        when the threshold is off or no category names are given. A category without
+        training images is not stationary."""
+        threshold = self.config.scoring.stationary_threshold
+        if threshold is None or categories is None:
+            return None
+        if not self.stationarity:
+            raise AdbenchError("GLAD: scoring.stationary_threshold is set but no category's "
+                               "stationarity was measured: fit the model first (or load weights "
+                               "saved after fitting)")
+        return torch.tensor([self.stationarity.get(name, 0.0) >= threshold
+                             for name in categories])
+
+    def on_train_epoch_start(self) -> None:
+        """Measure the categories' stationarity anew in every epoch."""
+        self.stationarity_stats.reset()
+
+    def on_train_epoch_end(self) -> None:
+        """Keep this epoch's stationarity ratios, summed over all processes."""
+        stats, names = self.stationarity_stats, self.datamodule_categories()
+        if self.config.scoring.stationary_threshold is None or names is None:
+            return
+        for name in ("count", "first", "second"):
+            setattr(stats, name, self.trainer.strategy.reduce(getattr(stats, name),
+                                                              reduce_op="sum"))
+        ratios = stats.ratios().tolist()
+        self.stationarity = {name: ratio for name, ratio in zip(names, ratios, strict=True)
+                             if ratio == ratio}  # NaN: no training images
+        stationary = [name for name, ratio in self.stationarity.items()
+                      if ratio >= self.config.scoring.stationary_threshold]
+        rank_zero_info(f"GLAD stationary categories (search radius "
+                       f"{self.config.scoring.stationary_search_radius}): {stationary}")
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """ATP: synthetic anomalies, noise-level mix and the noise target of the normal latent."""
+        names = self.datamodule_categories()
+        if self.config.scoring.stationary_threshold is not None and names is not None:
+            with torch.no_grad():
+                self.stationarity_stats.update(self.model.codec.encode(batch.image),
+                                               batch.category, len(names))
         anomalous = self.synthesize(batch.image, self.category_names(batch))
         loss = self.model.training_loss(batch.image, anomalous)
         self.log("train/loss", loss, batch_size=len(batch), prog_bar=True)
@@ -118,8 +170,23 @@ class GLAD(AnomalyMethod):
         and the share of self-filled images."""
         share = self.config.training.self_source_share
         textured = self.synthesizer.record() if share < 1.0 else None
-        return {"synthesis": {"textured": textured, "self_source_share": share,
-                              "self": self.self_synthesizer.record() if share > 0.0 else None}}
+        record = {"synthesis": {"textured": textured, "self_source_share": share,
+                                "self": self.self_synthesizer.record() if share > 0.0 else None}}
+        threshold = self.config.scoring.stationary_threshold
+        if threshold is not None:
+            record["stationarity"] = {name: round(ratio, 4)
+                                      for name, ratio in self.stationarity.items()}
+            record["stationary_categories"] = sorted(
+                name for name, ratio in self.stationarity.items() if ratio >= threshold)
+        return record
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The measured stationarity travels with the weights."""
+        return {"stationarity": dict(self.stationarity)}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore `get_extra_state`."""
+        self.stationarity = dict(state.get("stationarity", {}))
 
     def stop_step_histogram(self) -> dict[int, int]:
         """Chosen stopping timesteps since the last reset: {timestep: count}, largest t first."""

@@ -24,13 +24,14 @@ import adbench
 from adbench.backbones import load_diffusers_component
 from adbench.batch import Batch
 from adbench.diffusion import NoiseSchedule, ScheduleConfig
-from adbench.errors import ConfigError, WeightsNotFoundError
+from adbench.errors import AdbenchError, ConfigError, WeightsNotFoundError
 from adbench.methods.glad import GLAD, GLADConfig
 from adbench.methods.glad.categories import bidirectional_flags, foreground_flags
 from adbench.methods.glad.config import SD_V1_4
 from adbench.methods.glad.loss import atp_loss, atp_noise_target, atp_x0_target, mix_latents
 from adbench.methods.glad.model import GLADModel
 from adbench.methods.glad.networks import Denoiser, FeatureCodec, LatentCodec, guide
+from adbench.methods.glad.stationarity import StationarityStats
 from adbench.methods.glad.scoring import (
     add_pixel_term,
     foreground_mask,
@@ -47,11 +48,12 @@ PIXELS = {"autoencoder.kind": "identity", "autoencoder.patch_size": 1,
 PIXEL_PRESET = {"autoencoder.kind": "identity", "autoencoder.scaling_factor": 3.0,
                 "autoencoder.patch_size": 2, "scoring.pixel_weight": 2.0,
                 "scoring.search_radius": None, "sampler.tau": 0.2,
-                "sampler.ads_input": "normalised"}
+                "sampler.ads_input": "normalised", "scoring.stationary_threshold": None}
 FEATURES = {"autoencoder.kind": "features", "autoencoder.patch_size": 1,
             "autoencoder.scaling_factor": 1.0,
             "autoencoder.grid_level": 0, "scoring.pixel_weight": 0.0,
-            "scoring.search_radius": 0}  # the EfficientNet levels as the latent
+            "scoring.search_radius": 0,
+            "scoring.stationary_threshold": None}  # the EfficientNet levels as the latent
 
 
 def tiny(**overrides) -> GLAD:
@@ -691,6 +693,68 @@ def test_per_image_scoring_flags_equal_the_per_config_maps():
     torch.testing.assert_close(plain(x, ["bottle", "transistor"]).anomaly_map, plain(x).anomaly_map)
 
 
+def reference_stationarity(z: np.ndarray) -> float:
+    """The ratio of `StationarityStats` for latents (N, C, h, w), straight from its formula."""
+    per_position = z.var(axis=0).mean()
+    total = z.transpose(1, 0, 2, 3).reshape(z.shape[1], -1).var(axis=1).mean()
+    return float(per_position / total)
+
+
+def test_stationarity_ratio_is_the_share_of_variance_left_per_position():
+    # by hand, one channel and two positions: swapped values vary only per position (r = 1),
+    # repeated values only across positions (r = 0)
+    swapped = torch.tensor([[0.0, 2.0], [2.0, 0.0]]).view(2, 1, 1, 2)
+    stats = StationarityStats()
+    stats.update(swapped, torch.zeros(2, dtype=torch.long), 2)
+    stats.update(swapped[:1].expand(2, 1, 1, 2), torch.ones(2, dtype=torch.long), 2)
+    torch.testing.assert_close(stats.ratios(), torch.tensor([1.0, 0.0], dtype=torch.float64))
+    # random latents streamed in mixed batches while the category count grows from 2 to 3
+    # (category 1 has no images)
+    rng = np.random.default_rng(0)
+    aligned = rng.normal(size=(10, 3, 4, 5)) + 3 * rng.normal(size=(1, 3, 4, 5))
+    texture = rng.normal(size=(7, 3, 4, 5))
+    stats = StationarityStats()
+    stats.update(torch.from_numpy(aligned[:4]), torch.zeros(4, dtype=torch.long), 2)
+    stats.update(torch.from_numpy(np.concatenate([aligned[4:], texture[:3]])),
+                 torch.tensor([0] * 6 + [2] * 3), 3)
+    stats.update(torch.from_numpy(texture[3:]), torch.full((4,), 2), 3)
+    ratios = stats.ratios()
+    assert ratios[0].item() == pytest.approx(reference_stationarity(aligned), rel=1e-9)
+    assert ratios[2].item() == pytest.approx(reference_stationarity(texture), rel=1e-9)
+    assert math.isnan(ratios[1].item()) and ratios[0] < 0.2 < 0.8 < ratios[2]
+    stats.reset()
+    assert stats.ratios().numel() == 0
+
+
+@torch.no_grad()
+def test_stationary_categories_are_scored_with_their_own_search_radius():
+    model = tiny(**{**FEATURES, "scoring.stationary_threshold": 0.5}).model
+    x, other = images(2, seed=1), images(2, seed=2)
+    z, z_other = model.codec.encode(x), model.codec.encode(other)
+    size = (model.scoring.feature_size,) * 2
+    maps = model.anomaly_map(x, z_other, stationary=torch.tensor([True, False]))
+    levels, levels_other = model.codec.levels(z), model.codec.levels(z_other)
+    for i, radius in ((0, None), (1, 0)):  # stationary: all positions; the other: the same cell
+        by_hand = sum(F.interpolate(nn_discrepancy(f[i:i + 1], g[i:i + 1], radius=radius),
+                                    size=size, mode="bilinear", align_corners=False)
+                      for f, g in zip(levels, levels_other, strict=True))
+        torch.testing.assert_close(maps[i:i + 1], by_hand)
+    # the module decides by the measured ratios, and cannot decide before it has measured them
+    method = tiny(**{**FEATURES, "scoring.stationary_threshold": 0.5})
+    with pytest.raises(AdbenchError, match="no category's stationarity was measured"):
+        method(x, ["carpet", "bottle"])
+    method.stationarity = {"carpet": 0.7, "bottle": 0.2}
+    assert method.stationary_flags(["carpet", "bottle", "unseen"]).tolist() == [
+        True, False, False]
+    assert method.stationary_flags(None) is None
+    # the ratios travel with the weights, and the run record names the stationary categories
+    loaded = tiny(**{**FEATURES, "scoring.stationary_threshold": 0.5})
+    loaded.load_state_dict(method.state_dict())
+    assert loaded.stationarity == method.stationarity
+    assert loaded.run_record()["stationary_categories"] == ["carpet"]
+    assert "stationarity" not in tiny(**FEATURES).run_record()
+
+
 def test_synthesis_keeps_object_anomalies_on_the_foreground_only_for_object_categories():
     x = torch.full((2, 3, SIZE, SIZE), 0.9)
     x[:, :, 8:24, 8:24] = 0.1  # a dark object on a light background
@@ -959,6 +1023,9 @@ def test_paper_defaults_are_the_specification():
     ("scoring.search_radius", [0, -2, None], r"list of those per level, got \(0, -2, None\)"),
     ("scoring.search_radius", [None, 0], r"lists 2 radii for the 3 levels of .*\[1, 2, 3\]"),
     ("scoring.global_weight", 1.5, r"global_weight must be in \[0, 1\], got 1.5"),
+    ("scoring.stationary_threshold", 1.2, r"stationary_threshold must be null \(off\) or in"),
+    ("scoring.stationary_search_radius", -1, r"stationary_search_radius must be null"),
+    ("scoring.stationary_search_radius", [0, None], r"stationary_search_radius lists 2 radii"),
 ])
 def test_invalid_options_are_config_errors(key, value, message):
     with pytest.raises(ConfigError, match=message):
@@ -1134,3 +1201,6 @@ def test_tiny_preset_learns_and_beats_the_naive_baseline(tmp_path):
                              enable_progress_bar=False).to_frame()
     assert table.loc["mean", "I-AUROC"] >= naive + LEARNING_MARGIN, (table.loc["mean"], naive)
     assert sum(method.stop_step_histogram().values()) == len(datamodule.dataset("test"))
+    # of brick, ellipse and 6 x 2 grid, only the texture is scored as stationary
+    assert set(method.stationarity) == set(datamodule.categories)
+    assert method.run_record()["stationary_categories"] == ["texture_brick_000"]
