@@ -6,6 +6,7 @@ for Unsupervised Anomaly Detection", ECCV 2024, arXiv:2406.07487.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -104,16 +105,21 @@ class GLADModel(nn.Module):
 
     # -- training: anomaly-oriented training (ATP) ----------------------------------------------
     def training_loss(self, normal: Tensor, anomalous: Tensor,
-                      generator: torch.Generator | None = None) -> Tensor:
+                      generator: torch.Generator | None = None,
+                      observe: Callable[[Tensor], None] | None = None) -> Tensor:
         """ATP loss for a batch of normal images and their synthetic anomalous versions.
 
         Args:
             normal: (B, 3, H, W) in [0, 1].
             anomalous: (B, 3, H, W) in [0, 1]; equal to ``normal`` where no anomaly was drawn.
+            observe: called with the normal latents (B, C, h, w), so that statistics of them
+                need no second encoding.
         """
         with torch.no_grad():
             z = self.codec.encode(torch.cat([normal, anomalous]), sample=True, generator=generator)
         z_normal, z_anomalous = z.chunk(2)
+        if observe is not None:
+            observe(z_normal)
         B = z_normal.shape[0]
         t = self.schedule.sample_timesteps(B, z.device, generator)
         eps = torch.randn(z_normal.shape, device=z.device, generator=generator)

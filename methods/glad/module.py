@@ -126,20 +126,22 @@ class GLAD(AnomalyMethod):
         ratios = stats.ratios().tolist()
         self.stationarity = {name: ratio for name, ratio in zip(names, ratios, strict=True)
                              if ratio == ratio}  # NaN: no training images
-        stationary = [name for name, ratio in self.stationarity.items()
-                      if ratio >= self.config.scoring.stationary_threshold]
-        rank_zero_info(f"GLAD stationary categories (search radius "
-                       f"{self.config.scoring.stationary_search_radius}): {stationary}")
+
+    def on_train_end(self) -> None:
+        """Print which categories will be scored as stationary (rank 0)."""
+        if self.config.scoring.stationary_threshold is not None:
+            stationary = self.run_record()["stationary_categories"]
+            rank_zero_info(f"GLAD stationary categories (scoring.stationary_search_radius "
+                           f"{self.config.scoring.stationary_search_radius}): {stationary}")
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """ATP: synthetic anomalies, noise-level mix and the noise target of the normal latent."""
-        names = self.datamodule_categories()
+        names, observe = self.datamodule_categories(), None
         if self.config.scoring.stationary_threshold is not None and names is not None:
-            with torch.no_grad():
-                self.stationarity_stats.update(self.model.codec.encode(batch.image),
-                                               batch.category, len(names))
+            def observe(latents: Tensor) -> None:
+                self.stationarity_stats.update(latents, batch.category, len(names))
         anomalous = self.synthesize(batch.image, self.category_names(batch))
-        loss = self.model.training_loss(batch.image, anomalous)
+        loss = self.model.training_loss(batch.image, anomalous, observe=observe)
         self.log("train/loss", loss, batch_size=len(batch), prog_bar=True)
         return loss
 

@@ -31,7 +31,6 @@ from adbench.methods.glad.config import SD_V1_4
 from adbench.methods.glad.loss import atp_loss, atp_noise_target, atp_x0_target, mix_latents
 from adbench.methods.glad.model import GLADModel
 from adbench.methods.glad.networks import Denoiser, FeatureCodec, LatentCodec, guide
-from adbench.methods.glad.stationarity import StationarityStats
 from adbench.methods.glad.scoring import (
     add_pixel_term,
     foreground_mask,
@@ -39,6 +38,7 @@ from adbench.methods.glad.scoring import (
     nn_discrepancy,
     topk_mean,
 )
+from adbench.methods.glad.stationarity import StationarityStats
 
 SIZE = 32
 PIXELS = {"autoencoder.kind": "identity", "autoencoder.patch_size": 1,
@@ -739,6 +739,10 @@ def test_stationary_categories_are_scored_with_their_own_search_radius():
                                     size=size, mode="bilinear", align_corners=False)
                       for f, g in zip(levels, levels_other, strict=True))
         torch.testing.assert_close(maps[i:i + 1], by_hand)
+    # training hands the normal latents to the statistics without a second encoding
+    seen = []
+    model.training_loss(x, other, observe=seen.append)
+    torch.testing.assert_close(seen[0], z)
     # the module decides by the measured ratios, and cannot decide before it has measured them
     method = tiny(**{**FEATURES, "scoring.stationary_threshold": 0.5})
     with pytest.raises(AdbenchError, match="no category's stationarity was measured"):
