@@ -129,10 +129,10 @@ class GLAD(AnomalyMethod):
 
     def on_train_end(self) -> None:
         """Print which categories will be scored as stationary (rank 0)."""
-        if self.config.scoring.stationary_threshold is not None:
-            stationary = self.run_record()["stationary_categories"]
+        if self.stationarity:
             rank_zero_info(f"GLAD stationary categories (scoring.stationary_search_radius "
-                           f"{self.config.scoring.stationary_search_radius}): {stationary}")
+                           f"{self.config.scoring.stationary_search_radius}): "
+                           f"{self.stationary_categories()}")
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """ATP: synthetic anomalies, noise-level mix and the noise target of the normal latent."""
@@ -168,19 +168,24 @@ class GLAD(AnomalyMethod):
         return torch.where(pick.view(-1, 1, 1, 1), own, textured)
 
     def run_record(self) -> dict[str, Any]:
-        """The synthesis sources used: the texture source (unless every image is self-filled)
-        and the share of self-filled images."""
+        """The synthesis sources used (the texture source unless every image is self-filled,
+        the share of self-filled images) and, with ``scoring.stationary_threshold``, each
+        category's measured stationarity and the categories scored as stationary."""
         share = self.config.training.self_source_share
         textured = self.synthesizer.record() if share < 1.0 else None
         record = {"synthesis": {"textured": textured, "self_source_share": share,
                                 "self": self.self_synthesizer.record() if share > 0.0 else None}}
-        threshold = self.config.scoring.stationary_threshold
-        if threshold is not None:
+        if self.stationarity:  # measured in training (scoring.stationary_threshold)
             record["stationarity"] = {name: round(ratio, 4)
                                       for name, ratio in self.stationarity.items()}
-            record["stationary_categories"] = sorted(
-                name for name, ratio in self.stationarity.items() if ratio >= threshold)
+            record["stationary_categories"] = self.stationary_categories()
         return record
+
+    def stationary_categories(self) -> list[str]:
+        """The measured categories at or above ``scoring.stationary_threshold``, sorted."""
+        threshold = self.config.scoring.stationary_threshold
+        return sorted(name for name, ratio in self.stationarity.items()
+                      if threshold is not None and ratio >= threshold)
 
     def get_extra_state(self) -> dict[str, Any]:
         """The measured stationarity travels with the weights."""
