@@ -203,7 +203,8 @@ class AnomalyMethod(L.LightningModule):
 
     def run_record(self) -> dict[str, Any]:
         """Facts decided at run time that a result must carry (e.g. which anomaly-synthesis
-        source was actually used); written to ``result.json`` as ``run_record``. None here."""
+        source was actually used, or what training measured); written to ``result.json`` as
+        ``run_record``. None here."""
         return {}
 
     def parameter_groups(self) -> list[dict[str, Any]]:

@@ -99,7 +99,9 @@ def check_positive(name: str, value: int | None) -> int | None:
     return value
 
 
-RUN_RECORD = "run_record.json"  # what the method decided at build time (`AnomalyMethod.run_record`)
+# what the method decided at build time, rewritten after training with what it measured there
+# (`AnomalyMethod.run_record`)
+RUN_RECORD = "run_record.json"
 
 
 @dataclass(frozen=True)
@@ -204,12 +206,12 @@ def run_experiment(
         "enable_checkpointing": checkpoints and out is not None,
         "enable_progress_bar": progress,
     }
-    record = method.run_record()
-    if record and out is not None:
-        write_atomic(Path(out) / RUN_RECORD, json.dumps(record, indent=1, default=str))
+    _write_run_record(method, out)
     fitted = time.perf_counter()
     trainer = fit(method, datamodule, seed=experiment.seed, default_root_dir=out, **options)
     trained = time.perf_counter()
+    if trainer.is_global_zero:
+        _write_run_record(method, out)
     table = evaluate(method, datamodule, mode=experiment.evaluation, trainer=trainer,
                      view_pooling=experiment.view_pooling, fpr_limit=experiment.aupro_fpr_limit)
     inferred = time.perf_counter()
@@ -219,3 +221,10 @@ def run_experiment(
     if out is not None and trainer.is_global_zero:
         write_protocol(out, protocol)
     return Outcome(method, trainer, table, times, trainer_kwargs(method, **options), protocol)
+
+
+def _write_run_record(method: AnomalyMethod, out: str | Path | None) -> None:
+    """Write `RUN_RECORD` under ``out`` (nothing when the record is empty or ``out`` is None)."""
+    record = method.run_record()
+    if record and out is not None:
+        write_atomic(Path(out) / RUN_RECORD, json.dumps(record, indent=1, default=str))

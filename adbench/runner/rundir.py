@@ -14,7 +14,7 @@ Layout of a sweep's output folder ``DIR``::
     DIR/cells/<id>/logs/           Lightning CSV logs and the checkpoint
     DIR/cells/<id>/metrics.csv     per-category metrics
     DIR/cells/<id>/protocol.yaml   the cell's evaluation protocol card
-    DIR/cells/<id>/run_record.json what the method decided at build time (e.g. synthesis source)
+    DIR/cells/<id>/run_record.json what the method decided at build time and measured in training
     DIR/cells/<id>/result.json     metrics, timings, memory: written last; its presence = finished
     DIR/cells/<id>/error.json      the error and traceback of a failed attempt
     DIR/cells/<id>/.lock           held while a runner works on the cell
