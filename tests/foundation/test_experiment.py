@@ -77,7 +77,7 @@ def test_cli_python_api_and_sweep_give_identical_metrics(name, root, tmp_path):
     python.index = python.index.astype(str)
     pd.testing.assert_frame_equal(from_cli, python, check_exact=False, rtol=0, atol=1e-12)
     pd.testing.assert_frame_equal(from_sweep, python, check_exact=False, rtol=0, atol=1e-12)
-    # what the method decided at build time: run_record.json of the CLI run = the cell's record
+    # what the method recorded (build time and training): CLI run_record.json = the cell's
     (cell,) = (tmp_path / "sweep" / "cells").iterdir()
     record = json.loads((cell / "result.json").read_text())["run_record"]
     written = tmp_path / "cli" / "run_record.json"
