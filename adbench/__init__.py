@@ -34,6 +34,7 @@ _EXPORTS = {
     # training and evaluation
     "build": "adbench.registry",
     "Experiment": "adbench.experiment",
+    "resolve": "adbench.experiment",
     "run_experiment": "adbench.experiment",
     "fit": "adbench.engine",
     "evaluate": "adbench.engine",

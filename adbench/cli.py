@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from adbench.errors import ConfigError
+
 # Areas that contribute subcommands through ``add_commands(subparsers)``.
 COMMAND_MODULES = ("adbench.data.commands", "adbench.runner.commands")
 
@@ -33,48 +35,43 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(option: str, value: int | None) -> int | None:
+    """``value`` unless it is given and < 1 (an error naming the option)."""
+    if value is not None and value < 1:
+        raise ConfigError(f"{option} must be >= 1, got {value}")
+    return value
+
+
 def _fit(args: argparse.Namespace) -> int:
-    from adbench.config import fill_num_classes, merge, parse_set, to_yaml, unflatten
+    import yaml
+
+    from adbench.config import parse_set
     from adbench.data import CategorySubset, load_index
-    from adbench.experiment import (
-        Experiment,
-        check_positive,
-        run_experiment,
-        split_trainer_settings,
-    )
+    from adbench.experiment import resolve, run_experiment
     from adbench.io import write_atomic
-    from adbench.registry import get_method_spec, resolve_config
 
     fmt, sep, root = args.data.partition(":")
     if not sep:
-        raise SystemExit(
-            f"--data expects FORMAT:ROOT (e.g. synthetic:data/synthetic), got {args.data!r}"
-        )
+        raise ConfigError(
+            f"--data expects FORMAT:ROOT (e.g. synthetic:data/synthetic), got {args.data!r}")
     categories = args.categories.split(",") if args.categories else None
     index = load_index(fmt, root, categories=categories)
     if args.k:
         index = CategorySubset(args.k, seed=args.subset_seed).apply(index)
-    budget = {"max_epochs": check_positive("--max-epochs", args.max_epochs),
-              "max_steps": check_positive("--max-steps", args.max_steps),
-              "accelerator": args.accelerator, "devices": args.devices}
-    overrides, trainer = split_trainer_settings(budget, get_method_spec(args.method).config)
-    for key, value in (("data.image_size", check_positive("--image-size", args.image_size)),
-                       ("data.batch_size", check_positive("--batch-size", args.batch_size))):
-        if value is not None:
-            overrides[key] = value
-    if args.random_weights:
-        overrides["random_weights"] = True
-    overrides = merge(unflatten(overrides), parse_set(args.set or []))
-    config = resolve_config(args.method, args.preset, overrides, files=tuple(args.config or ()))
-    config = fill_num_classes(config, len(index.categories))
+    settings = {"max_epochs": _positive("--max-epochs", args.max_epochs),
+                "max_steps": _positive("--max-steps", args.max_steps),
+                "image_size": _positive("--image-size", args.image_size),
+                "batch_size": _positive("--batch-size", args.batch_size),
+                "accelerator": args.accelerator, "devices": args.devices}
+    experiment = resolve(args.method, index, preset=args.preset, files=args.config or (),
+                         settings=settings, overrides=parse_set(args.set or []),
+                         random_weights=args.random_weights, seed=args.seed,
+                         evaluation=args.mode, aupro_fpr_limit=args.aupro_fpr_limit)
     out = Path(args.out)
-    write_atomic(out / "config.yaml", to_yaml(config))
-    experiment = Experiment(args.method, config, index, seed=args.seed,
-                            image_size=config.data.image_size, batch_size=config.data.batch_size,
-                            trainer=trainer, evaluation=args.mode,
-                            aupro_fpr_limit=args.aupro_fpr_limit)
+    record = {**experiment.to_record(), "dataset": {"format": fmt, "root": root},
+              "k": len(index.categories)}
+    write_atomic(out / "config.yaml", yaml.safe_dump(record, sort_keys=False))
     frame = run_experiment(experiment, out, num_workers=args.workers).table.to_frame()
-    write_atomic(out / "metrics.csv", frame.to_csv())
     print((frame * 100).round(1).to_string())
     return 0
 
@@ -82,6 +79,7 @@ def _fit(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The full ``adbench`` argument parser (every area's subcommands included)."""
     from adbench import __version__
+    from adbench.protocol import AUPRO_FPR_LIMIT
 
     parser = argparse.ArgumentParser(
         prog="adbench",
@@ -115,8 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-weights", action="store_true",
                    help="mechanics mode: the full architecture with random weights, no download")
     p.add_argument("--mode", choices=("streaming", "exact"), default="streaming")
-    p.add_argument("--aupro-fpr-limit", type=float, default=0.3,
-                   help="upper FPR limit of AUPRO (default 0.3, MVTec AD; MVTec AD 2 uses 0.05)")
+    p.add_argument("--aupro-fpr-limit", type=float, default=AUPRO_FPR_LIMIT,
+                   help=f"upper FPR limit of AUPRO (default {AUPRO_FPR_LIMIT}, MVTec AD; "
+                   "MVTec AD 2 uses 0.05)")
     p.add_argument(
         "--out", default="runs/fit", help="run folder (config, logs, checkpoint, metrics)"
     )
@@ -130,10 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``adbench`` console script."""
     from adbench.errors import AdbenchError
-    from adbench.quiet import quiet_third_party
+    from adbench.quiet import quiet_third_party, show_messages
 
     os.environ.setdefault("MPLBACKEND", "Agg")
     quiet_third_party()
+    show_messages()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -113,8 +113,11 @@ def _field_default(field: dataclasses.Field) -> Any:
 
 
 def _build(cls: type, data: Any, context: str, prefix: str, default: Any = None) -> Any:
-    """``cls`` from the mapping ``data``; keys it lacks come from ``default`` (an instance of
-    ``cls``, the default of the enclosing field) when given, else from ``cls``'s defaults."""
+    """``cls`` from the mapping ``data``.
+
+    Keys it lacks come from ``default`` (an instance of ``cls``, the default of the enclosing
+    field) when given, else from ``cls``'s defaults.
+    """
     if not isinstance(data, Mapping):
         where = prefix.rstrip(".") or "the top level"
         raise ConfigError(f"{context}: {where} must be a mapping, got {data!r}")
@@ -145,8 +148,10 @@ def _type_name(tp: Any) -> str:
 
 
 def _coerce(tp: Any, value: Any, context: str, key: str, default: Any = None) -> Any:
-    """``value`` checked against type ``tp``; ``default`` (the field's default) completes a
-    nested dataclass section given in part."""
+    """``value`` checked against type ``tp``.
+
+    ``default`` (the field's default) completes a nested dataclass section given in part.
+    """
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
@@ -237,6 +242,17 @@ def config_hash(config: Any, length: int = 12) -> str:
     data = to_dict(config) if dataclasses.is_dataclass(config) else _plain(config)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:length]
+
+
+def has_field(cls: Any, dotted: str) -> bool:
+    """Whether dataclass ``cls`` has the (nested) field ``dotted`` (``"data.image_size"``)."""
+    for part in dotted.split("."):
+        if not dataclasses.is_dataclass(cls):
+            return False
+        if part not in {f.name for f in dataclasses.fields(cls)}:
+            return False
+        cls = typing.get_type_hints(cls)[part]
+    return True
 
 
 def fill_num_classes(config: T, k: int) -> T:

@@ -1,16 +1,24 @@
-"""Fit and evaluate one method on one datamodule with Lightning (the Python API's two verbs)."""
+"""Train and score one method with Lightning: the Trainer-settings rules and the API's two verbs.
+
+The Trainer-settings rules live here once: `split_trainer_settings` moves a setting the method
+config has (``trainer.max_epochs`` ...) into the config, so the resolved config records the value
+used; `cleared_budget` lets a budget the user gives replace the method's; `trainer_kwargs` puts the
+method's defaults under the user's settings. `fit` applies them to the settings it is given;
+`adbench.experiment.run_experiment` applies them once per experiment and trains with `train`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import lightning as L
 
-from adbench.config import check_num_classes
+from adbench.config import check_num_classes, has_field
 from adbench.contract import AnomalyMethod
-from adbench.experiment import cleared_budget
+from adbench.errors import ConfigError
 from adbench.protocol import AUPRO_FPR_LIMIT
 from adbench.quiet import quiet_third_party
 
@@ -18,22 +26,90 @@ if TYPE_CHECKING:
     from adbench.metrics import MetricTable
 
 
-def trainer_kwargs(method: AnomalyMethod, **user: Any) -> dict[str, Any]:
+def cleared_budget(user: Mapping[str, Any]) -> dict[str, Any]:
+    """The method's budget fields that the user's training budget replaces.
+
+    Args:
+        user: Trainer settings given by the user (``max_epochs``, ``max_steps``, ...).
+
+    Returns:
+        ``{"max_epochs": None}`` for a step budget alone, ``{"max_steps": -1}`` for an epoch
+        budget alone, else ``{}``.
+    """
+    steps = user.get("max_steps") not in (None, -1)
+    epochs = user.get("max_epochs") is not None
+    if steps and not epochs:
+        return {"max_epochs": None}
+    if epochs and not steps:
+        return {"max_steps": -1}
+    return {}
+
+
+def split_trainer_settings(
+    settings: Mapping[str, Any], config_cls: type
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split Trainer settings into method-config overrides and remaining Trainer kwargs.
+
+    A setting the method config has as ``trainer.<key>`` becomes a config override, so the
+    resolved config records the value used; the budget the user's replaces is cleared there too.
+
+    Args:
+        settings: Trainer settings; None values are ignored.
+        config_cls: the method's config dataclass.
+
+    Returns:
+        (dotted config overrides, Trainer keyword arguments).
+    """
+    given = {key: value for key, value in settings.items() if value is not None}
+    overrides: dict[str, Any] = {}
+    trainer: dict[str, Any] = {}
+    for key, value in given.items():
+        if has_field(config_cls, f"trainer.{key}"):
+            overrides[f"trainer.{key}"] = value
+        else:
+            trainer[key] = value
+    for key, value in cleared_budget(given).items():
+        if has_field(config_cls, f"trainer.{key}"):
+            overrides[f"trainer.{key}"] = value
+    return overrides, trainer
+
+
+def trainer_kwargs(config: Any, **user: Any) -> dict[str, Any]:
     """Trainer settings: the method's paper defaults (``config.trainer``) *under* the user's.
 
     Nothing is overridden silently: every key the user passes wins, and the method's defaults are
     visible in its resolved config. A budget the user gives replaces the method's
-    (`adbench.experiment.cleared_budget`).
+    (`cleared_budget`).
     """
-    defaults = {**dataclasses.asdict(method.config.trainer), **cleared_budget(user)}
+    defaults = {**dataclasses.asdict(config.trainer), **cleared_budget(user)}
     return {**{key: value for key, value in defaults.items() if value is not None}, **user}
+
+
+def check_image_size(config: Any, datamodule: L.LightningDataModule) -> None:
+    """Refuse a datamodule whose images are not the size the method was built for.
+
+    Methods size networks from ``config.data.image_size`` (GLAD, Reverse Distillation), so a
+    mismatch either fails deep inside a layer or silently trains at another size.
+    """
+    from adbench.data.dataset import as_size
+
+    given = getattr(datamodule, "image_size", None)
+    if given is None:
+        return
+    built = config.data.image_size
+    if as_size(built) != tuple(given):
+        height, width = given
+        raise ConfigError(
+            f"the datamodule gives {height} x {width} px images but the method was built for "
+            f"data.image_size={built}; build both at one size (UnifiedDataModule(..., "
+            f"image_size={built}) or adbench.create(..., **{{'data.image_size': {height}}}))")
 
 
 def fit(
     method: AnomalyMethod,
     datamodule: L.LightningDataModule,
     *,
-    seed: int = 0,
+    seed: int | None = None,
     default_root_dir: str | Path | None = None,
     **trainer_options: Any,
 ) -> L.Trainer:
@@ -42,27 +118,43 @@ def fit(
     Args:
         method: an `AnomalyMethod` (e.g. from `adbench.create`).
         datamodule: usually a `UnifiedDataModule`; when it has ``categories``, class-aware parts
-            of the method must be sized for exactly that many (`adbench.config.check_num_classes`).
-        seed: seeds Python, NumPy, torch and the dataloader workers.
+            of the method must be sized for exactly that many (`adbench.config.check_num_classes`),
+            and when it has ``image_size`` it must be the method's ``data.image_size``.
+        seed: seeds Python, NumPy, torch and the dataloader workers; None leaves the global random
+            state as it is.
         default_root_dir: where logs (CSV) and the last checkpoint go; nothing is written if None.
         trainer_options: any `lightning.Trainer` argument (``max_epochs``, ``max_steps``,
             ``accelerator``, ``devices``, ``precision``, ...); they win over the method's defaults.
     """
+    options = trainer_kwargs(method.config, **trainer_options)
+    return train(method, datamodule, options, seed=seed, default_root_dir=default_root_dir)
+
+
+def train(
+    method: AnomalyMethod,
+    datamodule: L.LightningDataModule,
+    options: Mapping[str, Any],
+    *,
+    seed: int | None = None,
+    default_root_dir: str | Path | None = None,
+) -> L.Trainer:
+    """Train with ``options`` as the final Trainer settings (`trainer_kwargs` already applied)."""
     quiet_third_party()
     categories = getattr(datamodule, "categories", None)
     if categories is not None:
         check_num_classes(method.config, len(categories))
-    L.seed_everything(seed, workers=True, verbose=False)
+    check_image_size(method.config, datamodule)
+    if seed is not None:
+        L.seed_everything(seed, workers=True, verbose=False)
     writes = default_root_dir is not None
-    options = {
+    trainer = L.Trainer(**{
         "logger": L.pytorch.loggers.CSVLogger(default_root_dir, name="logs") if writes else False,
         "enable_checkpointing": writes,
         "default_root_dir": default_root_dir,
         "num_sanity_val_steps": 0,
         "enable_model_summary": False,
-        **trainer_kwargs(method, **trainer_options),
-    }
-    trainer = L.Trainer(**options)
+        **options,
+    })
     trainer.fit(method, datamodule=datamodule)
     return trainer
 
@@ -90,7 +182,9 @@ def evaluate(
         trainer: reuse a Trainer (e.g. the one `fit` returned); otherwise a new one is made from
             ``trainer_options`` (``accelerator``, ``devices``, ``precision`` ...).
         view_pooling: object score from its view scores: "max", "mean" or "topK" (e.g. "top2").
-        fpr_limit: upper FPR limit of AUPRO (0.3, the MVTec AD definition; MVTec AD 2: 0.05).
+        fpr_limit: upper FPR limit of AUPRO (`adbench.protocol.AUPRO_FPR_LIMIT`).
+        **trainer_options: `lightning.Trainer` arguments for the new Trainer when ``trainer``
+            is None (they override the defaults: no logger, checkpoints or model summary).
     """
     from adbench.metrics import Evaluator
 

@@ -1,29 +1,34 @@
-"""One experiment path: method + data + training budget -> fit -> evaluate, for every entry point.
+"""One experiment path: method + data + settings -> `resolve` -> `run_experiment` -> result files.
 
-`adbench fit` (the CLI), a sweep cell (the runner) and a script that calls `run_experiment` all
-build and run an experiment here, so the same seed, data and settings give the same numbers
-from each. The pieces it composes are the Python API's verbs: `adbench.create` (or `build`)
-seeds the initial weights, `adbench.fit` seeds the loop, `adbench.evaluate` scores the test
-split; calling those three by hand with the same seed gives the same numbers too.
-
-The training-budget rule lives here once (`cleared_budget`): a step budget given alone replaces
-the method's epoch budget and an epoch budget given alone replaces its step budget.
+`resolve` is the only place that layers a method's preset, config files, the training settings
+(budget, precision, image and batch size) and the user's overrides into an `Experiment`; `adbench
+fit` (the CLI), a sweep cell (the runner) and a script all call it, and all run the result with
+`run_experiment`, which writes the same files in each case (``result.json`` last). The pieces it
+composes are the Python API's verbs: `adbench.create` (or `build`) seeds the initial weights,
+`adbench.fit` seeds the loop, `adbench.evaluate` scores the test split; calling those three by hand
+with the same seed gives the same numbers too.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import os
+import socket
 import time
-import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adbench.errors import ConfigError
-from adbench.io import write_atomic
-from adbench.protocol import AUPRO_FPR_LIMIT, protocol_card, write_protocol
+from adbench.io import write_atomic, write_json
+from adbench.protocol import (
+    AUPRO_FPR_LIMIT,
+    EVALUATION_MODES,
+    check_aupro_fpr_limit,
+    protocol_card,
+    write_protocol,
+)
 
 if TYPE_CHECKING:
     import lightning as L
@@ -32,121 +37,197 @@ if TYPE_CHECKING:
     from adbench.data import SampleIndex
     from adbench.metrics import MetricTable
 
-
-def cleared_budget(user: Mapping[str, Any]) -> dict[str, Any]:
-    """The method's budget fields that the user's training budget replaces.
-
-    Args:
-        user: Trainer settings given by the user (``max_epochs``, ``max_steps``, ...).
-
-    Returns:
-        ``{"max_epochs": None}`` for a step budget alone, ``{"max_steps": -1}`` for an epoch
-        budget alone, else ``{}``.
-    """
-    steps = user.get("max_steps") not in (None, -1)
-    epochs = user.get("max_epochs") is not None
-    if steps and not epochs:
-        return {"max_epochs": None}
-    if epochs and not steps:
-        return {"max_steps": -1}
-    return {}
-
-
-def has_field(cls: Any, dotted: str) -> bool:
-    """Whether dataclass ``cls`` has the (nested) field ``dotted`` (``"data.image_size"``)."""
-    for part in dotted.split("."):
-        if not dataclasses.is_dataclass(cls):
-            return False
-        if part not in {f.name for f in dataclasses.fields(cls)}:
-            return False
-        cls = typing.get_type_hints(cls)[part]
-    return True
-
-
-def split_trainer_settings(
-    settings: Mapping[str, Any], config_cls: type
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split Trainer settings into method-config overrides and remaining Trainer kwargs.
-
-    A setting the method config has as ``trainer.<key>`` becomes a config override, so the
-    resolved config records the value used; the budget the user's replaces is cleared there too.
-
-    Args:
-        settings: Trainer settings; None values are ignored.
-        config_cls: the method's config dataclass.
-
-    Returns:
-        (dotted config overrides, Trainer keyword arguments).
-    """
-    given = {key: value for key, value in settings.items() if value is not None}
-    overrides: dict[str, Any] = {}
-    trainer: dict[str, Any] = {}
-    for key, value in given.items():
-        if has_field(config_cls, f"trainer.{key}"):
-            overrides[f"trainer.{key}"] = value
-        else:
-            trainer[key] = value
-    for key, value in cleared_budget(given).items():
-        if has_field(config_cls, f"trainer.{key}"):
-            overrides[f"trainer.{key}"] = value
-    return overrides, trainer
-
-
-def check_positive(name: str, value: int | None) -> int | None:
-    """``value`` unless it is given and < 1 (an error naming the setting)."""
-    if value is not None and value < 1:
-        raise ConfigError(f"{name} must be >= 1, got {value}")
-    return value
-
-
 # what the method decided at build time, rewritten after training with what it measured there
 # (`AnomalyMethod.run_record`)
 RUN_RECORD = "run_record.json"
+RESULT = "result.json"  # written last: its presence marks a finished run
+DATA_SETTINGS = ("image_size", "batch_size")  # settings that go to the config's ``data.*``
 
 
 @dataclass(frozen=True)
 class Experiment:
-    """Everything that decides an experiment's numbers.
+    """Everything that decides an experiment's numbers; build it with `resolve`.
 
     Attributes:
         method: registered method name.
-        config: the method's resolved config (``num_classes`` filled from the data).
+        config: the method's resolved config (``num_classes`` filled from the data); its
+            ``data.image_size`` and ``data.batch_size`` are the input side and the batch size.
         index: the categories and samples to train and test on.
         seed: seeds the initial weights, the training loop and the data order.
-        image_size: input side in pixels.
-        batch_size: training and evaluation batch size.
         trainer: Trainer keyword arguments beyond ``config.trainer`` (accelerator, devices ...).
         evaluation: "streaming" or "exact" metrics.
         view_pooling: object score from view scores (Real-IAD): "max", "mean" or "topK".
-        aupro_fpr_limit: upper FPR limit of AUPRO (0.3: MVTec AD; 0.05: MVTec AD 2).
-        dataset: the dataset's name in the protocol card (default: the index's ``dataset``
-            column).
+        aupro_fpr_limit: upper FPR limit of AUPRO (`adbench.protocol.AUPRO_FPR_LIMIT`).
+        dataset: the dataset's name in results (default: the index's ``dataset`` column).
+        preset: the preset the config was resolved from (recorded).
+        label: the method's name in leaderboards (default: ``method``).
+        overrides: the user's config overrides (recorded as given).
     """
 
     method: str
     config: Any
     index: SampleIndex
     seed: int = 0
-    image_size: int = 256
-    batch_size: int = 16
     trainer: Mapping[str, Any] = field(default_factory=dict)
     evaluation: str = "streaming"
     view_pooling: str = "max"
     aupro_fpr_limit: float = AUPRO_FPR_LIMIT
     dataset: str | None = None
+    preset: str | None = None
+    label: str | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not 0 < self.aupro_fpr_limit <= 1:
-            raise ConfigError(f"aupro_fpr_limit must be in (0, 1], got {self.aupro_fpr_limit}")
+        check_aupro_fpr_limit(self.aupro_fpr_limit)
+        if self.evaluation not in EVALUATION_MODES:
+            raise ConfigError(f"evaluation must be one of {', '.join(EVALUATION_MODES)}, got "
+                              f"{self.evaluation!r}")
+
+    @property
+    def image_size(self) -> int:
+        """Input side in pixels (``config.data.image_size``)."""
+        return int(self.config.data.image_size)
+
+    @property
+    def batch_size(self) -> int:
+        """Training and evaluation batch size (``config.data.batch_size``)."""
+        return int(self.config.data.batch_size)
+
+    @property
+    def dataset_name(self) -> str:
+        """``dataset``, else the index's dataset names joined by ``+``."""
+        return self.dataset or "+".join(sorted(map(str, self.index.frame["dataset"].unique())))
 
     def protocol(self) -> dict[str, Any]:
         """The evaluation protocol card of this experiment (`adbench.protocol.protocol_card`)."""
-        name = self.dataset or "+".join(sorted(map(str, self.index.frame["dataset"].unique())))
-        return protocol_card(name, self.index, image_size=self.image_size,
+        return protocol_card(self.dataset_name, self.index, image_size=self.image_size,
                              evaluation=self.evaluation, view_pooling=self.view_pooling,
                              aupro_fpr_limit=self.aupro_fpr_limit, seeds=[self.seed],
                              map_smoothing=getattr(getattr(self.config, "scoring", None),
                                                    "sigma", None))
+
+    def to_record(self) -> dict[str, Any]:
+        """The resolved settings as plain data (``config.yaml``; `from_record` reads them back)."""
+        from adbench.config import to_dict
+
+        return {
+            "method": {"name": self.method, "preset": self.preset,
+                       "label": self.label or self.method, "set": dict(self.overrides),
+                       "config": to_dict(self.config)},
+            "categories": [str(c) for c in self.index.categories],
+            "seed": self.seed,
+            "data": {"image_size": self.image_size, "batch_size": self.batch_size},
+            "trainer": dict(self.trainer),
+            "evaluation": self.evaluation,
+            "view_pooling": self.view_pooling,
+            "aupro_fpr_limit": self.aupro_fpr_limit,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], index: SampleIndex,
+                    dataset: str | None = None) -> Experiment:
+        """The experiment `to_record` wrote, on ``index`` (already subset to its categories)."""
+        from adbench.config import from_dict
+        from adbench.registry import get_method_spec
+
+        method = record["method"]
+        config = from_dict(get_method_spec(method["name"]).config, method["config"],
+                           context=method.get("label") or method["name"])
+        return cls(method["name"], config, index, seed=record["seed"],
+                   trainer=dict(record["trainer"]), evaluation=record["evaluation"],
+                   view_pooling=record["view_pooling"],
+                   aupro_fpr_limit=record["aupro_fpr_limit"], dataset=dataset,
+                   preset=method.get("preset"), label=method.get("label"),
+                   overrides=dict(method.get("set") or {}))
+
+
+def layer_config(
+    method: str,
+    *,
+    preset: str = "paper",
+    files: Sequence[str | Path] = (),
+    settings: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    random_weights: bool = False,
+) -> tuple[Any, dict[str, Any]]:
+    """Layer defaults <- preset <- ``files`` <- ``settings`` <- ``overrides`` (no data needed).
+
+    Args:
+        method: registered method name.
+        preset: preset name.
+        files: YAML config files applied in order after the preset.
+        settings: training settings: ``image_size`` and ``batch_size`` (to ``data.*``) and any
+            Trainer argument (``max_epochs``, ``precision``, ``accelerator`` ...); one the config
+            has as ``trainer.<key>`` is recorded there, the rest stay Trainer arguments, and a
+            budget given alone replaces the method's (`adbench.engine.split_trainer_settings`).
+            None values are ignored.
+        overrides: config keys, dotted or nested; they win over everything else.
+        random_weights: mechanics mode (the full architecture with random weights).
+
+    Returns:
+        (the method's config, with ``num_classes: 0`` fields still unfilled; the Trainer
+        arguments that are not config fields).
+    """
+    from adbench.config import has_field, merge, unflatten
+    from adbench.engine import split_trainer_settings
+    from adbench.registry import get_method_spec, resolve_config
+
+    config_cls = get_method_spec(method).config
+    given = {key: value for key, value in (settings or {}).items() if value is not None}
+    data = {key: given.pop(key) for key in DATA_SETTINGS if key in given}
+    layered, trainer = split_trainer_settings(given, config_cls)
+    for key, value in data.items():
+        if not has_field(config_cls, f"data.{key}"):
+            raise ConfigError(f"method '{method}' has no data.{key}; it cannot take {key}")
+        layered[f"data.{key}"] = value
+    if random_weights:
+        layered["random_weights"] = True
+    layered = merge(unflatten(layered), unflatten(dict(overrides or {})))
+    return resolve_config(method, preset, layered, files=tuple(files)), trainer
+
+
+def resolve(
+    method: str,
+    index: SampleIndex,
+    *,
+    preset: str = "paper",
+    files: Sequence[str | Path] = (),
+    settings: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    random_weights: bool = False,
+    seed: int = 0,
+    evaluation: str = "streaming",
+    view_pooling: str = "max",
+    aupro_fpr_limit: float = AUPRO_FPR_LIMIT,
+    dataset: str | None = None,
+    label: str | None = None,
+) -> Experiment:
+    """The `Experiment` of ``method`` on ``index``: `layer_config`, then ``num_classes`` filled.
+
+    Args:
+        method: registered method name.
+        index: the categories and samples (``num_classes: 0`` fields get their count).
+        preset: as in `layer_config`.
+        files: as in `layer_config`.
+        settings: as in `layer_config`.
+        overrides: as in `layer_config`.
+        random_weights: as in `layer_config`.
+        seed: the `Experiment` field.
+        evaluation: the `Experiment` field.
+        view_pooling: the `Experiment` field.
+        aupro_fpr_limit: the `Experiment` field.
+        dataset: the `Experiment` field.
+        label: the `Experiment` field.
+    """
+    from adbench.config import fill_num_classes
+
+    config, trainer = layer_config(method, preset=preset, files=files, settings=settings,
+                                   overrides=overrides, random_weights=random_weights)
+    config = fill_num_classes(config, len(index.categories))
+    return Experiment(method, config, index, seed=seed, trainer=trainer, evaluation=evaluation,
+                      view_pooling=view_pooling, aupro_fpr_limit=aupro_fpr_limit,
+                      dataset=dataset, preset=preset, label=label,
+                      overrides=dict(overrides or {}))
 
 
 @dataclass
@@ -157,17 +238,13 @@ class Outcome:
         method: the trained method.
         trainer: the Lightning Trainer that trained and evaluated it.
         table: metrics per category and their mean.
-        times: ``setup_s``, ``train_s``, ``inference_s``, ``total_s`` (seconds).
-        trainer_options: the Trainer settings in force (the method's defaults under the user's).
-        protocol: the evaluation protocol card (`Experiment.protocol`).
+        result: the content of ``result.json`` (metrics, timings, memory, provenance).
     """
 
     method: AnomalyMethod
     trainer: L.Trainer
     table: MetricTable
-    times: dict[str, float]
-    trainer_options: dict[str, Any]
-    protocol: dict[str, Any]
+    result: dict[str, Any]
 
 
 def run_experiment(
@@ -177,54 +254,116 @@ def run_experiment(
     num_workers: int = 0,
     checkpoints: bool = True,
     progress: bool = True,
+    callbacks: Sequence[L.Callback] = (),
+    record: Mapping[str, Any] | None = None,
 ) -> Outcome:
-    """Build, train and evaluate ``experiment``.
+    """Build, train and evaluate ``experiment``; with ``out``, write its files there.
+
+    Files (global rank 0): ``index.parquet`` and ``environment.json`` first, `RUN_RECORD`,
+    ``protocol.yaml``, ``metrics.csv`` and `RESULT` (written last), plus Lightning's logs and,
+    with ``checkpoints``, its checkpoint.
 
     Args:
-        experiment: what to run.
-        out: folder for logs, the checkpoint, `RUN_RECORD` and ``protocol.yaml``; nothing is
-            written when None.
+        experiment: what to run (`resolve`).
+        out: the run folder; nothing is written when None.
         num_workers: DataLoader worker processes (does not change the numbers).
         checkpoints: keep Lightning's checkpoint in ``out``.
         progress: show Lightning's progress bar.
+        callbacks: Lightning callbacks added to the Trainer (e.g. a progress display).
+        record: extra fields of ``result.json`` (e.g. the sweep's ``cell_id``).
     """
+    from lightning.pytorch.utilities import rank_zero_only
+
     from adbench.data import UnifiedDataModule
-    from adbench.engine import evaluate, fit, trainer_kwargs
+    from adbench.engine import evaluate, train, trainer_kwargs
+    from adbench.provenance import PeakMemory, environment
     from adbench.registry import build
 
-    started = time.perf_counter()
-    datamodule = UnifiedDataModule(
-        experiment.index,
-        image_size=experiment.image_size,
-        batch_size=experiment.batch_size,
-        num_workers=num_workers,
-        seed=experiment.seed,
-    )
-    method = build(experiment.method, experiment.config, seed=experiment.seed)
-    options = {
-        **experiment.trainer,
-        "enable_checkpointing": checkpoints and out is not None,
-        "enable_progress_bar": progress,
-    }
-    _write_run_record(method, out)
-    fitted = time.perf_counter()
-    trainer = fit(method, datamodule, seed=experiment.seed, default_root_dir=out, **options)
-    trained = time.perf_counter()
-    if trainer.is_global_zero:
-        _write_run_record(method, out)
-    table = evaluate(method, datamodule, mode=experiment.evaluation, trainer=trainer,
-                     view_pooling=experiment.view_pooling, fpr_limit=experiment.aupro_fpr_limit)
-    inferred = time.perf_counter()
+    folder = None if out is None or rank_zero_only.rank != 0 else Path(out)
+    if folder is not None:
+        experiment.index.to_parquet(folder / "index.parquet")
+        write_json(folder / "environment.json", environment())
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        datamodule = UnifiedDataModule.for_config(experiment.index, experiment.config,
+                                                  num_workers=num_workers, seed=experiment.seed)
+        method = build(experiment.method, experiment.config, seed=experiment.seed)
+        options = trainer_kwargs(experiment.config, **experiment.trainer,
+                                 enable_checkpointing=checkpoints and out is not None,
+                                 enable_progress_bar=progress,
+                                 **({"callbacks": list(callbacks)} if callbacks else {}))
+        _write_run_record(method, folder)
+        fitted = time.perf_counter()
+        trainer = train(method, datamodule, options, seed=experiment.seed, default_root_dir=out)
+        trained = time.perf_counter()
+        _write_run_record(method, folder)
+        table = evaluate(method, datamodule, mode=experiment.evaluation, trainer=trainer,
+                         view_pooling=experiment.view_pooling,
+                         fpr_limit=experiment.aupro_fpr_limit)
+        inferred = time.perf_counter()
     times = {"setup_s": fitted - started, "train_s": trained - fitted,
              "inference_s": inferred - trained, "total_s": inferred - started}
-    protocol = experiment.protocol()
-    if out is not None and trainer.is_global_zero:
-        write_protocol(out, protocol)
-    return Outcome(method, trainer, table, times, trainer_kwargs(method, **options), protocol)
+    result = _result(experiment, method, trainer, table, times, options, folder)
+    result.update(record or {})
+    result["memory"] = memory.as_dict()
+    if folder is not None and trainer.is_global_zero:
+        write_protocol(folder, result["protocol"])
+        write_atomic(folder / "metrics.csv", table.to_frame().to_csv())
+        write_json(folder / RESULT, result)
+    return Outcome(method, trainer, table, result)
 
 
-def _write_run_record(method: AnomalyMethod, out: str | Path | None) -> None:
-    """Write `RUN_RECORD` under ``out`` (nothing when the record is empty or ``out`` is None)."""
+def _result(experiment: Experiment, method: AnomalyMethod, trainer: L.Trainer,
+            table: MetricTable, times: dict[str, float], options: Mapping[str, Any],
+            folder: Path | None) -> dict[str, Any]:
+    """The content of `RESULT` (without the memory section)."""
+    frame = experiment.index.frame
+    n_test = int((frame["split"] == "test").sum())
+    checkpoint = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+    return {
+        "label": experiment.label or experiment.method,
+        "method": experiment.method,
+        "preset": experiment.preset,
+        "dataset": experiment.dataset_name,
+        "k": len(experiment.index.categories),
+        "seed": experiment.seed,
+        "categories": [str(c) for c in experiment.index.categories],
+        "random_weights": bool(method.config.random_weights),
+        "metrics": {str(name): row.to_dict() for name, row in table.to_frame().iterrows()},
+        "timings": {**times, "images_per_s": n_test / max(times["inference_s"], 1e-9),
+                    "n_train": int((frame["split"] == "train").sum()), "n_test": n_test},
+        "params": {"total": sum(p.numel() for p in method.parameters()),
+                   "trainable": sum(p.numel() for p in method.parameters() if p.requires_grad)},
+        "trainer": {"epochs": trainer.current_epoch, "global_step": trainer.global_step,
+                    "world_size": trainer.world_size,
+                    "device": str(trainer.strategy.root_device),
+                    "kwargs": _plain({key: value for key, value in options.items()
+                                      if key != "callbacks"})},  # objects, not settings
+        "run_record": _plain(method.run_record()),
+        "protocol": experiment.protocol(),
+        "checkpoint": os.path.relpath(checkpoint, folder) if checkpoint and folder else None,
+        "finished_at": _now(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
+
+
+def _write_run_record(method: AnomalyMethod, folder: Path | None) -> None:
+    """Write `RUN_RECORD` under ``folder`` (nothing when the record is empty or no folder)."""
     record = method.run_record()
-    if record and out is not None:
-        write_atomic(Path(out) / RUN_RECORD, json.dumps(record, indent=1, default=str))
+    if record and folder is not None:
+        write_atomic(folder / RUN_RECORD, json.dumps(record, indent=1, default=str))
+
+
+def _now() -> str:
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)

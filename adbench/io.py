@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def write_atomic(path: str | Path, text: str | bytes) -> None:
@@ -54,3 +57,22 @@ def _fsync_dir(folder: Path) -> None:
     finally:
         os.close(fd)
 
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Atomically write ``data`` as JSON (NaN/inf become null)."""
+    write_atomic(path, json.dumps(_finite(data), indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file written by `write_json`."""
+    return json.loads(Path(path).read_text())
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

@@ -17,10 +17,12 @@ from typing import Any
 
 import yaml
 
+from adbench.errors import ConfigError
 from adbench.io import write_atomic
 
 PROTOCOL_FILE = "protocol.yaml"
 AUPRO_FPR_LIMIT = 0.3  # the MVTec AD definition; MVTec AD 2 uses 0.05
+EVALUATION_MODES = ("streaming", "exact")  # histogram (bounded memory) or sort-based metrics
 MASK_RULE = ("mask pixel > 0 after decoding is anomalous; masks resized to the image size by "
              "nearest neighbour")
 MAP_RESIZE = "anomaly maps resized bilinearly (align_corners=False) to the mask size"
@@ -30,10 +32,19 @@ RANKED_FIELDS = ("mask_rule", "map_resize", "image_resize", "aggregation", "aupr
                  "evaluation", "view_pooling", "dataset", "index_hash", "categories")
 
 
+def check_aupro_fpr_limit(value: float) -> float:
+    """``value`` as a float unless it is outside AUPRO's FPR range (0, 1]."""
+    if not 0 < value <= 1:
+        raise ConfigError(f"aupro_fpr_limit must be in (0, 1], got {value}")
+    return float(value)
+
+
 def index_hash(frame: Any, length: int = 16) -> str:
-    """Content hash of a `SampleIndex` frame: its rows (category, split, label, defect and the
-    image and mask paths relative to their common folder), so that the same dataset unpacked in
-    another place hashes the same."""
+    """Content hash of a `SampleIndex` frame.
+
+    Hashes its rows (category, split, label, defect and the image and mask paths relative to
+    their common folder), so that the same dataset unpacked in another place hashes the same.
+    """
     paths = [str(p) for p in frame["path"]]
     root = os.path.commonpath(paths) if len(paths) > 1 else os.path.dirname(paths[0])
     digest = hashlib.sha256()

@@ -94,7 +94,7 @@ print(f"{sum(p.numel() for p in method.parameters()):,} parameters "
 # category and their mean (see the metrics page of the documentation for the definitions).
 
 # %%
-adbench.fit(method, datamodule, max_steps=STEPS, accelerator="cpu", devices=1,
+adbench.fit(method, datamodule, seed=0, max_steps=STEPS, accelerator="cpu", devices=1,
             enable_progress_bar=False)
 table = adbench.evaluate(method, datamodule, accelerator="cpu", devices=1,
                          enable_progress_bar=False)

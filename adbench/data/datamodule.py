@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from adbench.batch import Batch
+from adbench.contract import DataDefaults
 from adbench.data.cache import find_caches, use_cache
 from adbench.data.dataset import AnomalyDataset, as_size
 from adbench.data.index import SampleIndex
@@ -31,7 +32,8 @@ class UnifiedDataModule(L.LightningDataModule):
 
     Args:
         index: the images (any dataset, combination or `CategorySubset` of them).
-        image_size: side (or (H, W)) images and masks are resized to.
+        image_size: side (or (H, W)) images and masks are resized to (default and
+            ``batch_size``'s: `adbench.contract.DataDefaults`; `for_config` takes a method's own).
         batch_size: images per batch.
         num_workers: loader worker processes.
         val_fraction: share of each category's training normals held out for validation.
@@ -45,8 +47,8 @@ class UnifiedDataModule(L.LightningDataModule):
     def __init__(
         self,
         index: SampleIndex,
-        image_size: int | Sequence[int] = 256,
-        batch_size: int = 16,
+        image_size: int | Sequence[int] = DataDefaults.image_size,
+        batch_size: int = DataDefaults.batch_size,
         num_workers: int = 0,
         val_fraction: float = 0.0,
         seed: int = 0,
@@ -80,6 +82,18 @@ class UnifiedDataModule(L.LightningDataModule):
         if caches:
             frame = use_cache(frame, caches, self.image_size)
         self._rows = _split_rows(frame, val_fraction, seed)
+
+    @classmethod
+    def for_config(cls, index: SampleIndex, config: Any, **options: Any) -> UnifiedDataModule:
+        """Loaders at the method's own ``config.data`` image and batch size.
+
+        Args:
+            index: the samples.
+            config: a method config (``method.config``).
+            **options: any other argument of `UnifiedDataModule` (``seed``, ``num_workers`` ...).
+        """
+        return cls(index, image_size=config.data.image_size, batch_size=config.data.batch_size,
+                   **options)
 
     def dataset(self, split: Split) -> AnomalyDataset:
         """The images of one split (``train``, ``val`` or ``test``)."""

@@ -10,11 +10,11 @@ share are exported for reuse. ``ViewPooling`` and ``OBJECT_METRICS`` belong to t
 from __future__ import annotations
 
 from adbench.metrics.aupro import Regions, aupro, label_regions
+from adbench.metrics.bins import BinLayout
 from adbench.metrics.evaluator import MODES, Evaluator, MetricWarning
 from adbench.metrics.functional import evaluate
 from adbench.metrics.objects import ViewPooling
 from adbench.metrics.ranking import Curve, auroc, average_precision, f1_max, ranked_curve
-from adbench.metrics.streaming import BinLayout
 from adbench.metrics.table import (
     COLUMNS,
     MEAN_ROW,

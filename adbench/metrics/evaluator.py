@@ -33,19 +33,14 @@ from torchmetrics.utilities.distributed import gather_all_tensors
 from adbench.batch import AnomalyOutput, Batch
 from adbench.errors import InvalidInputError, unknown_name
 from adbench.metrics.aupro import label_regions
+from adbench.metrics.bins import BinLayout
 from adbench.metrics.objects import ViewPooling, object_keys, object_scores
 from adbench.metrics.ranking import Curve, ranked_curve
-from adbench.metrics.streaming import (
-    CHANNELS,
-    HIGHEST,
-    LOWEST,
-    BinLayout,
-    StreamingPixels,
-    cat_state,
-)
+from adbench.metrics.streaming import CHANNELS, HIGHEST, LOWEST, StreamingPixels, cat_state
 from adbench.metrics.table import METRICS, OBJECT_METRICS, MetricTable
+from adbench.protocol import AUPRO_FPR_LIMIT, EVALUATION_MODES, check_aupro_fpr_limit
 
-MODES = ("streaming", "exact")
+MODES = EVALUATION_MODES
 IMAGE_COLUMNS = 4  # score, label, category, index
 
 
@@ -90,7 +85,7 @@ class Evaluator(StreamingPixels, Metric):
         mode: str = "streaming",
         bins: int = 4096,
         calibration_pixels: int = 2**17,
-        fpr_limit: float = 0.3,
+        fpr_limit: float = AUPRO_FPR_LIMIT,
         objects: Mapping[int, str | None] | pd.Series | None = None,
         view_pooling: str = "max",
         **kwargs: Any,
@@ -109,13 +104,11 @@ class Evaluator(StreamingPixels, Metric):
             raise InvalidInputError(
                 f"calibration_pixels must be positive, got {calibration_pixels}"
             )
-        if not 0 < fpr_limit <= 1:
-            raise InvalidInputError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
         self.categories = tuple(str(c) for c in categories)
         self.mode = mode
         self.layout = BinLayout(bins)
         self.calibration_pixels = calibration_pixels
-        self.fpr_limit = fpr_limit
+        self.fpr_limit = check_aupro_fpr_limit(fpr_limit)
         self.objects = None if objects is None else object_keys(objects)
         self.view_pooling = ViewPooling.parse(view_pooling)
         k, size = len(self.categories), self.layout.size if mode == "streaming" else 0

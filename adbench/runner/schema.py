@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-EVALUATION_MODES = ("streaming", "exact")
+from adbench.protocol import AUPRO_FPR_LIMIT
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class Sweep:
     trainer: TrainerSettings = field(default_factory=TrainerSettings)
     evaluation: Literal["streaming", "exact"] = "streaming"
     view_pooling: str = "max"  # object score from its view scores (Real-IAD): max, mean, topK
-    aupro_fpr_limit: float = 0.3  # AUPRO's FPR limit: 0.3 (MVTec AD), 0.05 (MVTec AD 2)
+    aupro_fpr_limit: float = AUPRO_FPR_LIMIT  # 0.05 for MVTec AD 2
     subset_seed: int | None = 0  # None: each seed draws its own nested category subsets
     num_workers: int = 0
     checkpoints: bool = True

@@ -11,8 +11,8 @@ import torch
 
 import adbench
 from adbench import cli, registry
+from adbench.engine import cleared_budget, split_trainer_settings, trainer_kwargs
 from adbench.errors import ConfigError
-from adbench.experiment import cleared_budget, split_trainer_settings
 
 SIZE, SEED, STEPS = 32, 3, 2
 
@@ -120,9 +120,7 @@ def test_a_user_budget_replaces_the_methods_budget():
     assert overrides == {"trainer.max_steps": 7, "trainer.max_epochs": None}
     assert trainer == {"accelerator": "cpu"}
     method = adbench.create("mddnet", "tiny", num_classes=2)
-    from adbench.engine import trainer_kwargs
-
-    kwargs = trainer_kwargs(method, max_steps=7)
+    kwargs = trainer_kwargs(method.config, max_steps=7)
     assert kwargs["max_steps"] == 7 and "max_epochs" not in kwargs
 
 
@@ -143,6 +141,4 @@ def test_cli_refuses_non_positive_sizes_and_budgets(flag, root, tmp_path, capsys
     assert code == 2
     assert f"{flag} must be >= 1, got 0" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="--image-size must be >= 1, got -3"):
-        from adbench.experiment import check_positive
-
-        check_positive("--image-size", -3)
+        cli._positive("--image-size", -3)

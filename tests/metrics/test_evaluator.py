@@ -11,7 +11,7 @@ import torch
 from metric_cases import Maps, random_maps, reference_table, structured_maps
 
 from adbench.batch import AnomalyOutput, Batch
-from adbench.errors import InvalidInputError, UnknownNameError
+from adbench.errors import ConfigError, InvalidInputError, UnknownNameError
 from adbench.metrics import METRICS, Evaluator, MetricWarning, aupro
 
 
@@ -182,7 +182,7 @@ def test_bad_arguments() -> None:
         Evaluator(["a"], mode="streming")
     with pytest.raises(InvalidInputError, match="non-empty list"):
         Evaluator("bottle")
-    with pytest.raises(InvalidInputError, match="fpr_limit"):
+    with pytest.raises(ConfigError, match="fpr_limit"):
         Evaluator(["a"], fpr_limit=0.0)
 
 

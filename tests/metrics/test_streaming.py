@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from adbench.metrics import BinLayout, ranked_curve
+from adbench.metrics.bins import calibrate_core
 from adbench.metrics.streaming import (
     CHANNELS,
     HIGHEST,
@@ -14,7 +15,6 @@ from adbench.metrics.streaming import (
     NEGATIVE,
     OVERLAP,
     POSITIVE,
-    calibrate_core,
     histogram_curve,
 )
 
