@@ -14,19 +14,23 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from adbench.errors import InvalidInputError
+
 
 def _check(
     name: str, value: Tensor, ndim: int, dtypes: tuple[torch.dtype, ...], owner: str
 ) -> None:
     if not isinstance(value, Tensor):
-        raise TypeError(f"{owner}.{name} must be a torch.Tensor, got {type(value).__name__}")
+        raise InvalidInputError(
+            f"{owner}.{name} must be a torch.Tensor, got {type(value).__name__}"
+        )
     if value.ndim != ndim:
-        raise ValueError(
+        raise InvalidInputError(
             f"{owner}.{name} must have {ndim} dimensions, got shape {tuple(value.shape)}"
         )
     if value.dtype not in dtypes:
         names = ", ".join(str(d).removeprefix("torch.") for d in dtypes)
-        raise TypeError(f"{owner}.{name} must have dtype {names}, got {value.dtype}")
+        raise InvalidInputError(f"{owner}.{name} must have dtype {names}, got {value.dtype}")
 
 
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -54,11 +58,11 @@ class Sample:
         _check("image", self.image, 3, _FLOATS, "Sample")
         _check("mask", self.mask, 3, _FLOATS, "Sample")
         if self.image.shape[0] != 3:
-            raise ValueError(
+            raise InvalidInputError(
                 f"Sample.image must have 3 channels, got shape {tuple(self.image.shape)}"
             )
         if self.mask.shape[0] != 1 or self.mask.shape[1:] != self.image.shape[1:]:
-            raise ValueError(
+            raise InvalidInputError(
                 f"Sample.mask must have shape (1, {self.image.shape[1]}, {self.image.shape[2]}), "
                 f"got {tuple(self.mask.shape)}"
             )
@@ -91,15 +95,15 @@ class Batch:
         for field in dataclasses.fields(self):
             length = getattr(self, field.name).shape[0]
             if length != size:
-                raise ValueError(
+                raise InvalidInputError(
                     f"Batch.{field.name} has {length} entries but Batch.image has {size}"
                 )
         if self.image.shape[1] != 3:
-            raise ValueError(
+            raise InvalidInputError(
                 f"Batch.image must have 3 channels, got shape {tuple(self.image.shape)}"
             )
         if self.mask.shape[1] != 1 or self.mask.shape[2:] != self.image.shape[2:]:
-            raise ValueError(
+            raise InvalidInputError(
                 f"Batch.mask must have shape (B, 1, {self.image.shape[2]}, {self.image.shape[3]}), "
                 f"got {tuple(self.mask.shape)}"
             )
@@ -108,11 +112,11 @@ class Batch:
     def collate(cls, samples: Sequence[Sample]) -> Batch:
         """Stack samples into a batch; images of different sizes are an error, never resized."""
         if not samples:
-            raise ValueError("cannot collate an empty list of samples")
+            raise InvalidInputError("cannot collate an empty list of samples")
         first = samples[0]
         for sample in samples[1:]:
             if sample.image.shape != first.image.shape:
-                raise ValueError(
+                raise InvalidInputError(
                     f"cannot collate samples of different sizes: index {first.index} has "
                     f"{tuple(first.image.shape)}, index {sample.index} has "
                     f"{tuple(sample.image.shape)}"
@@ -153,12 +157,12 @@ class AnomalyOutput:
         _check("anomaly_map", self.anomaly_map, 4, _FLOATS, "AnomalyOutput")
         _check("score", self.score, 1, _FLOATS, "AnomalyOutput")
         if self.anomaly_map.shape[1] != 1:
-            raise ValueError(
+            raise InvalidInputError(
                 f"AnomalyOutput.anomaly_map must have shape (B, 1, h, w), "
                 f"got {tuple(self.anomaly_map.shape)}"
             )
         if self.score.shape[0] != self.anomaly_map.shape[0]:
-            raise ValueError(
+            raise InvalidInputError(
                 f"AnomalyOutput.score has {self.score.shape[0]} entries but anomaly_map has "
                 f"{self.anomaly_map.shape[0]}"
             )

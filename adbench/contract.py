@@ -8,13 +8,11 @@ dict and a checkpoint round trip that rebuilds the typed config.
 
 from __future__ import annotations
 
-import inspect
 import math
-import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_type_hints
 
 import lightning as L
 import torch
@@ -23,7 +21,7 @@ from torch import Tensor, nn
 
 from adbench.batch import AnomalyOutput, Batch
 from adbench.config import from_dict, to_dict
-from adbench.errors import ConfigError
+from adbench.errors import AdbenchError, ConfigError
 
 if TYPE_CHECKING:
     from adbench.metrics import Evaluator
@@ -109,6 +107,8 @@ def pool_scores(maps: Tensor, pooling: str, topk_fraction: float) -> Tensor:
     Args:
         maps: (B, 1, H, W).
         pooling: "max", or "topk_mean" (mean of the top ``topk_fraction`` of pixels).
+        topk_fraction: fraction of each map's pixels averaged by "topk_mean" (at least one
+            pixel); unused by "max".
 
     Returns:
         (B,) scores.
@@ -123,15 +123,15 @@ def pool_scores(maps: Tensor, pooling: str, topk_fraction: float) -> Tensor:
 
 
 def _config_class(cls: type) -> type:
-    """The dataclass named by the ``config: XConfig`` annotation of a method class."""
-    for klass in cls.__mro__:
-        annotation = inspect.get_annotations(klass).get("config")
-        if annotation is None:
-            continue
-        if isinstance(annotation, str):
-            annotation = eval(annotation, vars(sys.modules[klass.__module__]))
-        return annotation
-    raise TypeError(f"{cls.__name__} must annotate its config class, e.g. `config: MyConfig`")
+    """The dataclass named by the ``config: XConfig`` annotation of a method class.
+
+    The nearest annotation in its MRO counts; `AnomalyMethod` itself annotates `MethodConfig`.
+    """
+    try:
+        return get_type_hints(cls)["config"]
+    except NameError as err:
+        raise AdbenchError(f"{cls.__name__}: its annotations cannot be resolved ({err}); import "
+                           "the names they use at module level") from err
 
 
 class AnomalyMethod(L.LightningModule):
@@ -170,20 +170,26 @@ class AnomalyMethod(L.LightningModule):
         raise NotImplementedError
 
     def score(self, batch: Batch) -> AnomalyOutput:
-        """Score a batch in the evaluation loops: ``self(batch.image)``. Override to use more
-        of the batch (e.g. per-category settings from `category_names`)."""
+        """Score a batch in the evaluation loops: ``self(batch.image)``.
+
+        Override to use more of the batch (e.g. per-category settings from `category_names`).
+        """
         return self(batch.image)
 
     # -- shared helpers ----------------------------------------------------------------------
     def datamodule_categories(self) -> list[str] | None:
-        """The trainer's datamodule's category names (indexed by ``Batch.category``); None
-        outside a Trainer or without them."""
+        """The trainer's datamodule's category names (indexed by ``Batch.category``).
+
+        None outside a Trainer or without them.
+        """
         trainer = getattr(self, "_trainer", None)
         return getattr(getattr(trainer, "datamodule", None), "categories", None)
 
     def category_names(self, batch: Batch) -> list[str] | None:
-        """The category name of each image of ``batch``, from `datamodule_categories`; None
-        outside a Trainer or without them."""
+        """The category name of each image of ``batch``, from `datamodule_categories`.
+
+        None outside a Trainer or without them.
+        """
         categories = self.datamodule_categories()
         if categories is None:
             return None
@@ -202,9 +208,11 @@ class AnomalyMethod(L.LightningModule):
         return AnomalyOutput(maps, pool_scores(maps, scoring.pooling, scoring.topk_fraction))
 
     def run_record(self) -> dict[str, Any]:
-        """Facts decided at run time that a result must carry (e.g. which anomaly-synthesis
-        source was actually used, or what training measured); written to ``result.json`` as
-        ``run_record``. None here."""
+        """Facts decided at run time that a result must carry.
+
+        E.g. which anomaly-synthesis source was actually used, or what training measured;
+        written to ``result.json`` as ``run_record``. None here.
+        """
         return {}
 
     def parameter_groups(self) -> list[dict[str, Any]]:

@@ -18,6 +18,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from adbench.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class ScheduleConfig:
@@ -86,8 +88,7 @@ class NoiseSchedule(nn.Module):
 
     def ddim_timesteps(self, t_start: int, steps: int, spacing: str = "linspace",
                        offset: int = 1) -> list[tuple[int, int]]:
-        """(t, t_prev) pairs of a DDIM trajectory for a sample noised at index ``t_start``,
-        down to clean (t_prev = -1).
+        """(t, t_prev) pairs of a DDIM trajectory from noise index ``t_start`` to clean (-1).
 
         ``spacing="linspace"``: ``steps`` evenly spaced timesteps from t_start to 0 (rounded);
         e.g. t_start=200, steps=5 gives 200, 150, 100, 50, 0. ``spacing="leading"`` (diffusers'
@@ -97,20 +98,20 @@ class NoiseSchedule(nn.Module):
         below the noising step.
         """
         if not 0 <= t_start < self.num_train_timesteps:
-            raise ValueError(f"t_start must be in [0, {self.num_train_timesteps}), got {t_start}")
+            raise ConfigError(f"t_start must be in [0, {self.num_train_timesteps}), got {t_start}")
         if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
+            raise ConfigError(f"steps must be >= 1, got {steps}")
         if spacing == "leading":
             ratio = (t_start + 1) // steps
             if ratio < 1 or (steps - 1) * ratio + offset > t_start:
-                raise ValueError(f"leading spacing needs (steps - 1) * ratio + offset <= t_start, "
+                raise ConfigError(f"leading spacing needs (steps - 1) * ratio + offset <= t_start, "
                                  f"got steps={steps}, offset={offset}, t_start={t_start}")
             ts = [k * ratio + offset for k in reversed(range(steps))]
         elif spacing == "linspace":
             ts = torch.linspace(t_start, 0, steps).round().long().tolist() if steps > 1 \
                 else [t_start]
         else:
-            raise ValueError(f"spacing must be 'linspace' or 'leading', got {spacing!r}")
+            raise ConfigError(f"spacing must be 'linspace' or 'leading', got {spacing!r}")
         return list(zip(ts, [*ts[1:], -1], strict=True))
 
 

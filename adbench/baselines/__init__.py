@@ -1,9 +1,16 @@
-"""Baselines from other libraries, registered as adbench methods.
+"""Baselines registered as adbench methods: anomalib's models and the naive mean-image floor.
 
-`adbench.baselines.anomalib` wraps anomalib's torch models (PatchCore, PaDiM, Reverse
-Distillation, STFPM) so they train and score through adbench's data layer, metrics and runner under
-the unified multi-class protocol. They are registered through the ``adbench.methods`` entry points
-(``anomalib.patchcore``, ...), so importing this package imports nothing heavy.
+Each anomalib baseline (``anomalib.patchcore``, ``anomalib.padim``, ...) runs anomalib's *torch*
+model (not its Lightning module or Engine) on adbench's `Batch`, with adbench's backbone weights,
+metrics and runner, under the unified multi-class protocol (one model over every category's normal
+images; category ids are never used). Only models that are category-agnostic by construction are
+registered. Each module defines its own ``SPEC``, named by its own ``adbench.methods`` entry point,
+so importing this package, or creating one baseline, imports no other baseline.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+
+PRESETS = Path(__file__).parent / "presets"
+"""The folder of each baseline's ``<name>/<preset>.yaml`` presets."""

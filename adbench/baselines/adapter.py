@@ -88,7 +88,7 @@ class AnomalibAdapter(AnomalyMethod):
         return self.postprocess(output.anomaly_map, images.shape[-2:])
 
     def infer(self, images: Tensor) -> InferenceBatch:
-        """anomalib's output: ``anomaly_map`` (B, 1, H', W'), ``pred_score`` (B,) or (B, 1)."""
+        """Anomalib's output: ``anomaly_map`` (B, 1, H', W'), ``pred_score`` (B,) or (B, 1)."""
         if self.model.training:
             raise AdbenchError(
                 f"{type(self).__name__}.forward scores images and needs eval mode: "
@@ -102,11 +102,11 @@ class AnomalibAdapter(AnomalyMethod):
 
     # -- the part an adapter writes ---------------------------------------------------------------
     def build_model(self, backbone: str, layers: list[int]) -> nn.Module:
-        """anomalib's torch model for ``backbone`` (bare timm name) and timm ``layers``."""
+        """Anomalib's torch model for ``backbone`` (bare timm name) and timm ``layers``."""
         raise NotImplementedError
 
     def pretrained_extractors(self) -> list[nn.Module]:
-        """anomalib ``TimmFeatureExtractor`` modules of ``self.model`` that take the weights."""
+        """The anomalib ``TimmFeatureExtractor`` modules of ``self.model`` that take the weights."""
         raise NotImplementedError
 
 
@@ -129,7 +129,7 @@ class MemoryBankAdapter(AnomalibAdapter):
         self.collect(self.normalize(batch.image))
 
     def infer(self, images: Tensor) -> InferenceBatch:
-        """anomalib's ``InferenceBatch``; an unfitted model is a named error, not anomalib's."""
+        """Anomalib's ``InferenceBatch``; an unfitted model is a named error, not anomalib's."""
         if not self.is_fitted():
             raise AdbenchError(
                 f"{self.method_name or type(self).__name__} has no memory yet: fit it first "

@@ -33,6 +33,7 @@ from anomalib.models.image.dinomaly.lightning_model import Dinomaly as DinomalyL
 from torch import Tensor, nn
 
 from adbench.backbones import BackboneConfig, create_timm_model
+from adbench.baselines import PRESETS
 from adbench.baselines.adapter import AnomalibConfig, backbone_arch
 from adbench.batch import AnomalyOutput, Batch
 from adbench.contract import (
@@ -43,6 +44,7 @@ from adbench.contract import (
     TrainerDefaults,
 )
 from adbench.errors import AdbenchError, ConfigError
+from adbench.registry import MethodSpec, presets_from_folder
 
 ARCH_SIZES = tuple(dinomaly_torch.DINO_ARCHITECTURES)  # small, base, large, huge
 
@@ -122,9 +124,11 @@ class DinomalyConfig(DinoReconstructionConfig):
 
 @contextlib.contextmanager
 def encoder_without_download(module: Any) -> Iterator[None]:
-    """While anomalib's ``module`` builds its model, the encoder is created with
-    ``pre_trained=False`` (anomalib hard-codes True, which downloads); the weights are loaded
-    afterwards."""
+    """Build the encoder without pretrained weights while anomalib's ``module`` builds its model.
+
+    The encoder is created with ``pre_trained=False`` (anomalib hard-codes True, which
+    downloads); the weights are loaded afterwards.
+    """
     original = module.TimmFeatureExtractor
 
     def build(*args: Any, **kwargs: Any) -> Any:
@@ -170,7 +174,7 @@ class DinoReconstruction(AnomalyMethod):
 
     # -- the part a subclass writes -------------------------------------------------------------
     def build_model(self, arch: str, layers: list[int], groups: list[list[int]]) -> nn.Module:
-        """anomalib's torch model, built without downloading (see `encoder_without_download`)."""
+        """Anomalib's torch model, built without downloading (see `encoder_without_download`)."""
         raise NotImplementedError
 
     def trainable(self) -> list[nn.Module]:
@@ -178,7 +182,7 @@ class DinoReconstruction(AnomalyMethod):
         raise NotImplementedError
 
     def reconstruction_loss(self, images: Tensor) -> Tensor:
-        """anomalib's training loss for normalised, cropped images."""
+        """Anomalib's training loss for normalised, cropped images."""
         raise NotImplementedError
 
     def normalize(self, images: Tensor) -> Tensor:
@@ -250,7 +254,7 @@ class AnomalibDinomaly(DinoReconstruction):
     config: DinomalyConfig
 
     def build_model(self, arch: str, layers: list[int], groups: list[list[int]]) -> nn.Module:
-        """anomalib's `DinomalyModel` with the config's dropout, depth and hard mining."""
+        """Anomalib's `DinomalyModel` with the config's dropout, depth and hard mining."""
         with encoder_without_download(dinomaly_torch):
             model = dinomaly_torch.DinomalyModel(
                 encoder_name=arch, bottleneck_dropout=self.config.bottleneck_dropout,
@@ -271,3 +275,13 @@ class AnomalibDinomaly(DinoReconstruction):
     def reconstruction_loss(self, images: Tensor) -> Tensor:
         """Loose group-wise cosine loss with hard mining (paper Eq. 6)."""
         return self.model(images, global_step=self.global_step)
+
+
+SPEC = MethodSpec(
+    name="anomalib.dinomaly",
+    module=AnomalibDinomaly,
+    config=DinomalyConfig,
+    presets=presets_from_folder(PRESETS / "dinomaly"),
+    paper="Guo et al., Dinomaly: The Less Is More Philosophy in Multi-Class Unsupervised Anomaly "
+    "Detection, CVPR 2025, arXiv:2405.14325 (implementation: anomalib)",
+)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from anomalib.models.image.inp_former import torch_model as inp_torch
 from torch import Tensor, nn
 
+from adbench.baselines import PRESETS
 from adbench.baselines.dinomaly import (
     DinoReconstruction,
     DinoReconstructionConfig,
@@ -25,15 +26,19 @@ from adbench.baselines.dinomaly import (
 )
 from adbench.contract import OptimConfig, ScoringConfig
 from adbench.errors import ConfigError
+from adbench.registry import MethodSpec, presets_from_folder
 
 
 @dataclass(frozen=True)
 class InpFormerConfig(DinoReconstructionConfig):
-    """INP-Former settings. Encoder, layers, groups, 448 -> 392 crop, batch 16: as Dinomaly,
-    which INP-Former builds on (paper Sec. 4.1 of arXiv:2503.02424). Values marked "anomalib" are
-    anomalib 2.7's port of the official code; the training budget (10,000 iterations) is the
-    Dinomaly multi-class budget, kept for comparability (anomalib's default is 200 epochs) and
-    not checked against the INP-Former paper."""
+    """INP-Former settings.
+
+    Encoder, layers, groups, 448 -> 392 crop, batch 16: as Dinomaly, which INP-Former builds on
+    (paper Sec. 4.1 of arXiv:2503.02424). Values marked "anomalib" are anomalib 2.7's port of the
+    official code; the training budget (10,000 iterations) is the Dinomaly multi-class budget,
+    kept for comparability (anomalib's default is 200 epochs) and not checked against the
+    INP-Former paper.
+    """
 
     inp_num: int = 6  # number of INPs (anomalib default, official code)
     loss_power: int = 3  # adaptive hard-mining exponent (anomalib GlobalCosineHmAdaptiveLoss)
@@ -63,7 +68,7 @@ class AnomalibInpFormer(DinoReconstruction):
     adam_eps = 1e-10  # anomalib's TRAINING_CONFIG for INP-Former
 
     def build_model(self, arch: str, layers: list[int], groups: list[list[int]]) -> nn.Module:
-        """anomalib's `InpFormerModel` with the config's INP count and loss power."""
+        """Anomalib's `InpFormerModel` with the config's INP count and loss power."""
         with encoder_without_download(inp_torch):
             model = inp_torch.InpFormerModel(
                 encoder_name=arch, inp_num=self.config.inp_num, target_layers=layers,
@@ -80,3 +85,13 @@ class AnomalibInpFormer(DinoReconstruction):
     def reconstruction_loss(self, images: Tensor) -> Tensor:
         """Adaptive hard-mining cosine loss plus the INP coherence loss (anomalib's)."""
         return self.model(images)
+
+
+SPEC = MethodSpec(
+    name="anomalib.inp_former",
+    module=AnomalibInpFormer,
+    config=InpFormerConfig,
+    presets=presets_from_folder(PRESETS / "inp_former"),
+    paper="Luo et al., Exploring Intrinsic Normal Prototypes within a Single Image for Universal "
+    "Anomaly Detection, CVPR 2025, arXiv:2503.02424 (implementation: anomalib)",
+)

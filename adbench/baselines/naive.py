@@ -4,22 +4,29 @@ Training adds every normal image to its category's running sum (nothing is optim
 is scored against the *nearest* category mean (no category id is used at test time): the map is
 the squared difference per pixel summed over channels, and the image score is the L2 distance
 (the square root of the map's sum). When every test image is nearest to its own category's mean,
-the image scores equal those of `adbench.data.naive.mean_image_auroc`. A dataset on which this
-floor scores high is too easy to tell methods apart.
+the image scores equal those of `mean_image_auroc`, which scores each test image against its own
+category's mean without training a method (the check that keeps synthetic datasets honest). A
+dataset on which this floor scores high is too easy to tell methods apart.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+from sklearn.metrics import roc_auc_score
 from torch import Tensor
+from torch.utils.data import DataLoader
 
+from adbench.baselines import PRESETS
 from adbench.batch import AnomalyOutput, Batch
 from adbench.contract import AnomalyMethod, MethodConfig, ScoringConfig, TrainerDefaults
-from adbench.errors import AdbenchError, ConfigError
+from adbench.errors import AdbenchError, ConfigError, DatasetFormatError
 from adbench.registry import MethodSpec, presets_from_folder
+
+if TYPE_CHECKING:
+    from adbench.data.datamodule import UnifiedDataModule
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,51 @@ NAIVE = MethodSpec(
     name="naive",
     module=NaiveMeanImage,
     config=NaiveConfig,
-    presets=presets_from_folder(Path(__file__).parent / "presets" / "naive"),
+    presets=presets_from_folder(PRESETS / "naive"),
     paper="mean-image floor (no paper): distance to the nearest per-category mean training image",
 )
+
+
+def _batches(datamodule: UnifiedDataModule, split: str) -> DataLoader:
+    return DataLoader(
+        datamodule.dataset(split), batch_size=64, shuffle=False, collate_fn=Batch.collate
+    )
+
+
+def mean_image_auroc(datamodule: UnifiedDataModule) -> tuple[dict[str, float], float]:
+    """Image AUROC of the mean-image detector per category and its macro mean.
+
+    Args:
+        datamodule: a `UnifiedDataModule` (its train split builds the means, its test split is
+            scored).
+
+    Returns:
+        ({category name: AUROC}, mean over categories).
+    """
+    count = len(datamodule.categories)
+    sums, counts = None, torch.zeros(count)
+    for batch in _batches(datamodule, "train"):
+        flat = batch.image.flatten(1).double()
+        if sums is None:
+            sums = torch.zeros(count, flat.shape[1], dtype=torch.float64)
+        sums.index_add_(0, batch.category, flat)
+        counts += torch.bincount(batch.category, minlength=count)
+    if sums is None:
+        raise DatasetFormatError("mean_image_auroc: the datamodule has no training images")
+    means = sums / counts.clamp(min=1).unsqueeze(1).double()
+    scores, labels, cats = [], [], []
+    for batch in _batches(datamodule, "test"):
+        flat = batch.image.flatten(1).double()
+        scores.append((flat - means[batch.category]).norm(dim=1))
+        labels.append(batch.label)
+        cats.append(batch.category)
+    score, label, category = torch.cat(scores), torch.cat(labels), torch.cat(cats)
+    per_category = {}
+    for i, name in enumerate(datamodule.categories):
+        rows = category == i
+        if len(label[rows].unique()) < 2:
+            raise DatasetFormatError(
+                f"mean_image_auroc: category '{name}' needs normal and anomalous test images"
+            )
+        per_category[name] = float(roc_auc_score(label[rows].numpy(), score[rows].numpy()))
+    return per_category, sum(per_category.values()) / len(per_category)

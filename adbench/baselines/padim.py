@@ -20,9 +20,11 @@ from anomalib.models.image.padim.torch_model import PadimModel
 from torch import Tensor, nn
 
 from adbench.backbones import BackboneConfig
+from adbench.baselines import PRESETS
 from adbench.baselines.adapter import AnomalibConfig, MemoryBankAdapter
 from adbench.contract import TrainerDefaults
 from adbench.errors import AdbenchError, ConfigError
+from adbench.registry import MethodSpec, presets_from_folder
 
 STABILISER = 1e-5  # anomalib adds this to the regularised covariance before inverting it
 
@@ -107,7 +109,7 @@ class AnomalibPadim(MemoryBankAdapter):
         self.statistics = RunningGaussian()
 
     def build_model(self, backbone: str, layers: list[int]) -> nn.Module:
-        """anomalib's model, built without downloading weights."""
+        """Anomalib's model, built without downloading weights."""
         available = sum(self.backbone_channels)
         if self.config.n_features > available:
             raise ConfigError(
@@ -144,3 +146,13 @@ class AnomalibPadim(MemoryBankAdapter):
         self.statistics = RunningGaussian()
         self.model.gaussian.mean = mean
         self.model.gaussian.inv_covariance = inverse
+
+
+SPEC = MethodSpec(
+    name="anomalib.padim",
+    module=AnomalibPadim,
+    config=PadimConfig,
+    presets=presets_from_folder(PRESETS / "padim"),
+    paper="Defard et al., PaDiM: a Patch Distribution Modeling Framework for Anomaly Detection "
+    "and Localization, ICPR 2021, arXiv:2011.08785 (implementation: anomalib)",
+)

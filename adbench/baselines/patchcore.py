@@ -17,10 +17,12 @@ from anomalib.models.image.patchcore.torch_model import PatchcoreModel
 from torch import Tensor, nn
 
 from adbench.backbones import BackboneConfig
+from adbench.baselines import PRESETS
 from adbench.baselines.adapter import AnomalibConfig, MemoryBankAdapter
 from adbench.batch import AnomalyOutput
 from adbench.contract import TrainerDefaults
 from adbench.errors import ConfigError
+from adbench.registry import MethodSpec, presets_from_folder
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class AnomalibPatchCore(MemoryBankAdapter):
         self.model.feature_pooler = nn.AvgPool2d(size, stride=1, padding=size // 2)
 
     def build_model(self, backbone: str, layers: list[int]) -> nn.Module:
-        """anomalib's model, built without downloading weights."""
+        """Anomalib's model, built without downloading weights."""
         return PatchcoreModel(layers=layers, backbone=backbone, pre_trained=False,
                               num_neighbors=self.config.num_neighbors)
 
@@ -153,3 +155,13 @@ class AnomalibPatchCore(MemoryBankAdapter):
         if size >= n:
             return slice(None)
         return greedy_coreset(embedding, size)
+
+
+SPEC = MethodSpec(
+    name="anomalib.patchcore",
+    module=AnomalibPatchCore,
+    config=PatchCoreConfig,
+    presets=presets_from_folder(PRESETS / "patchcore"),
+    paper="Roth et al., Towards Total Recall in Industrial Anomaly Detection, CVPR 2022, "
+    "arXiv:2106.08265 (implementation: anomalib)",
+)

@@ -16,10 +16,12 @@ from anomalib.models.image.reverse_distillation.torch_model import ReverseDistil
 from torch import Tensor, nn
 
 from adbench.backbones import BackboneConfig
+from adbench.baselines import PRESETS
 from adbench.baselines.adapter import AnomalibAdapter, AnomalibConfig, backbone_arch
 from adbench.batch import Batch
 from adbench.contract import DataDefaults, OptimConfig, TrainerDefaults
 from adbench.errors import ConfigError, unknown_name
+from adbench.registry import MethodSpec, presets_from_folder
 
 # the backbones for which anomalib has a mirrored ResNet decoder (``get_decoder``)
 DECODER_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
@@ -67,7 +69,7 @@ class AnomalibReverseDistillation(AnomalibAdapter):
         self.loss = ReverseDistillationLoss()
 
     def build_model(self, backbone: str, layers: list[int]) -> nn.Module:
-        """anomalib's model (maps at ``data.image_size``), built without downloading weights."""
+        """Anomalib's model (maps at ``data.image_size``), built without downloading weights."""
         size = self.config.data.image_size
         return ReverseDistillationModel(
             backbone=backbone, input_size=(size, size), layers=layers,
@@ -85,3 +87,13 @@ class AnomalibReverseDistillation(AnomalibAdapter):
         loss = self.loss(encoder_features, decoder_features)
         self.log("train/loss", loss, batch_size=len(batch), prog_bar=True)
         return loss
+
+
+SPEC = MethodSpec(
+    name="anomalib.reverse_distillation",
+    module=AnomalibReverseDistillation,
+    config=ReverseDistillationConfig,
+    presets=presets_from_folder(PRESETS / "reverse_distillation"),
+    paper="Deng & Li, Anomaly Detection via Reverse Distillation from One-Class Embedding, "
+    "CVPR 2022, arXiv:2201.10703 (implementation: anomalib)",
+)

@@ -17,9 +17,11 @@ from anomalib.models.image.stfpm.torch_model import STFPMModel
 from torch import Tensor, nn
 
 from adbench.backbones import BackboneConfig
+from adbench.baselines import PRESETS
 from adbench.baselines.adapter import AnomalibAdapter, AnomalibConfig
 from adbench.batch import Batch
 from adbench.contract import DataDefaults, OptimConfig, TrainerDefaults
+from adbench.registry import MethodSpec, presets_from_folder
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class AnomalibSTFPM(AnomalibAdapter):
         self.loss = STFPMLoss()
 
     def build_model(self, backbone: str, layers: list[int]) -> nn.Module:
-        """anomalib's model (teacher built without downloading, student randomly initialised)."""
+        """Anomalib's model (teacher built without downloading, student randomly initialised)."""
         return OfflineSTFPMModel(layers=layers, backbone=backbone)
 
     def pretrained_extractors(self) -> list[nn.Module]:
@@ -84,3 +86,13 @@ class AnomalibSTFPM(AnomalibAdapter):
         loss = self.loss(teacher_features, student_features)
         self.log("train/loss", loss, batch_size=len(batch), prog_bar=True)
         return loss
+
+
+SPEC = MethodSpec(
+    name="anomalib.stfpm",
+    module=AnomalibSTFPM,
+    config=STFPMConfig,
+    presets=presets_from_folder(PRESETS / "stfpm"),
+    paper="Wang et al., Student-Teacher Feature Pyramid Matching for Anomaly Detection, "
+    "BMVC 2021, arXiv:2103.04257 (implementation: anomalib)",
+)

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 
 from adbench.batch import Sample
 from adbench.data.index import optional
-from adbench.errors import DatasetFormatError
+from adbench.errors import ConfigError, DatasetFormatError, InvalidInputError
 
 Size = tuple[int, int]
 
@@ -22,7 +22,7 @@ def as_size(image_size: int | Sequence[int]) -> Size:
     """(H, W) from an int or a pair."""
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if len(size) != 2 or min(size) < 1:
-        raise ValueError(f"image_size must be a positive int or (H, W), got {image_size!r}")
+        raise ConfigError(f"image_size must be a positive int or (H, W), got {image_size!r}")
     return int(size[0]), int(size[1])
 
 
@@ -109,7 +109,7 @@ class AnomalyDataset(Dataset):
         lookup = {name: i for i, name in enumerate(categories)}
         unknown = sorted(set(frame_rows["category"].astype(str)) - set(lookup))
         if unknown:
-            raise ValueError(
+            raise InvalidInputError(
                 f"rows of categories {unknown} are not in categories {list(categories)}"
             )
         self.paths = frame_rows["path"].astype(str).tolist()

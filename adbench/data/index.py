@@ -15,7 +15,13 @@ from typing import Any
 
 import pandas as pd
 
-from adbench.errors import DatasetFormatError, DatasetNotFoundError, UnknownNameError, unknown_name
+from adbench.errors import (
+    DatasetFormatError,
+    DatasetNotFoundError,
+    InvalidInputError,
+    UnknownNameError,
+    unknown_name,
+)
 
 COLUMNS = (
     "path",
@@ -134,7 +140,7 @@ class SampleIndex:
 def concat(indexes: Sequence[SampleIndex]) -> SampleIndex:
     """Combine indexes; with more than one dataset, categories become ``<dataset>/<category>``."""
     if not indexes:
-        raise ValueError("concat needs at least one SampleIndex")
+        raise InvalidInputError("concat needs at least one SampleIndex, got none")
     frames = [index.frame for index in indexes]
     datasets = {name for frame in frames for name in frame["dataset"].unique()}
     for frame in frames:

@@ -15,7 +15,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from adbench.errors import InvalidInputError
 from adbench.metrics.ranking import ArrayLike, ranked_curve
+from adbench.protocol import AUPRO_FPR_LIMIT
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
@@ -56,7 +58,7 @@ def label_regions(masks: np.ndarray) -> Regions:
     return Regions(np.concatenate(pixels), np.concatenate(weights), regions)
 
 
-def aupro(maps: ArrayLike, masks: ArrayLike, fpr_limit: float = 0.3) -> float:
+def aupro(maps: ArrayLike, masks: ArrayLike, fpr_limit: float = AUPRO_FPR_LIMIT) -> float:
     """Exact AUPRO of anomaly maps against ground-truth masks (one category).
 
     Args:
@@ -71,7 +73,7 @@ def aupro(maps: ArrayLike, masks: ArrayLike, fpr_limit: float = 0.3) -> float:
     maps_t = torch.as_tensor(maps).detach().cpu().to(torch.float64)
     positive = torch.as_tensor(masks).detach().cpu() > 0.5
     if maps_t.ndim != 3 or maps_t.shape != positive.shape:
-        raise ValueError(
+        raise InvalidInputError(
             f"maps and masks must both have shape (N, H, W), got {tuple(maps_t.shape)} and "
             f"{tuple(positive.shape)}"
         )

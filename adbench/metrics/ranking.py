@@ -18,6 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from adbench.errors import InvalidInputError
+from adbench.protocol import AUPRO_FPR_LIMIT
+
 ArrayLike = np.ndarray | Tensor
 
 
@@ -91,7 +94,7 @@ class Curve:
             return float("nan")
         return float(np.max(2.0 * self.tp / (pos + self.tp + self.fp)))
 
-    def aupro(self, regions: int, fpr_limit: float = 0.3) -> float:
+    def aupro(self, regions: int, fpr_limit: float = AUPRO_FPR_LIMIT) -> float:
         """Normalised area under the PRO curve up to ``fpr_limit`` (MVTec AD definition).
 
         PRO = overlap / regions is integrated over FPR with the trapezoid rule from (0, 0), the
@@ -112,6 +115,7 @@ def partial_area(x: np.ndarray, y: np.ndarray, limit: float) -> float:
     Args:
         x: (T,) non-decreasing abscissae starting at or below ``limit``.
         y: (T,) ordinates.
+        limit: upper end of the integration range on x.
     """
     inside = int(np.searchsorted(x, limit, side="right"))  # points with x <= limit
     area = float(np.trapezoid(y[:inside], x[:inside]))
@@ -151,7 +155,7 @@ def ranked_curve(scores: Tensor, positive: Tensor, weights: Tensor | None = None
 def _as_tensor(values: ArrayLike, name: str) -> Tensor:
     tensor = torch.as_tensor(values)
     if tensor.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {tuple(tensor.shape)}")
+        raise InvalidInputError(f"{name} must be one-dimensional, got shape {tuple(tensor.shape)}")
     return tensor
 
 
@@ -159,7 +163,7 @@ def _image_curve(scores: ArrayLike, labels: ArrayLike) -> Curve:
     scores_t = _as_tensor(scores, "scores").to(torch.float64)
     labels_t = _as_tensor(labels, "labels")
     if scores_t.shape != labels_t.shape:
-        raise ValueError(
+        raise InvalidInputError(
             f"scores and labels must have the same length, got {scores_t.numel()} and "
             f"{labels_t.numel()}"
         )

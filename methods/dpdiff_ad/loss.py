@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from adbench.errors import ConfigError
+
 
 def diffusion_loss(prediction: Tensor, target: Tensor) -> Tensor:
     """L_diff = mean squared error between the denoiser output and its target (eps or x0)."""
@@ -50,8 +52,9 @@ def sinkhorn_plan(similarity: Tensor, eps: float, max_iters: int) -> Tensor:
 @torch.no_grad()
 def sinkhorn_log_torch(similarity: Tensor, eps: float, max_iters: int,
                        tol: float = 1e-7) -> Tensor:
-    """The balanced entropic plan of `sinkhorn_plan` by the same log-domain iterations, in
-    torch on the tensor's device (float64 on a CPU, float32 elsewhere).
+    """The balanced entropic plan of `sinkhorn_plan` by the same log-domain iterations, in torch.
+
+    It runs on the tensor's device (float64 on a CPU, float32 elsewhere).
 
     For the queue's problem ((B + Q) x K rows, thousands) POT's numpy iterations take
     milliseconds each; here one iteration is two log-sum-exps. The marginal error is checked
@@ -114,14 +117,15 @@ def ot_targets(similarity: Tensor, eps: float, max_iters: int, solver: str = "ba
                 method="sinkhorn_stabilized", numItermax=max_iters, stopThr=1e-7)
         plan = torch.from_numpy(plan).to(device=similarity.device, dtype=similarity.dtype)
     else:
-        raise ValueError(f"unknown OT solver {solver!r}")
+        raise ConfigError(f"solver must be 'balanced' or 'unbalanced', got {solver!r}")
     q = plan[: similarity.shape[0]]
     return q / q.sum(-1, keepdim=True).clamp(min=1e-30)
 
 
 def ot_cross_entropy(similarity: Tensor, plan: Tensor, temperature: float) -> Tensor:
-    """L_OT = -mean_b sum_k Q_bk log softmax_k(cos(g_b, p_k) / tau_G), Q = the plan with rows
-    normalised to 1 (B times the plan at convergence).
+    """L_OT = -mean_b sum_k Q_bk log softmax_k(cos(g_b, p_k) / tau_G).
+
+    Q is the plan with rows normalised to 1 (B times the plan at convergence).
 
     Args:
         similarity: cos(g_b, p_k), (B, K).

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adbench.backbones import FeatureExtractor, levels_on_grid, load_diffusers_component
-from adbench.errors import MissingDependencyError
+from adbench.errors import InvalidInputError, MissingDependencyError
 from adbench.methods.glad.categories import base_name
 from adbench.methods.glad.config import AutoencoderConfig, DenoiserConfig
 
@@ -50,7 +50,10 @@ class LatentCodec(nn.Module):
         """(B, 3, H, W) in [0, 1] -> (B, C_z, h_z, w_z) latents.
 
         Args:
+            images: (B, 3, H, W) in [0, 1].
             sample: draw from the VAE posterior (training, official) instead of its mean.
+            generator: source of the posterior draw when ``sample``; None = torch's global
+                generator.
         """
         x = images * 2 - 1
         if self.size is not None and x.shape[-2:] != (self.size, self.size):
@@ -62,8 +65,10 @@ class LatentCodec(nn.Module):
         return z.float() * self.scaling_factor
 
     def decode_raw(self, latents: Tensor) -> Tensor:
-        """(B, C_z, h_z, w_z) -> the decoder's raw output (B, 3, H', W'), about [-1, 1],
-        unclamped, at the codec's working size."""
+        """(B, C_z, h_z, w_z) -> the decoder's raw output (B, 3, H', W').
+
+        About [-1, 1], unclamped, at the codec's working size.
+        """
         z = latents / self.scaling_factor
         if self.vae is None:
             return F.pixel_shuffle(z, self.patch_size)
@@ -98,8 +103,10 @@ class FeatureCodec(nn.Module):
 
     def encode(self, images: Tensor, sample: bool = False,
                generator: torch.Generator | None = None) -> Tensor:
-        """(B, 3, H, W) in [0, 1] -> (B, sum C_l, h, w), the grid of level ``grid_level``
-        (``sample`` and ``generator`` are unused: the encoder is deterministic)."""
+        """(B, 3, H, W) in [0, 1] -> (B, sum C_l, h, w), the grid of level ``grid_level``.
+
+        ``sample`` and ``generator`` are unused: the encoder is deterministic.
+        """
         stacked = []
         for f in levels_on_grid(self.extractor(images), self.grid_level):
             channels_last = f.transpose(1, -1)  # (B, w, h, C): normalise over C per position
@@ -128,7 +135,8 @@ class Denoiser(nn.Module):
                  class_prompts: ClassPrompts | None = None) -> None:
         super().__init__()
         if (prompt is None) != (empty_prompt is None):
-            raise ValueError("give both prompt and empty_prompt embeddings, or neither")
+            raise InvalidInputError("give both prompt and empty_prompt embeddings, or neither; got "
+                                    f"only {'prompt' if prompt is not None else 'empty_prompt'}")
         self.unet = unet
         self.guidance_scale = guidance_scale
         self.class_prompts = class_prompts  # a plain object: its text encoder stays out of the
@@ -141,6 +149,8 @@ class Denoiser(nn.Module):
         """Predict the noise (B, C, h, w) in ``x_t`` at timesteps t (B,).
 
         Args:
+            x_t: noisy latents (B, C, h, w).
+            t: timesteps (B,).
             guided: apply classifier-free guidance (inference); training uses the prompt only.
             context: (B, L, D) conditional embedding per image (its category's prompt) in place
                 of the fixed prompt; None = the fixed prompt for every image.
@@ -196,8 +206,10 @@ class ClassPrompts:
         return self.template.format(category=base_name(category))
 
     def __call__(self, categories: Sequence[str]) -> Tensor:
-        """(B, L, D): the embedding of each image's category prompt (new names encoded in one
-        batch)."""
+        """(B, L, D): the embedding of each image's category prompt.
+
+        Names not yet cached are encoded in one batch.
+        """
         new = [name for name in dict.fromkeys(categories) if name not in self.cache]
         if new:
             self.cache.update(zip(new, self.encoder([self.prompt(n) for n in new]), strict=True))
@@ -213,20 +225,24 @@ SD_CONFIGS = Path(__file__).with_name("sd_v1_4")  # unet.json, vae.json, text_en
 
 
 def sd_config(part: str) -> dict:
-    """The published Stable Diffusion v1.4 configuration of ``part`` ("unet", "vae",
-    "text_encoder")."""
+    """The published Stable Diffusion v1.4 configuration of ``part``.
+
+    ``part`` is "unet", "vae" or "text_encoder".
+    """
     return json.loads((SD_CONFIGS / f"{part}.json").read_text())
 
 
 def build_codec(config: AutoencoderConfig, random_weights: bool = False,
                 extractor: FeatureExtractor | None = None) -> LatentCodec | FeatureCodec:
-    """The frozen codec named by ``config`` (the SD VAE for ``kind="sd_vae"``: loaded, or built
-    from its configuration with random weights in mechanics mode; ``extractor`` itself for
-    ``kind="features"``)."""
+    """The frozen codec named by ``config``.
+
+    The SD VAE for ``kind="sd_vae"``: loaded, or built from its configuration with random
+    weights in mechanics mode; ``extractor`` itself for ``kind="features"``.
+    """
     if config.kind == "features":
         if extractor is None:
-            raise ValueError("autoencoder.kind 'features' encodes with the feature extractor; "
-                             "pass it as extractor")
+            raise InvalidInputError("autoencoder.kind 'features' encodes with the feature "
+                                    "extractor; pass it as extractor (got None)")
         return FeatureCodec(extractor, config.grid_level, config.scaling_factor)
     vae = None
     if config.kind == "sd_vae":
@@ -243,6 +259,7 @@ def build_denoiser(config: DenoiserConfig, image_size: int, channels: int,
     """The denoiser named by ``config``.
 
     Args:
+        config: the denoiser settings (``kind``, weights, prompts, UNet shape).
         image_size: side of the diffusion space (latent or pixel), for `UNet2DModel`.
         channels: channels of the diffusion space.
         random_weights: mechanics mode: the SD UNet and text encoder from their configurations.
@@ -287,8 +304,11 @@ def _import_clip() -> tuple[type, type, type]:
 
 
 def byte_tokens(prompts: list[str], bos: int, eos: int, length: int) -> Tensor:
-    """Mechanics-mode token ids (N, length): each prompt's UTF-8 bytes between the start and
-    end tokens, padded with the end token (as CLIP pads)."""
+    """Mechanics-mode token ids (N, length).
+
+    Each prompt's UTF-8 bytes between the start and end tokens, padded with the end token (as
+    CLIP pads).
+    """
     rows = []
     for prompt in prompts:
         ids = [bos, *prompt.encode()[:length - 2], eos]

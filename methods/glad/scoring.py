@@ -14,6 +14,7 @@ from einops import rearrange
 from torch import Tensor
 
 from adbench.contract import gaussian_blur
+from adbench.errors import InvalidInputError
 from adbench.synthesis import otsu_foreground
 
 
@@ -82,7 +83,7 @@ def multi_level_map(query: list[Tensor], reference: list[Tensor], size: tuple[in
         level = F.interpolate(level, size=size, mode="bilinear", align_corners=False)
         total = level if total is None else total + level
     if total is None:
-        raise ValueError("multi_level_map needs at least one feature level")
+        raise InvalidInputError("multi_level_map needs at least one feature level, got none")
     return total
 
 

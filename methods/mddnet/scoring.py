@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from adbench.errors import ConfigError
+from adbench.errors import ConfigError, InvalidInputError
 
 
 def pixel_cosine_distance(a: Tensor, b: Tensor) -> Tensor:
@@ -36,7 +36,7 @@ def discrepancy_map(first: list[Tensor], second: list[Tensor], size: tuple[int, 
                               align_corners=False)
         total = level if total is None else total + level
     if total is None:
-        raise ValueError("discrepancy_map needs at least one feature level")
+        raise InvalidInputError("discrepancy_map needs at least one feature level, got none")
     return total
 
 

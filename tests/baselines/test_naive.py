@@ -9,7 +9,7 @@ import torch
 from baseline_helpers import as_batch
 
 import adbench
-from adbench.data.naive import mean_image_auroc
+from adbench.baselines.naive import mean_image_auroc
 from adbench.errors import AdbenchError
 
 
@@ -51,7 +51,7 @@ def test_unified_training_on_several_categories_matches_the_mean_image_detector(
     adbench.make_synthetic(root, n_categories=3, seed=0, image_size=32, n_train=6, n_test=8)
     datamodule = adbench.UnifiedDataModule(adbench.load_index("synthetic", root), image_size=32,
                                            batch_size=6, seed=0)  # 18 = 3 full batches
-    method = adbench.create("naive", "tiny")
+    method = adbench.create("naive", "tiny", **{"data.image_size": 32})
     adbench.fit(method, datamodule, accelerator="cpu", devices=1, enable_progress_bar=False,
                 default_root_dir=tmp_path)
     assert method.counts.tolist() == [6, 6, 6]  # one model saw every category's images

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from adbench.baselines.naive import mean_image_auroc
 from adbench.data import UnifiedDataModule, load_index, make_synthetic
-from adbench.data.naive import mean_image_auroc
 from adbench.data.synthetic.defects import CHANGE_THRESHOLD, DEFECTS, apply_defect, changed_mask
 from adbench.data.synthetic.products import (
     FAMILIES,

@@ -9,6 +9,7 @@ import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 
 from adbench.batch import AnomalyOutput, Batch, Sample
+from adbench.errors import InvalidInputError
 
 
 def make_sample(index: int, size: int = 8, label: int = 0) -> Sample:
@@ -25,30 +26,37 @@ def test_collate_stacks_fields():
 
 
 def test_collate_refuses_mixed_sizes_naming_both_samples():
-    with pytest.raises(ValueError, match=r"index 0 has \(3, 8, 8\), index 7 has \(3, 9, 9\)"):
+    with pytest.raises(
+        InvalidInputError, match=r"index 0 has \(3, 8, 8\), index 7 has \(3, 9, 9\)"
+    ):
         Batch.collate([make_sample(0), make_sample(7, size=9)])
 
 
 def test_field_checks_name_the_field():
     good = Batch.collate([make_sample(0), make_sample(1)])
     with pytest.raises(
-        ValueError, match=re.escape("Batch.label has 3 entries but Batch.image has 2")
+        InvalidInputError, match=re.escape("Batch.label has 3 entries but Batch.image has 2")
     ):
         Batch(good.image, good.mask, torch.zeros(3, dtype=torch.int64), good.category, good.index)
     with pytest.raises(
-        TypeError, match=re.escape("Batch.category must have dtype int64, got torch.float32")
+        InvalidInputError,
+        match=re.escape("Batch.category must have dtype int64, got torch.float32"),
     ):
         Batch(good.image, good.mask, good.label, good.category.float(), good.index)
-    with pytest.raises(ValueError, match=re.escape("Batch.mask must have shape")):
+    with pytest.raises(InvalidInputError, match=re.escape("Batch.mask must have shape")):
         Batch(good.image, good.mask[:, :, :4], good.label, good.category, good.index)
-    with pytest.raises(ValueError, match=re.escape("Sample.image must have 3 channels")):
+    with pytest.raises(InvalidInputError, match=re.escape("Sample.image must have 3 channels")):
         Sample(torch.rand(1, 4, 4), torch.zeros(1, 4, 4), 0, 0, 0)
     with pytest.raises(
-        ValueError, match=r"AnomalyOutput.anomaly_map must have shape \(B, 1, h, w\)"
+        InvalidInputError, match=r"AnomalyOutput.anomaly_map must have shape \(B, 1, h, w\)"
     ):
         AnomalyOutput(torch.rand(2, 3, 4, 4), torch.rand(2))
-    with pytest.raises(ValueError, match=re.escape("AnomalyOutput.score has 3 entries")):
+    with pytest.raises(InvalidInputError, match=re.escape("AnomalyOutput.score has 3 entries")):
         AnomalyOutput(torch.rand(2, 1, 4, 4), torch.rand(3))
+    with pytest.raises(
+        InvalidInputError, match=re.escape("Batch.image must be a torch.Tensor, got ndarray")
+    ):
+        Batch(good.image.numpy(), good.mask, good.label, good.category, good.index)
 
 
 def test_to_returns_new_object_and_is_used_by_lightning():

@@ -69,7 +69,8 @@ def datamodule(tmp_path_factory):
 def build(name: str, k: int) -> adbench.AnomalyMethod:
     spec = registry.get_method_spec(name)
     preset, overrides, random_weights = contract_preset(name)
-    config = registry.resolve_config(name, preset, {**overrides, "random_weights": random_weights})
+    config = registry.resolve_config(name, preset, {**overrides, "random_weights": random_weights,
+                                                    "data.image_size": IMAGE_SIZE})
     return spec.module(fill_num_classes(config, k))
 
 

@@ -1,5 +1,8 @@
-"""Dataset format readers: each turns a dataset root in its as-downloaded layout into a
-`SampleIndex`. `FORMATS` maps a format name to its reader; `load_index` looks one up."""
+"""Dataset format readers.
+
+Each turns a dataset root in its as-downloaded layout into a `SampleIndex`. `FORMATS` maps a
+format name to its reader; `load_index` looks one up.
+"""
 
 from __future__ import annotations
 

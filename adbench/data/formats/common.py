@@ -35,8 +35,10 @@ _COLLECTOR: ContextVar[list[str] | None] = ContextVar("adbench_problem_collector
 
 @contextmanager
 def collecting_problems() -> Iterator[list[str]]:
-    """Within this block readers record their problems in the yielded list instead of raising,
-    and return the rows they could read (used by ``adbench data check``)."""
+    """Within this block readers record their problems in the yielded list instead of raising.
+
+    They return the rows they could read (used by ``adbench data check``).
+    """
     found: list[str] = []
     token = _COLLECTOR.set(found)
     try:

@@ -21,7 +21,7 @@ from adbench.data.formats.mvtec import read_mvtec
 from adbench.data.index import SampleIndex
 from adbench.data.synthetic.defects import apply_defect, changed_mask
 from adbench.data.synthetic.products import background_sheet, category_spec, draw, sample_scene
-from adbench.errors import ConfigError, DatasetFormatError
+from adbench.errors import AdbenchError, ConfigError, DatasetFormatError
 from adbench.io import write_atomic
 
 META = "meta.json"
@@ -161,7 +161,8 @@ def _write_category(
             if mask.sum() >= min_area:
                 break
         else:
-            raise RuntimeError(f"{spec.name}: could not draw a visible '{kind}' defect")
+            raise AdbenchError(f"{spec.name}: could not draw a visible '{kind}' defect "
+                                   f"(at least {min_area} pixels) in 20 tries at size {size}")
         stem = f"{counters[kind]:03d}"
         counters[kind] += 1
         _save(_finish(anomalous, rng), folder / f"test/{kind}/{stem}.png")

@@ -22,6 +22,7 @@ from adbench.data.synthetic.render import (
     polyline_distance,
     texture_sheet,
 )
+from adbench.errors import ConfigError, unknown_name
 
 DEFECTS = ("scratch", "hole", "stain", "texture", "color", "missing", "extra", "misplaced")
 CHANGE_THRESHOLD = 0.06  # a pixel belongs to the mask when a channel changed by more than this
@@ -64,7 +65,7 @@ def apply_defect(
     if kind == "color":
         tint = 1.0 + rng.choice([-1.0, 1.0], size=3) * rng.uniform(0.3, 0.6, size=3)
         return image + alpha * (np.clip(image * tint + 0.1 * (tint - 1), 0, 1) - image)
-    raise ValueError(f"unknown defect '{kind}'; known: {', '.join(DEFECTS)}")
+    raise unknown_name("defect", kind, DEFECTS)
 
 
 def _scratch(image: np.ndarray, cx: float, cy: float, rng: np.random.Generator) -> np.ndarray:
@@ -102,7 +103,7 @@ def _hole(
 def _edit_parts(kind: str, scene: Scene, features: list[int], rng: np.random.Generator) -> list:
     parts = list(scene.parts)
     if not features:
-        raise ValueError(f"defect '{kind}' needs a product with features")
+        raise ConfigError(f"defect '{kind}' needs a product with features; this scene has none")
     target = features[int(rng.integers(len(features)))]
     part = parts[target]
     if kind == "missing":

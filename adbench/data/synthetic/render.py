@@ -15,6 +15,8 @@ from functools import cache, lru_cache
 import numpy as np
 from PIL import Image
 
+from adbench.errors import ConfigError
+
 Colour = tuple[float, float, float]
 
 
@@ -113,7 +115,7 @@ def distance(part: Part, size: int, window: tuple[slice, slice] | None = None) -
         sector = 2 * np.pi / part.sides
         local = np.mod(theta + sector / 2, sector) - sector / 2
         return np.hypot(lx, ly) * np.cos(local) - w * np.cos(np.pi / part.sides)
-    raise ValueError(f"unknown shape '{part.shape}'")
+    raise ConfigError(f"Part.shape must be 'box', 'ellipse', 'ngon' or 'ring', got '{part.shape}'")
 
 
 def paint(image: np.ndarray, part: Part, alpha: float = 1.0) -> np.ndarray:
