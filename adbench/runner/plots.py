@@ -1,6 +1,14 @@
-"""Category-scaling curves: a metric or cost column vs the number of categories k, one line per
-method with the seed spread, next to the cost (training time, peak memory) vs k. Saved as PNG and
-SVG. The cost columns are those of `adbench.runner.costs`."""
+"""Figures of a run directory, saved as PNG and SVG.
+
+* `plot_scaling`: a metric or cost column vs the number of categories k, one line per method
+  with the seed spread, next to the cost (training time, peak memory) vs k. The cost columns are
+  those of `adbench.runner.costs`.
+* `plot_ranks` and `plot_critical_difference`: Demsar's critical-difference diagram of the
+  average ranks (`adbench.runner.stats.average_ranks`).
+
+Figures are `matplotlib.figure.Figure` objects drawn off screen: nothing here selects a backend
+or touches pyplot's figures, so a notebook keeps its own backend.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +16,40 @@ import io
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from adbench.errors import ConfigError, unknown_name
 from adbench.io import write_atomic
 from adbench.runner.costs import COSTS, cost_results, memory_column
-from adbench.runner.stats import average_ranks, degradation_slopes, plot_critical_difference
+from adbench.runner.stats import average_ranks, degradation_slopes
 from adbench.runner.store import load_cells, load_results
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 IMAGE_FORMATS = ("png", "svg")
 _UNSAFE = re.compile(r"[^\w.-]+")  # characters kept out of file names
+
+
+def _check_formats(formats: Sequence[str]) -> None:
+    for fmt in formats:
+        if fmt not in IMAGE_FORMATS:
+            raise unknown_name("image format", fmt, IMAGE_FORMATS)
+
+
+def _save(figure: Figure, stem: Path, formats: Sequence[str]) -> list[Path]:
+    """Write ``figure`` as ``stem.<format>`` for each of ``formats`` (150 dpi)."""
+    written = []
+    for fmt in formats:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format=fmt, dpi=150)
+        target = stem.with_name(f"{stem.name}.{fmt}")
+        write_atomic(target, buffer.getvalue())
+        written.append(target)
+    return written
 
 
 def _seed_stats(frame: pd.DataFrame, value: str) -> pd.DataFrame:
@@ -41,8 +72,11 @@ def _panel(axis: object, stats: pd.DataFrame, ylabel: str, colors: dict[str, str
 
 
 def _slope_labels(scores: pd.DataFrame, metric: str) -> dict[str, str]:
-    """Legend labels ``method (+1.2 [-0.3, +2.7])``: the degradation slope in points per
-    doubling of k (`adbench.runner.stats.degradation_slopes`)."""
+    """Legend labels ``method (+1.2 [-0.3, +2.7])``.
+
+    The degradation slope in points per doubling of k
+    (`adbench.runner.stats.degradation_slopes`).
+    """
     labels = {}
     for _, row in degradation_slopes(scores, metric).iterrows():
         if pd.isna(row["slope"]):
@@ -72,13 +106,9 @@ def plot_scaling(out: str | Path, metric: str = "I-AUROC", dataset: str | None =
         other than letters, digits, ``.`` and ``-`` become ``_`` (``scaling_mvtec_img_s.png``).
     """
     import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    for fmt in formats:
-        if fmt not in IMAGE_FORMATS:
-            raise unknown_name("image format", fmt, IMAGE_FORMATS)
+    _check_formats(formats)
     results, cells = load_results(out), load_cells(out)
     metrics = sorted(set(results["metric"]))
     if metric in COSTS:
@@ -102,11 +132,12 @@ def plot_scaling(out: str | Path, metric: str = "I-AUROC", dataset: str | None =
             continue
         costs = cells[(cells["dataset"] == name) & (cells["status"] == "finished")]
         methods = list(dict.fromkeys(scores["method"]))
-        palette = plt.get_cmap("tab10")
+        palette = matplotlib.colormaps["tab10"]
         colors = {m: palette(i % 10) for i, m in enumerate(methods)}
         memory = memory_column(costs)
         rows = -(-len(methods) // 4)  # legend rows under the panels
-        figure, axes = plt.subplots(1, 3, figsize=(14, 4.4 + 0.3 * rows), layout="constrained")
+        figure = Figure(figsize=(14, 4.4 + 0.3 * rows), layout="constrained")
+        axes = figure.subplots(1, 3)
         labels = _slope_labels(scores, metric) if metric not in COSTS else None
         _panel(axes[0], _seed_stats(scores, "value"), ylabel, colors, scale=scale,
                labels=labels)
@@ -130,12 +161,7 @@ def plot_scaling(out: str | Path, metric: str = "I-AUROC", dataset: str | None =
                       + ("; (slope: points per doubling of k [95 % interval])"
                          if metric not in COSTS else ""), frameon=False)
         stem = f"scaling_{name.replace('/', '_')}_{_UNSAFE.sub('_', metric)}"
-        for fmt in formats:
-            buffer = io.BytesIO()
-            figure.savefig(buffer, format=fmt, dpi=150)
-            write_atomic(save_dir / f"{stem}.{fmt}", buffer.getvalue())
-            written.append(save_dir / f"{stem}.{fmt}")
-        plt.close(figure)
+        written += _save(figure, save_dir / stem, formats)
     if not written:
         raise ConfigError(f"nothing to plot in {out}: no dataset with results for {metric}")
     return written
@@ -143,12 +169,13 @@ def plot_scaling(out: str | Path, metric: str = "I-AUROC", dataset: str | None =
 
 def plot_ranks(out: str | Path, metric: str = "I-AUROC", save_dir: str | Path | None = None,
                formats: Sequence[str] = IMAGE_FORMATS) -> list[Path]:
-    """The critical-difference diagram of run directory ``out``: average ranks by ``metric`` over
-    its (dataset, k) blocks (`adbench.runner.stats.average_ranks`), saved as
-    ``ranks_<metric>.<format>`` in ``save_dir`` (default ``out/plots``)."""
-    for fmt in formats:
-        if fmt not in IMAGE_FORMATS:
-            raise unknown_name("image format", fmt, IMAGE_FORMATS)
+    """The critical-difference diagram of run directory ``out``.
+
+    Average ranks by ``metric`` over its (dataset, k) blocks
+    (`adbench.runner.stats.average_ranks`), saved as ``ranks_<metric>.<format>`` in
+    ``save_dir`` (default ``out/plots``).
+    """
+    _check_formats(formats)
     ranks, summary = average_ranks(load_results(out), metric)
     save_dir = Path(save_dir) if save_dir is not None else Path(out) / "plots"
     save_dir.mkdir(parents=True, exist_ok=True)
@@ -158,3 +185,61 @@ def plot_ranks(out: str | Path, metric: str = "I-AUROC", save_dir: str | Path | 
     return plot_critical_difference(ranks, summary["critical_difference"],
                                     save_dir / f"ranks_{_UNSAFE.sub('_', metric)}", formats,
                                     title=title)
+
+
+def plot_critical_difference(ranks: pd.DataFrame, critical_difference: float,
+                             path: str | Path, formats: Sequence[str] = IMAGE_FORMATS,
+                             title: str = "") -> list[Path]:
+    """Demsar's critical-difference diagram of `average_ranks`.
+
+    Methods on a rank axis, and bars joining methods whose average ranks differ by less than
+    the critical difference.
+
+    Returns the written files ``path`` with each suffix in ``formats``.
+    """
+    from matplotlib.figure import Figure
+
+    _check_formats(formats)
+    order = ranks.sort_values("average_rank")
+    names, values = list(order["method"]), order["average_rank"].to_numpy()
+    m = len(names)
+    figure = Figure(figsize=(8, 1.6 + 0.32 * m), layout="constrained")
+    axis = figure.subplots()
+    axis.set_xlim(m + 0.3, 0.7)  # rank 1 (best) on the right
+    axis.set_ylim(-(m + 1.5), 1.5)
+    axis.axhline(0, color="black", lw=1)
+    axis.set_xticks(range(1, m + 1))
+    axis.xaxis.tick_top()
+    axis.spines[["left", "right", "bottom"]].set_visible(False)
+    axis.set_yticks([])
+    for i, (name, value) in enumerate(zip(names, values, strict=True)):
+        y = -(i + 1)
+        axis.plot([value, value], [0, y], color="gray", lw=0.8)
+        axis.annotate(f"{name} ({value:.2f})", (value, y), xytext=(-4 if i < m / 2 else 4, 0),
+                      textcoords="offset points", va="center",
+                      ha="right" if i < m / 2 else "left")
+    if np.isfinite(critical_difference):
+        for row, (start, end) in enumerate(_cliques(values, critical_difference)):
+            y = -(m + 0.6 + 0.35 * row) if row < 3 else -(m + 1.4)
+            axis.plot([values[start] - 0.03, values[end] + 0.03], [y, y], color="black", lw=3)
+        axis.plot([1, 1 + critical_difference], [1.0, 1.0], color="black", lw=1.5)
+        axis.annotate(f"CD = {critical_difference:.2f}", (1 + critical_difference / 2, 1.0),
+                      xytext=(0, 4), textcoords="offset points", ha="center", va="bottom")
+    axis.set_title(title, pad=28)
+    path = Path(path)
+    return _save(figure, path.with_suffix(""), formats)
+
+
+def _cliques(values: np.ndarray, critical_difference: float) -> list[tuple[int, int]]:
+    """Maximal runs ``(start, end)`` of the sorted average ranks ``values``.
+
+    Each run's spread is below the critical difference (the diagram's bars).
+    """
+    groups: list[tuple[int, int]] = []
+    for start in range(len(values)):
+        end = start
+        while end + 1 < len(values) and values[end + 1] - values[start] < critical_difference:
+            end += 1
+        if end > start and not any(s <= start and end <= e for s, e in groups):
+            groups.append((start, end))
+    return groups

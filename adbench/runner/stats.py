@@ -4,8 +4,9 @@
   (seed, category) values of a cell group.
 * `paired_test`: two methods on the same (category, seed) pairs, Wilcoxon signed-rank with the
   matched-pairs rank-biserial effect size.
-* `average_ranks` and `plot_critical_difference`: methods ranked per dataset, averaged, with the
-  Friedman test and the Nemenyi critical difference (Demsar, JMLR 2006).
+* `average_ranks`: methods ranked per dataset, averaged, with the Friedman test and the Nemenyi
+  critical difference (Demsar, JMLR 2006); `adbench.runner.plots.plot_critical_difference`
+  draws it.
 * `degradation_slopes`: the change of a metric per doubling of k, a least-squares fit of the
   mean over a cell's categories against log2 k over every seed, with its t interval.
 
@@ -14,16 +15,11 @@ Values are fractions, as in the results table (0.97, not 97 %).
 
 from __future__ import annotations
 
-import io
-from collections.abc import Sequence
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from adbench.errors import ConfigError, unknown_name
-from adbench.io import write_atomic
 
 MEAN = "mean"  # the category row holding the mean over a cell's categories
 LEVEL = 0.95
@@ -82,8 +78,10 @@ def confidence_intervals(results: pd.DataFrame, k: int | None = None, level: flo
 
 def paired_test(results: pd.DataFrame, first: str, second: str, metric: str = "I-AUROC",
                 dataset: str | None = None, k: int | None = None) -> dict[str, float | int | str]:
-    """Wilcoxon signed-rank test of ``first`` against ``second`` over their shared
-    (dataset, k, category, seed) values of ``metric`` (the per-category rows, not the means).
+    """Wilcoxon signed-rank test of ``first`` against ``second`` on ``metric``.
+
+    Over their shared (dataset, k, category, seed) values of ``metric`` (the per-category rows,
+    not the means).
 
     The effect size is the matched-pairs rank-biserial correlation r = (R+ - R-) / (R+ + R-),
     where R+ and R- are the rank sums of the positive and negative differences first - second
@@ -122,7 +120,9 @@ def paired_test(results: pd.DataFrame, first: str, second: str, metric: str = "I
 
 def average_ranks(results: pd.DataFrame, metric: str = "I-AUROC", level: float = LEVEL
                   ) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Methods ranked within each (dataset, k) block by their mean over seeds of ``metric``
+    """Average ranks of the methods over the (dataset, k) blocks, with the Friedman test.
+
+    Methods are ranked within each (dataset, k) block by their mean over seeds of ``metric``
     (rank 1 = best, ties share the average rank), then averaged over the blocks.
 
     Only methods present in every block are ranked. The Friedman test (``scipy.stats``) needs
@@ -157,68 +157,13 @@ def average_ranks(results: pd.DataFrame, metric: str = "I-AUROC", level: float =
     return table, summary
 
 
-def plot_critical_difference(ranks: pd.DataFrame, critical_difference: float,
-                             path: str | Path, formats: Sequence[str] = ("png", "svg"),
-                             title: str = "") -> list[Path]:
-    """Demsar's critical-difference diagram of `average_ranks`: methods on a rank axis, and bars
-    joining methods whose average ranks differ by less than the critical difference.
-
-    Returns the written files ``path`` with each suffix in ``formats``.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    order = ranks.sort_values("average_rank")
-    names, values = list(order["method"]), order["average_rank"].to_numpy()
-    m = len(names)
-    figure, axis = plt.subplots(figsize=(8, 1.6 + 0.32 * m), layout="constrained")
-    axis.set_xlim(m + 0.3, 0.7)  # rank 1 (best) on the right
-    axis.set_ylim(-(m + 1.5), 1.5)
-    axis.axhline(0, color="black", lw=1)
-    axis.set_xticks(range(1, m + 1))
-    axis.xaxis.tick_top()
-    axis.spines[["left", "right", "bottom"]].set_visible(False)
-    axis.set_yticks([])
-    for i, (name, value) in enumerate(zip(names, values, strict=True)):
-        y = -(i + 1)
-        axis.plot([value, value], [0, y], color="gray", lw=0.8)
-        axis.annotate(f"{name} ({value:.2f})", (value, y), xytext=(-4 if i < m / 2 else 4, 0),
-                      textcoords="offset points", va="center",
-                      ha="right" if i < m / 2 else "left")
-    groups = []
-    if np.isfinite(critical_difference):
-        for start in range(m):
-            end = start
-            while end + 1 < m and values[end + 1] - values[start] < critical_difference:
-                end += 1
-            if end > start and not any(s <= start and end <= e for s, e in groups):
-                groups.append((start, end))
-        for row, (start, end) in enumerate(groups):
-            y = -(m + 0.6 + 0.35 * row) if row < 3 else -(m + 1.4)
-            axis.plot([values[start] - 0.03, values[end] + 0.03], [y, y], color="black", lw=3)
-        axis.plot([1, 1 + critical_difference], [1.0, 1.0], color="black", lw=1.5)
-        axis.annotate(f"CD = {critical_difference:.2f}", (1 + critical_difference / 2, 1.0),
-                      xytext=(0, 4), textcoords="offset points", ha="center", va="bottom")
-    axis.set_title(title, pad=28)
-    written = []
-    path = Path(path)
-    for fmt in formats:
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format=fmt, dpi=150)
-        target = path.with_suffix(f".{fmt}")
-        write_atomic(target, buffer.getvalue())
-        written.append(target)
-    plt.close(figure)
-    return written
-
-
 def degradation_slopes(results: pd.DataFrame, metric: str = "I-AUROC", level: float = LEVEL
                        ) -> pd.DataFrame:
-    """Change of ``metric`` per doubling of k, per (dataset, method): the least-squares slope of
-    the cells' mean over categories against log2 k, one point per (k, seed)
-    (``scipy.stats.linregress``), with its two-sided t interval on n - 2 degrees of freedom.
+    """Change of ``metric`` per doubling of k, per (dataset, method).
+
+    The least-squares slope of the cells' mean over categories against log2 k, one point per
+    (k, seed) (``scipy.stats.linregress``), with its two-sided t interval on n - 2 degrees of
+    freedom.
 
     Returns:
         Columns ``dataset, method, metric, slope, ci_low, ci_high, n_points, k_min, k_max``;

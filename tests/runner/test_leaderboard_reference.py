@@ -1,17 +1,26 @@
-"""Published reference rows: loading, validation and their place in a rendered leaderboard."""
+"""Published reference rows: loading, validation, packaging and their place in a rendered
+leaderboard."""
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import io
+import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import tomllib
+import yaml
 
-from adbench.errors import ConfigError, UnknownNameError
+import adbench.runner
+from adbench.errors import ConfigError
 from adbench.runner import leaderboard
 from adbench.runner.commands import add_commands
-from adbench.runner.leaderboard import load_reference
+from adbench.runner.reference import load_reference, shipped_reference
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _frame(values, dataset="mvtec", k=15):
@@ -65,20 +74,60 @@ def test_reference_rows_are_shown_marked_and_never_ranked():
     assert r"Dinomaly (published) & 99.6 & 98.4 & 94.8 & 15 &" in latex
 
 
-def test_reference_file_errors_name_the_row(tmp_path):
+ROW = {"method": "X", "dataset": "d", "k": 3, "protocol": "p", "metrics": {"I-AUROC": 90},
+       "source": "S, Table 1"}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"metric": 1}, r"unknown key 'metric'; did you mean 'metrics'\?"),
+    ({"metrics": {"I-AUROC": 101}}, r"I-AUROC = 101 is not a percentage in \[0, 100\]"),
+    ({"metrics": {"I-AUROC": "high"}}, r"I-AUROC = 'high' is not a percentage"),
+    ({"metrics": {"AUC": 90}}, r"unknown metric 'AUC'"),
+    ({"metrics": {}}, r"'metrics' must map metric names"),
+    ({"k": "15"}, r"k must be int, got '15'"),
+    ({"k": 0}, r"k must be a positive number"),
+    ({"source": " "}, r"'source' must name the paper and table"),
+    ({"protocol": None}, r"missing 1 required positional argument: 'protocol'"),
+])
+def test_a_bad_reference_row_is_refused_naming_file_and_row(tmp_path, change, message):
+    good = dict(ROW, method="Good")
+    bad = {key: value for key, value in {**ROW, **change}.items() if value is not None}
     path = tmp_path / "ref.yaml"
-    row = "method: X\n    dataset: d\n    k: 3\n    protocol: p\n    source: S, Table 1\n"
-    path.write_text(f"rows:\n  - {row}    metrics: {{I-AUROC: 101}}\n")
-    with pytest.raises(ConfigError, match=r"row 0: I-AUROC = 101 is not a percentage"):
+    path.write_text(yaml.safe_dump({"rows": [good, bad]}))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))} row 1: .*{message}"):
         load_reference(path)
-    path.write_text(f"rows:\n  - {row}    metrics: {{AUC: 90}}\n")
-    with pytest.raises(UnknownNameError, match="AUC"):
-        load_reference(path)
-    path.write_text("rows:\n  - {method: X, dataset: d, k: 3, metrics: {I-AUROC: 90}}\n")
-    with pytest.raises(ConfigError, match=r"missing key.*protocol, source"):
-        load_reference(path)
+    path.write_text(yaml.safe_dump({"rows": [good]}))
+    assert list(load_reference(path)["method"]) == ["Good"]
+
+
+def test_reference_files_and_folders_that_are_not_rows_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="neither a YAML file nor a folder"):
         load_reference(tmp_path / "absent")
+    with pytest.raises(ConfigError, match=r"holds no \*\.yaml files"):
+        load_reference(tmp_path)
+    (tmp_path / "empty.yaml").write_text("rows: []\n")
+    with pytest.raises(ConfigError, match=r"empty.yaml: expected a non-empty list under 'rows:'"):
+        load_reference(tmp_path)
+    (tmp_path / "empty.yaml").write_text("rows:\n  - 3\n")
+    with pytest.raises(ConfigError, match=r"empty.yaml row 0: the top level must be a mapping"):
+        load_reference(tmp_path)
+
+
+def test_the_shipped_rows_are_package_data_found_through_importlib_resources(monkeypatch,
+                                                                           tmp_path):
+    folder = Path(str(shipped_reference()))
+    package = Path(adbench.runner.__file__).parent
+    assert folder.parent == package
+    names = sorted(p.name for p in folder.iterdir())
+    assert {"dinomaly.yaml", "realiad_variety.yaml"} <= set(names)
+    # every shipped file matches a package-data pattern, so a wheel carries it
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = data["package-data"]["adbench.runner"]
+    assert all(any(fnmatch.fnmatch(f"{folder.name}/{n}", p) for p in patterns) for n in names)
+    # the source tree's benchmarks/ folder plays no part: the rows load from anywhere
+    assert not (REPO / "benchmarks" / "reference").exists()
+    monkeypatch.chdir(tmp_path)
+    assert {"Dinomaly", "Dinomaly+"} <= set(load_reference()["method"])
 
 
 def test_cli_reference_flag():

@@ -1,5 +1,6 @@
 """`adbench.runner.stats`: intervals, paired tests, average ranks and the critical difference, and
-the degradation slope, against hand-computed values and textbook formulas."""
+the degradation slope, against hand-computed values and textbook formulas; the figures of
+`adbench.runner.plots` drawn from them."""
 
 from __future__ import annotations
 
@@ -7,18 +8,20 @@ import argparse
 import importlib
 import io
 import math
+from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
 
 from adbench.errors import ConfigError, UnknownNameError
+from adbench.runner.plots import plot_critical_difference
 from adbench.runner.stats import (
     average_ranks,
     confidence_intervals,
     degradation_slopes,
     paired_test,
-    plot_critical_difference,
 )
 
 
@@ -191,3 +194,20 @@ def test_cli_leaderboard_stats_and_the_ranks_diagram(tmp_path, monkeypatch, caps
     args = parser.parse_args(["plot", "ranks", str(tmp_path), "--format", "svg"])
     assert args.func(args) == 0
     assert (tmp_path / "plots" / "ranks_I-AUROC.svg").read_text().count("CD = ") == 1
+
+
+def test_drawing_leaves_the_users_matplotlib_backend_alone(tmp_path):
+    import adbench.runner.plots as plots
+
+    shipped = Path(__file__).resolve().parents[2] / "examples" / "scaling_results"
+    previous = matplotlib.get_backend()
+    matplotlib.use("svg")  # a choice of the user's (a notebook's inline backend, say), not Agg
+    try:
+        files = plots.plot_scaling(shipped, dataset="synthetic", save_dir=tmp_path,
+                                   formats=["png"])
+        files += plots.plot_ranks(shipped, metric="mAD", save_dir=tmp_path, formats=["png"])
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(previous)
+    assert [f.name for f in files] == ["scaling_synthetic_I-AUROC.png", "ranks_mAD.png"]
+    assert all(f.read_bytes()[:4] == b"\x89PNG" for f in files)
