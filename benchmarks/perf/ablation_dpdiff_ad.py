@@ -10,26 +10,25 @@ data order), and the two scoring variants re-score the trained full model:
 - ``no_ot``: no L_OT term (the global prototypes keep their k-means start).
 - ``reconstruction_only``: the full model scored by 1 - cos(F, F_hat) alone.
 - ``prototype_only``: the full model scored by the nearest-local-prototype distance alone.
-- ``naive``: the mean-image detector on the same data (`adbench.data.naive`), for scale.
+- ``naive``: the mean-image detector on the same data (`adbench.baselines.naive`), for scale.
 
 The table gives mean +- std over seeds of the macro-mean image and pixel AUROC.
 
-    python benchmarks/perf/ablation_dpdiff_ad.py                     # k = 8, 32; seeds 0-2
-    python benchmarks/perf/ablation_dpdiff_ad.py --k 4 --seeds 0 --steps 20 --out /tmp/abl
+    python -m benchmarks.perf.ablation_dpdiff_ad                     # k = 8, 32; seeds 0-2
+    python -m benchmarks.perf.ablation_dpdiff_ad --k 4 --seeds 0 --steps 20 --out runs/ablation
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from results_file import write_results
+from benchmarks.perf.common import quiet
+from benchmarks.perf.results_file import RESULTS, write_results
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
 NO_OT = {"loss.ot": 0.0}
 TRAINED: dict[str, dict[str, Any]] = {
     "full": {},
@@ -55,7 +54,7 @@ def _means(table: Any) -> dict[str, float]:
 def run_seed(root: Path, k: int, seed: int, steps: int | None) -> list[dict[str, Any]]:
     """Every variant on the k-category data in ``root`` with one seed: rows of macro means."""
     import adbench
-    from adbench.data.naive import mean_image_auroc
+    from adbench.baselines.naive import mean_image_auroc
 
     datamodule = adbench.UnifiedDataModule(adbench.load_index("synthetic", root), image_size=64,
                                            batch_size=8, seed=seed)
@@ -119,7 +118,7 @@ def main() -> None:
 
     import adbench
 
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    quiet()
     rows, started = [], time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for k in args.k:

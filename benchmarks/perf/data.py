@@ -7,27 +7,23 @@
    (the resized cache that makes Real-IAD Variety's ~16 MP images usable).
 3. ``synth``: `make_synthetic` time for 8 categories x (20 train + 20 test) at 64 px.
 
-    python benchmarks/perf/data.py                       # writes benchmarks/results/data.{json,md}
-    python benchmarks/perf/data.py --large-side 4096 --large-count 64
+    python -m benchmarks.perf.data                       # writes benchmarks/results/data.{json,md}
+    python -m benchmarks.perf.data --large-side 4096 --large-count 64
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
-from results_file import write_results
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+from benchmarks.perf.results_file import RESULTS, write_tables
 
 
 def write_large_images(root: Path, count: int, side: int) -> None:
@@ -73,20 +69,18 @@ def main() -> None:
     from adbench.data import load_index, make_synthetic, prepare_cache
 
     rows: list[dict[str, Any]] = []
+
+    def record(task: str, data: str, workers: int, seconds: float | None, rate: float) -> None:
+        rows.append({"task": task, "data": data, "workers": workers, "seconds": seconds,
+                     "images_per_s": rate})
+        print(rows[-1], flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         start = time.perf_counter()
         make_synthetic(tmp / "synth64", 8, image_size=64, n_train=20, n_test=20)
         elapsed = time.perf_counter() - start
-        rows.append(
-            {
-                "task": "synth",
-                "data": "8 cat x 40 img @ 64 px",
-                "workers": 0,
-                "seconds": elapsed,
-                "images_per_s": 320 / elapsed,
-            }
-        )
+        record("synth", "8 cat x 40 img @ 64 px", 0, elapsed, 320 / elapsed)
         synthetic = make_synthetic(
             tmp / "synth", args.synthetic_categories, image_size=args.size, n_train=32, n_test=4
         )
@@ -99,49 +93,17 @@ def main() -> None:
         }
         for name, index in sources.items():
             for workers in args.workers:
-                rate = loader_rate(index, workers, args.size, 16, args.epochs)
-                rows.append(
-                    {
-                        "task": "loader",
-                        "data": name,
-                        "workers": workers,
-                        "seconds": None,
-                        "images_per_s": rate,
-                    }
-                )
-                print(rows[-1], flush=True)
+                record("loader", name, workers, None,
+                       loader_rate(index, workers, args.size, 16, args.epochs))
         for workers in sorted({max(w, 1) for w in args.workers}):  # 0 workers: in-process = 1
             out = tmp / f"cache{workers}"
             result = prepare_cache(
                 tmp / "large", "folder", out=out, size=args.size, workers=workers, progress=False
             )
-            rows.append(
-                {
-                    "task": "prepare",
-                    "data": f"JPEG {args.large_side} px -> {args.size}",
-                    "workers": workers,
-                    "seconds": result.seconds,
-                    "images_per_s": result.total / result.seconds,
-                }
-            )
-            print(rows[-1], flush=True)
+            record("prepare", f"JPEG {args.large_side} px -> {args.size}", workers,
+                   result.seconds, result.total / result.seconds)
             shutil.rmtree(out)
-    write(rows, args.out)
-
-
-def write(rows: list[dict[str, Any]], out: Path) -> None:
-    """Print the table and write ``out``.json and ``out``.md."""
-    import pandas as pd
-    import torch
-
-    header = (
-        f"adbench data benchmark, {date.today()}, {platform.processor() or platform.machine()}"
-        f", {os.cpu_count()} CPUs, torch {torch.__version__}"
-    )
-    table = pd.DataFrame(rows).to_markdown(index=False, floatfmt=".1f")
-    print(f"{header}\n\n{table}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_results(out, {"header": header, "rows": rows}, f"{header}\n\n{table}")
+    write_tables(args.out, "adbench data benchmark", {"rows": rows}, floatfmt=".1f")
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ On CUDA the results go to ``benchmarks/results/gpu_check.{json,md}``. Without CU
 sweep, each paper architecture at a reduced resolution for 1 step, DDP skipped) and the results
 go to ``runs/gpu_check_dry/``, never to ``benchmarks/results``. Exit code 1 if a step failed.
 
-    python benchmarks/perf/gpu_check.py --budget-s 600                 # on a GPU machine
-    python benchmarks/perf/gpu_check.py --dry-run --methods naive mddnet
+    python -m benchmarks.perf.gpu_check --budget-s 600                 # on a GPU machine
+    python -m benchmarks.perf.gpu_check --dry-run --methods naive mddnet
 """
 
 from __future__ import annotations
@@ -42,10 +42,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from results_file import write_results
+import torch
 
-REPO = Path(__file__).resolve().parents[2]
-RESULTS = REPO / "benchmarks" / "results"
+from benchmarks.perf import common
+from benchmarks.perf.results_file import REPO, RESULTS, write_results
+
 CONTRACT = "tests/methods/test_contract.py"
 PASSED, FAILED = "passed", "failed"
 SKIPPED_BUDGET = "skipped: budget"
@@ -135,16 +136,6 @@ def relative(text: str) -> str:
     return text.replace(f"{REPO}{os.sep}", "")
 
 
-def has_preset(name: str, preset: str) -> bool:
-    """Whether method ``name`` is registered and has ``preset``."""
-    from adbench.registry import get_method_spec
-
-    try:
-        return preset in get_method_spec(name).presets
-    except Exception:  # an unknown method has no preset
-        return False
-
-
 # -- step 1: the contract ----------------------------------------------------------------------
 def contract_targets(methods: list[str] | None) -> list[str]:
     """The whole contract file, or the contract tests of ``methods``."""
@@ -174,20 +165,6 @@ def contract(mode: Mode, methods: list[str] | None, work: Path, timeout: float) 
 
 
 # -- steps 2 and 4: runner sweeps ------------------------------------------------------------
-def tiny_sweep(methods: list[str], work: Path, trainer: dict[str, Any], k: int = 2
-               ) -> dict[str, Any]:
-    """A sweep of ``methods``' tiny presets on k synthetic categories of 32 px."""
-    return {
-        "name": "gpu_check",
-        "methods": [{"name": name, "preset": "tiny"} for name in methods],
-        "datasets": [{"format": "synthetic", "root": str(work / "data"),
-                      "synthetic": {"n_categories": k, "image_size": 32, "n_train": 8,
-                                    "n_test": 8, "seed": 0}}],
-        "categories": [k], "seeds": [0], "image_size": 32, "trainer": trainer,
-        "launcher": {"name": "local"},
-    }
-
-
 def run_cells(sweep: dict[str, Any], out: Path) -> dict[str, Any]:
     """Run ``sweep`` from scratch into ``out``; any failed cell fails the step."""
     from adbench.runner import run_sweep
@@ -204,16 +181,15 @@ def run_cells(sweep: dict[str, Any], out: Path) -> dict[str, Any]:
 
 def sweep_step(mode: Mode, methods: list[str], work: Path) -> dict[str, Any]:
     """Step 2: the tiny presets of ``methods`` (naive if none has one), through the runner."""
-    tiny = [name for name in methods if has_preset(name, "tiny")] or ["naive"]
+    tiny = common.with_preset("tiny", methods) or ["naive"]
     trainer = {"accelerator": "cpu" if mode.dry else "gpu", "devices": 1,
                "max_epochs": mode.epochs}
-    return run_cells(tiny_sweep(tiny, work, trainer), work / "sweep")
+    sweep = common.tiny_sweep("gpu_check", tiny, work / "data", [2], trainer)
+    return run_cells(sweep, work / "sweep")
 
 
 def visible_gpus(mode: Mode) -> int:
     """GPUs the check may use (none in a dry run)."""
-    import torch
-
     return 0 if mode.dry else torch.cuda.device_count()
 
 
@@ -226,81 +202,11 @@ def ddp_step(mode: Mode, method: str, work: Path) -> dict[str, Any]:
                 "gpus": gpus}
     trainer = {"accelerator": "gpu", "devices": gpus, "strategy": "ddp",
                "max_epochs": mode.epochs}
-    return {"gpus": gpus, **run_cells(tiny_sweep([method], work, trainer), work / "ddp")}
+    sweep = common.tiny_sweep("gpu_check", [method], work / "data", [2], trainer)
+    return {"gpus": gpus, **run_cells(sweep, work / "ddp")}
 
 
 # -- step 3: the paper architectures -----------------------------------------------------------
-def step_timer() -> Any:
-    """A Lightning callback keeping the seconds of every training and predict batch (``train``,
-    ``test``), synchronised with the GPU."""
-    import lightning as L
-    import torch
-
-    class StepTimer(L.Callback):
-        def __init__(self) -> None:
-            self.train: list[float] = []
-            self.test: list[float] = []
-            self.started = 0.0
-
-        def start(self) -> None:
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            self.started = time.perf_counter()
-
-        def stop(self, into: list[float]) -> None:
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            into.append(time.perf_counter() - self.started)
-
-        def on_train_batch_start(self, *args: Any) -> None:
-            self.start()
-
-        def on_train_batch_end(self, *args: Any) -> None:
-            self.stop(self.train)
-
-        def on_predict_batch_start(self, *args: Any) -> None:
-            self.start()
-
-        def on_predict_batch_end(self, *args: Any) -> None:
-            self.stop(self.test)
-
-    return StepTimer()
-
-
-def random_datamodule(k: int, image_size: int, batch_size: int, train_batches: int,
-                      test_batches: int) -> Any:
-    """A datamodule of random images in [0, 1] with k named categories (their ids cycle)."""
-    import lightning as L
-    import torch
-    from torch.utils.data import DataLoader
-
-    from adbench.batch import Batch
-
-    def batches(count: int, offset: int) -> list[Batch]:
-        generator = torch.Generator().manual_seed(offset)
-        made = []
-        for i in range(offset, offset + count):
-            index = torch.arange(i * batch_size, (i + 1) * batch_size)
-            made.append(Batch(torch.rand(batch_size, 3, image_size, image_size,
-                                         generator=generator),
-                              torch.zeros(batch_size, 1, image_size, image_size),
-                              torch.zeros(batch_size, dtype=torch.int64), index % k, index))
-        return made
-
-    class RandomImages(L.LightningDataModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.categories = [f"category{i}" for i in range(k)]
-
-        def train_dataloader(self) -> DataLoader:
-            return DataLoader(batches(train_batches, 0), batch_size=None)
-
-        def predict_dataloader(self) -> DataLoader:
-            return DataLoader(batches(test_batches, train_batches), batch_size=None)
-
-    return RandomImages()
-
-
 def class_aware(name: str) -> bool:
     """Whether the paper architecture of ``name`` is sized by the number of categories."""
     from adbench.config import num_classes_fields
@@ -320,8 +226,6 @@ def paper_overrides(mode: Mode, name: str) -> dict[str, Any]:
 def measure_paper(mode: Mode, name: str, k: int | None) -> dict[str, Any]:
     """Build ``name``'s paper architecture with random weights, train ``mode.train_steps``
     steps and score one test batch (after one warm-up batch on the GPU) through Lightning."""
-    import torch
-
     import adbench
 
     cuda = mode.device == "cuda"
@@ -333,22 +237,19 @@ def measure_paper(mode: Mode, name: str, k: int | None) -> dict[str, Any]:
         method = adbench.create(name, "paper", random_weights=True, seed=0, num_classes=k,
                                 **paper_overrides(mode, name))
     size, batch = method.config.data.image_size, method.config.data.batch_size
-    timer = step_timer()
-    data = random_datamodule(k or 1, size, batch, mode.train_steps, 1 + cuda)
+    data = common.random_datamodule(k or 1, size, batch, mode.train_steps, 1 + cuda)
     options = {"precision": "32-true"} if mode.dry else {}  # on the GPU: the preset's
-    trainer = adbench.fit(method, data, max_steps=mode.train_steps, max_epochs=1,
-                          accelerator=mode.device, devices=1, enable_progress_bar=False,
-                          callbacks=[timer], limit_val_batches=0, **options)
-    trainer.predict(method, datamodule=data, return_predictions=False)
-    train = timer.train[1:] if len(timer.train) > 1 else timer.train  # the first step warms up
-    test = timer.test[1:] if cuda else timer.test
-    row = {"image_size": size, "batch_size": batch, "train_steps": len(timer.train),
-           "precision": str(trainer.precision),
-           "params_M": round(sum(p.numel() for p in method.parameters()) / 1e6, 2),
+    timed = common.timed_fit(method, data, mode.train_steps, mode.device, predict=True,
+                             **options)
+    train = timed.train[1:] if len(timed.train) > 1 else timed.train  # the first step warms up
+    test = timed.test[1:] if cuda else timed.test
+    row = {"image_size": size, "batch_size": batch, "train_steps": len(timed.train),
+           "precision": str(timed.trainer.precision),
+           "params_M": round(common.parameters_M(method), 2),
            "train_img_s": round(batch * len(train) / sum(train), 2),
            "test_img_s": round(batch * len(test) / sum(test), 2),
            "peak_gpu_MiB": round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None}
-    del method, trainer
+    del method, timed
     gc.collect()
     return row
 
@@ -379,13 +280,12 @@ def paper_step(mode: Mode, methods: list[str], budget: Budget) -> dict[str, Any]
 # -- the report ----------------------------------------------------------------------------------
 def environment(mode: Mode) -> dict[str, Any]:
     """Device name, torch and CUDA versions."""
-    import torch
+    from adbench.provenance import environment as captured
 
+    env = captured()
     return {"mode": "dry run (CPU)" if mode.dry else "GPU check",
-            "device": torch.cuda.get_device_name() if not mode.dry else "cpu",
-            "gpus": torch.cuda.device_count() if torch.cuda.is_available() else 0,
-            "torch": torch.__version__, "cuda": torch.version.cuda,
-            "cpu_threads": torch.get_num_threads()}
+            "device": "cpu" if mode.dry else env["gpus"][0], "gpus": len(env["gpus"]),
+            "torch": torch.__version__, "cuda": env["cuda"], "cpu_threads": torch.get_num_threads()}
 
 
 def markdown(data: dict[str, Any]) -> str:
@@ -409,22 +309,6 @@ def markdown(data: dict[str, Any]) -> str:
 
 
 # -- the command ---------------------------------------------------------------------------------
-def quiet() -> None:
-    """Keep Lightning's per-fit messages (accelerator lines, budget reached, the by-design
-    warnings of methods without an optimiser or a validation split) out of the output."""
-    import logging
-
-    from adbench.quiet import quiet_third_party
-
-    quiet_third_party()
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    for message in (r"The `srun` command", r"You defined a `validation_step`",
-                    r"`LightningModule.configure_optimizers` returned `None`",
-                    r"`training_step` returned `None`"):
-        warnings.filterwarnings("ignore", message=message)
-
-
 def check(mode: Mode, methods: list[str] | None, budget: Budget, work: Path,
           ddp_method: str) -> dict[str, Any]:
     """Run the four steps in order and return the results."""
@@ -486,8 +370,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run the check, print and write the results; 1 if a step failed."""
     args = parse_args(argv)
     budget = Budget(args.budget_s)
-    import torch
-
     mode = make_mode(args, torch.cuda.is_available())
     runs = REPO / "runs"
     out = (args.out or (runs / "gpu_check_dry" if mode.dry else RESULTS)).resolve()
@@ -495,13 +377,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"a dry run does not write to {RESULTS}: choose another --out")
     if mode.dry and not args.dry_run:
         print("no CUDA device: dry run on the CPU", flush=True)
-    quiet()
+    common.quiet()
     work = (args.work or (out / "work" if mode.dry else runs / "gpu_check")).resolve()
     work.mkdir(parents=True, exist_ok=True)
     data = check(mode, args.methods, budget, work, args.ddp_method)
     text = markdown(data)
     print("\n" + text)
-    out.mkdir(parents=True, exist_ok=True)
     write_results(out / "gpu_check", data, text)
     print(f"wrote {out / 'gpu_check'}.json and .md")
     return int(any(step["status"] == FAILED for step in data["steps"]))

@@ -14,25 +14,18 @@ and the final scoring.
 ``--paper-weights none`` times the paper architecture (SD v1.4 VAE + UNet, DINO ViT-B/8) with
 random weights where the pretrained ones are not available; the prompt embedding is then random.
 
-    python benchmarks/perf/methods_glad.py --k 1 15 60 160
-    python benchmarks/perf/methods_glad.py --presets paper --device cuda --precision bf16 --k 15
+    python -m benchmarks.perf.methods_glad --k 1 15 60 160
+    python -m benchmarks.perf.methods_glad --presets paper --device cuda --precision bf16 --k 15
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
-import subprocess
-import sys
-import time
-from datetime import date
-from pathlib import Path
 from typing import Any
 
-from results_file import write_results
+import torch
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+from benchmarks.perf import common
 
 # Stable Diffusion v1.4 architectures (the diffusers configs of the published weights)
 SD_UNET = {"sample_size": 64, "in_channels": 4, "out_channels": 4, "cross_attention_dim": 768,
@@ -46,7 +39,6 @@ SD_VAE = {"in_channels": 3, "out_channels": 3, "latent_channels": 4, "sample_siz
 
 def random_paper_components() -> None:
     """Make the paper preset build SD-architecture networks with random weights (timing only)."""
-    import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     from adbench.methods.glad import networks
@@ -63,42 +55,19 @@ def random_paper_components() -> None:
 def build(k: int, preset: str = "tiny", **overrides: Any) -> Any:
     """GLAD of ``preset`` that sees ``k`` categories, every other one measured as stationary
     (as a Trainer's datamodule would name them)."""
-    from adbench.registry import create
+    import adbench
 
-    method = create("glad", preset=preset, **overrides)
+    method = adbench.create("glad", preset, **overrides)
     names = [f"category_{i:03d}" for i in range(k)]
     method.datamodule_categories = lambda: names
     method.stationarity = {name: float(i % 2) for i, name in enumerate(names)}
     return method
 
 
-def _sync(device: str) -> None:
-    import torch
-
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def _timed(fn: Any, repeats: int, device: str) -> float:
-    """Seconds per call of ``fn`` after one warm-up call."""
-    fn()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - start) / repeats
-
-
-def measure(preset: str, k: int, batch_size: int, steps: int, device: str, precision: str,
-            weights: str) -> dict[str, Any]:
+def measure(preset: str, k: int, batch_size: int | None, steps: int, device: str,
+            precision: str, weights: str) -> dict[str, Any]:
     """One (preset, k) measurement; run in a fresh process so peak memory is its own."""
-    import resource
-
-    import torch
-
-    from adbench.batch import Batch
-
+    batch_size = batch_size or (16 if preset == "tiny" else 1 if device == "cpu" else 8)
     overrides: dict[str, Any] = {}
     if preset == "paper" and weights == "none":
         random_paper_components()
@@ -107,126 +76,56 @@ def measure(preset: str, k: int, batch_size: int, steps: int, device: str, preci
     method = build(k, preset, **overrides).to(device)
     model = method.model
     size = method.config.data.image_size
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    autocast = torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None)
-    scaler = torch.amp.GradScaler(device, enabled=precision == "fp16")
     optim = method.config.optim
     optimizer = torch.optim.AdamW([p for p in method.parameters() if p.requires_grad],
                                   lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
-    method.log = lambda *args, **kwargs: None  # no trainer attached: skip logging
-    batch = Batch(torch.rand(batch_size, 3, size, size), torch.zeros(batch_size, 1, size, size),
-                  torch.zeros(batch_size, dtype=torch.int64),
-                  torch.arange(batch_size, dtype=torch.int64) % k,
-                  torch.arange(batch_size, dtype=torch.int64)).to(device)
-
-    def train_step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast:
-            loss = method.training_step(batch, 0)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
+    batch = common.random_batch(batch_size, size, k).to(device)
+    train_step = common.training_step(method, batch, optimizer, device, precision)
+    cast = common.autocast(device, precision)
     z0 = model.codec.encode(batch.image)
     t = torch.full((batch_size,), method.config.sampler.t_max, device=device)
 
     def unet_pass() -> None:
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), cast:
             model.denoiser(z0, t, guided=True)
 
     def ads_check() -> None:
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), cast:
             model.ads_discrepancy(z0, z0)
 
     names = method.datamodule_categories()
-    categories = [names[i] for i in batch.category.tolist()]
+    infer = common.inference_step(method, batch.image, device, precision,
+                                  [names[i] for i in batch.category.tolist()])
 
-    def infer() -> None:
-        with torch.no_grad(), autocast:
-            method(batch.image, categories)
-
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    method.train()
-    train_s = _timed(train_step, steps, device)
-    method.eval()
-    unet_s = _timed(unet_pass, steps, device)
-    ads_s = _timed(ads_check, steps, device)
-    method.reset_stop_steps()
-    infer_s = _timed(infer, steps, device)
+    method.reset_stop_steps()  # only inference counts them
+    speed = common.train_and_infer_speed(method, train_step, infer, steps, device, batch_size)
+    unet_s = common.seconds_per_call(unet_pass, steps, device)
+    ads_s = common.seconds_per_call(ads_check, steps, device)
     histogram = method.stop_step_histogram()
     counts = sum(histogram.values())
     return {
         "preset": preset, "k": k, "image_size": size, "batch_size": batch_size,
         "device": device, "precision": precision,
-        "params_M": sum(p.numel() for p in method.parameters()) / 1e6,
-        "trainable_M": sum(p.numel() for p in method.parameters() if p.requires_grad) / 1e6,
-        "train_img_s": batch_size / train_s,
-        "infer_img_s": batch_size / infer_s,
+        "params_M": common.parameters_M(method),
+        "trainable_M": common.parameters_M(method, trainable=True),
+        **speed,
         "unet_pass_ms": 1e3 * unet_s,
         "ads_check_ms": 1e3 * ads_s,
         "mean_stop_step": sum(t * c for t, c in histogram.items()) / max(counts, 1),
         "stop_steps": json.dumps(histogram),
         "stats_MB": sum(b.numel() * b.element_size()
                         for b in method.stationarity_stats.buffers()) / 2**20,
-        "peak_rss_GB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-        "peak_gpu_GB": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
+        **common.peak_memory(device),
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--presets", nargs="+", default=["tiny"])
-    parser.add_argument("--k", nargs="+", type=int, default=[1, 15, 60, 160])
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="default: 16 for tiny, 1 for paper on CPU, 8 on GPU")
-    parser.add_argument("--steps", type=int, default=3, help="timed repeats after one warm-up")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser = common.cost_parser(__doc__.split("\n")[0], "methods_glad", ["tiny"],
+                                "default: 16 for tiny, 1 for paper on CPU, 8 on GPU")
     parser.add_argument("--paper-weights", default="pretrained", choices=("pretrained", "none"),
                         help="'none' times the paper architecture with random weights")
-    parser.add_argument("--out", type=Path, default=RESULTS / "methods_glad")
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: PRESET:K in a subprocess
     args = parser.parse_args()
-    if args.one:
-        preset, k = args.one.rsplit(":", 1)
-        default = 16 if preset == "tiny" else (1 if args.device == "cpu" else 8)
-        row = measure(preset, int(k), args.batch_size or default, args.steps, args.device,
-                      args.precision, args.paper_weights)
-        print(json.dumps(row))
-        return
-    rows = []
-    for preset in args.presets:
-        for k in args.k:
-            cmd = [sys.executable, __file__, "--one", f"{preset}:{k}", "--steps", str(args.steps),
-                   "--device", args.device, "--precision", args.precision,
-                   "--paper-weights", args.paper_weights]
-            if args.batch_size:
-                cmd += ["--batch-size", str(args.batch_size)]
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode != 0:
-                lines = done.stderr.strip().splitlines() or ["(no output)"]
-                rows.append({"preset": preset, "k": k, "error": lines[-1]})
-            else:
-                rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            print(rows[-1], flush=True)
-    write(rows, args.out)
-
-
-def write(rows: list[dict[str, Any]], out: Path) -> None:
-    """Print a Markdown table and save it with the raw rows (JSON) under ``out``."""
-    import pandas as pd
-    import torch
-
-    frame = pd.DataFrame(rows)
-    header = (f"GLAD cost vs k, measured {date.today()} on "
-              f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads), "
-              f"torch {torch.__version__}, "
-              f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}.")
-    table = frame.to_markdown(index=False, floatfmt=".3g")
-    print(f"\n{header}\n\n{table}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_results(out, {"header": header, "rows": rows}, f"{header}\n\n{table}")
+    common.measure_cost(measure, args, "GLAD cost vs k", weights=args.paper_weights)
 
 
 if __name__ == "__main__":

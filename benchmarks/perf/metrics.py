@@ -12,7 +12,7 @@ categories with their own score scales) go through:
 Each tool runs in a forked child process, so its peak extra memory (the rise of the peak resident
 set size over the child's start) is its own. Prints a table and writes JSON and Markdown.
 
-    python benchmarks/perf/metrics.py --maps 200 2000 --out benchmarks/results/metrics
+    python -m benchmarks.perf.metrics --maps 200 2000 --out benchmarks/results/metrics
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ import argparse
 import multiprocessing as mp
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from results_file import write_results
 
 from adbench.metrics import evaluate
+from benchmarks.perf.results_file import RESULTS, write_results
 
 PIXEL_METRICS = ("P-AUROC", "P-AP", "P-F1max", "AUPRO")
 
@@ -70,13 +70,18 @@ def run_adbench(data: dict, mode: str) -> dict[str, dict[str, float]]:
     return frame.drop(index="mean")[list(PIXEL_METRICS)].to_dict("index")
 
 
+def by_category(data: dict) -> Iterator[tuple[str, np.ndarray]]:
+    """Each category's name and the positions of its maps, in order of first appearance."""
+    names = np.array(data["categories"])
+    for name in dict.fromkeys(data["categories"]):
+        yield name, np.flatnonzero(names == name)
+
+
 def run_anomalib(data: dict, batch_size: int = 32) -> dict[str, dict[str, float]]:
     from anomalib.metrics import AUPRO, AUROC
 
     results = {}
-    names = np.array(data["categories"])
-    for name in dict.fromkeys(data["categories"]):
-        chosen = np.flatnonzero(names == name)
+    for name, chosen in by_category(data):
         auroc = AUROC(fields=["anomaly_map", "gt_mask"])
         aupro = AUPRO(fields=["anomaly_map", "gt_mask"])
         for start in range(0, chosen.size, batch_size):
@@ -97,9 +102,7 @@ def run_adeval(data: dict) -> dict[str, dict[str, float]]:
     import adeval
 
     results = {}
-    names = np.array(data["categories"])
-    for name in dict.fromkeys(data["categories"]):
-        chosen = np.flatnonzero(names == name)
+    for name, chosen in by_category(data):
         maps = [data["maps"][i] for i in chosen]
         masks = [data["masks"][i] for i in chosen]
         auroc, _, aupro = adeval.auroc_aupr_aupro(maps, masks)
@@ -208,7 +211,7 @@ def main() -> None:
         "--tools", nargs="+", default=["adbench", "anomalib", "adeval"],
         help="which of adbench, anomalib, adeval to run",
     )  # fmt: skip
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/metrics"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "metrics")
     args = parser.parse_args()
     if "adeval" in args.tools:
         try:

@@ -1,6 +1,6 @@
-"""How every benchmark writes its results: ``<out>.json`` and ``<out>.md``, each stamped with
-the commit measured, the time and the machine's load average (a loaded machine gives pessimistic
-and noisy timings, so the load is part of the result)."""
+"""How every benchmark describes its machine and writes its results: ``<out>.json`` and
+``<out>.md``, each stamped with the commit measured, the time and the machine's load average (a
+loaded machine gives pessimistic and noisy timings, so the load is part of the result)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,20 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from adbench.io import write_atomic
+from adbench.provenance import environment
 
 REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def machine() -> str:
+    """``<CPU> (<n> cores, <t> threads), torch <version>, <GPUs or "no GPU">``."""
+    env = environment()
+    return (f"{env['cpu']} ({env['cpu_count']} cores, {torch.get_num_threads()} threads), "
+            f"torch {torch.__version__}, {', '.join(env['gpus']) or 'no GPU'}")
 
 
 def provenance() -> dict[str, Any]:
@@ -55,3 +66,24 @@ def write_results(out: Path, data: dict[str, Any], markdown: str) -> None:
     write_atomic(out.with_suffix(".json"),
                  json.dumps({**data, "provenance": stamp}, indent=1) + "\n")
     write_atomic(out.with_suffix(".md"), f"Measured at {describe(stamp)}.\n\n{markdown.strip()}\n")
+
+
+def write_tables(out: Path, title: str, tables: dict[str, list[dict[str, Any]]],
+                 floatfmt: str = ".3g") -> None:
+    """Print and write (`write_results`) rows as Markdown tables under a header naming the
+    machine.
+
+    The JSON holds ``header`` and each table's rows under its key (e.g. ``rows``); with several
+    tables, each non-empty one gets its key as a ``###`` heading in the Markdown.
+    """
+    import pandas as pd
+
+    header = f"{title}, measured {datetime.date.today()} on {machine()}."
+    parts = [header]
+    for key, rows in tables.items():
+        if rows:
+            table = pd.DataFrame(rows).to_markdown(index=False, floatfmt=floatfmt)
+            parts.append(f"### {key}\n\n{table}" if len(tables) > 1 else table)
+    text = "\n\n".join(parts)
+    print(f"\n{text}")
+    write_results(out, {"header": header, **tables}, text)

@@ -5,9 +5,9 @@ every ``*.json`` of the results folder and writes ``docs/performance.md``: one t
 measurement, setting, result) under the hardware and package versions of this machine and the
 date. When a GPU is visible, the method benchmark also runs on it (``methods_gpu.json``).
 
-    python benchmarks/perf/run_all.py                  # quick settings (minutes) -> results/quick
-    python benchmarks/perf/run_all.py --full           # the documented settings (hours on a CPU)
-    python benchmarks/perf/run_all.py --collect-only   # only rebuild the page from results/
+    python -m benchmarks.perf.run_all                  # quick settings (minutes) -> results/quick
+    python -m benchmarks.perf.run_all --full           # the documented settings (hours on a CPU)
+    python -m benchmarks.perf.run_all --collect-only   # only rebuild the page from results/
 """
 
 from __future__ import annotations
@@ -22,11 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from results_file import describe
+from benchmarks.perf.results_file import REPO, RESULTS, describe
 
-PERF = Path(__file__).resolve().parent
-RESULTS = PERF.parent / "results"
-PAGE = PERF.parents[1] / "docs" / "performance.md"
+PAGE = REPO / "docs" / "performance.md"
 
 # script -> (quick arguments, full arguments); "--out" is added by `run`
 SETTINGS: dict[str, tuple[list[str], list[str]]] = {
@@ -53,7 +51,8 @@ def run(results: Path, full: bool, gpu: bool) -> None:
                                  "--out", str(results / "methods_gpu")]))
     for name, arguments in jobs:
         print(f"== {name} {' '.join(arguments)}", flush=True)
-        done = subprocess.run([sys.executable, str(PERF / f"{name}.py"), *arguments], check=False)
+        done = subprocess.run([sys.executable, "-m", f"benchmarks.perf.{name}", *arguments],
+                              cwd=REPO, check=False)
         if done.returncode != 0:
             print(f"!! {name} failed with exit code {done.returncode}", flush=True)
 
@@ -155,7 +154,7 @@ def collect(results: Path) -> tuple[list[Row], list[str]]:
 
 def hardware() -> dict[str, str]:
     """CPU, cores, memory, GPU and package versions of this machine, and today's date (UTC)."""
-    from adbench.runner.rundir import environment
+    from adbench.provenance import environment
 
     env = environment()
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
@@ -177,7 +176,7 @@ def render(rows: list[Row], sources: list[str], machine: dict[str, str], command
     gpu_note = ("GPU figures are the rows on `cuda`; the record of their file below names the "
                 "GPU and the date." if gpu_rows else "No GPU figures yet: run this script on a "
                 "machine with a GPU to add the method benchmark on `cuda`.")
-    gpu_note += (" On a GPU machine, `python benchmarks/perf/gpu_check.py --budget-s 600` also "
+    gpu_note += (" On a GPU machine, `python -m benchmarks.perf.gpu_check --budget-s 600` also "
                  "runs the method contract on CUDA, a tiny sweep, every paper architecture with "
                  "random weights (img/s and peak GPU memory) and a DDP cell, into "
                  "`benchmarks/results/gpu_check.md`.")
@@ -215,7 +214,7 @@ def main() -> None:
     parser.add_argument("--page", type=Path, default=PAGE, help="Markdown page to write")
     args = parser.parse_args()
     quick = not (args.full or args.collect_only)
-    results = args.results or (RESULTS / "quick" if quick else RESULTS)
+    results = (args.results or (RESULTS / "quick" if quick else RESULTS)).resolve()
     if not args.collect_only:
         import torch
 
@@ -223,7 +222,7 @@ def main() -> None:
         run(results, args.full, torch.cuda.is_available())
     flag = " --collect-only" if args.collect_only else " --full" if args.full else ""
     rows, sources = collect(results)
-    command = f"python benchmarks/perf/run_all.py{flag}"
+    command = f"python -m benchmarks.perf.run_all{flag}"
     args.page.write_text(render(rows, sources, hardware(), command))
     print(f"wrote {args.page} ({len(rows)} rows)")
 

@@ -6,8 +6,8 @@ writing its results. It is measured with a method whose fit and predict do almos
 this process and with one worker process per cell (the multi-GPU path). The quick-start part runs
 ``benchmarks/quickstart.yaml`` and reports each method's time and memory per cell.
 
-    python benchmarks/perf/runner.py                      # overhead only
-    python benchmarks/perf/runner.py --quickstart         # + the quick-start sweep (minutes)
+    python -m benchmarks.perf.runner                      # overhead only
+    python -m benchmarks.perf.runner --quickstart         # + the quick-start sweep (minutes)
 """
 
 from __future__ import annotations
@@ -17,57 +17,19 @@ import os
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from results_file import write_results
+from benchmarks.perf.common import tiny_sweep
+from benchmarks.perf.results_file import REPO, RESULTS, machine, write_results
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "results" / "runner.json"
-QUICKSTART = Path(__file__).resolve().parents[1] / "quickstart.yaml"
-
-if __name__ != "__main__":  # imported as a plugin by the runner: register the null method
-    from torch import Tensor, nn
-
-    import adbench
-    from adbench.batch import AnomalyOutput, Batch
-    from adbench.contract import AnomalyMethod, MethodConfig
-
-    @dataclass(frozen=True)
-    class NullConfig(MethodConfig):
-        """No settings."""
-
-    @adbench.method("perf_null", config=NullConfig, presets={"tiny": {
-        "data": {"image_size": 32, "batch_size": 8}, "trainer": {"max_epochs": 1},
-        "scoring": {"sigma": 0.0}}})
-    class NullMethod(AnomalyMethod):
-        """Scores every pixel by its mean intensity; one scalar parameter to train."""
-
-        config: NullConfig
-
-        def __init__(self, config: NullConfig) -> None:
-            super().__init__(config)
-            self.scale = nn.Parameter(torch.ones(()))
-
-        def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-            """A loss with a gradient and no work."""
-            return (self.scale - 1.0) ** 2
-
-        def forward(self, images: Tensor) -> AnomalyOutput:
-            """Maps (B, 1, H, W): mean over channels times the scale."""
-            return self.postprocess(self.scale * images.mean(1, keepdim=True), images.shape[-2:])
+QUICKSTART = REPO / "benchmarks" / "quickstart.yaml"
+NULL_METHOD = Path(__file__).resolve().with_name("null_method.py")  # registers ``perf_null``
 
 
-def _sweep(root: Path, isolate: bool | str, ks: list[int], seeds: list[int]) -> dict:
-    return {
-        "name": "perf", "methods": [{"name": "perf_null", "preset": "tiny"}],
-        "datasets": [{"format": "synthetic", "root": str(root),
-                      "synthetic": {"n_categories": max(ks), "image_size": 32, "n_train": 8,
-                                    "n_test": 8}}],
-        "categories": ks, "seeds": seeds, "checkpoints": True,
-        "trainer": {"accelerator": "cpu", "devices": 1},
-        "launcher": {"name": "local", "isolate": isolate}, "plugins": [__file__],
-    }
+def _sweep(root: Path, isolate: bool, ks: list[int], seeds: list[int]) -> dict:
+    return tiny_sweep("perf", ["perf_null"], root, ks, {"accelerator": "cpu", "devices": 1},
+                      seeds=seeds, checkpoints=True, plugins=[str(NULL_METHOD)],
+                      launcher={"name": "local", "isolate": isolate})
 
 
 def measure_overhead(work: Path, isolate: bool, ks: list[int], seeds: list[int]) -> dict:
@@ -142,18 +104,15 @@ def _markdown(result: dict) -> str:
 def main() -> None:
     """Measure, print a Markdown table, write JSON (and the table next to it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result file")
+    parser.add_argument("--out", type=Path, default=RESULTS / "runner.json",
+                        help="JSON result file")
     parser.add_argument("--cells", type=int, default=12, help="in-process cells (k x seeds)")
     parser.add_argument("--worker-cells", type=int, default=2, help="worker-process cells")
     parser.add_argument("--quickstart", action="store_true", help="also run the quick start")
     args = parser.parse_args()
     seeds = list(range(max(1, args.cells // 4)))
-    from adbench.runner.rundir import environment
-
-    env = environment()
-    result = {"machine": f"{env['cpu']}, {env['cpu_count']} CPUs, {torch.get_num_threads()} "
-                         f"torch threads, torch {torch.__version__}, load average "
-                         f"{os.getloadavg()[0]:.1f} at start", "overhead": []}
+    result = {"machine": f"{machine()}, load average {os.getloadavg()[0]:.1f} at start",
+              "overhead": []}
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         result["overhead"].append(measure_overhead(work, False, [1, 2, 3, 4], seeds))
@@ -164,7 +123,6 @@ def main() -> None:
             result["quickstart"] = measure_quickstart(work)
     text = _markdown(result)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     write_results(args.out.with_suffix(""), result, text)
 
 

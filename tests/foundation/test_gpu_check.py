@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from benchmarks.perf import gpu_check
+
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "benchmarks" / "perf" / "gpu_check.py"
 RESULTS = REPO / "benchmarks" / "results"
 STEPS = ["contract", "sweep", "paper", "ddp"]
 
@@ -21,8 +20,9 @@ STEPS = ["contract", "sweep", "paper", "ddp"]
 def dry_run(out: Path, *arguments: str) -> tuple[int, dict]:
     """Run the script's dry run into ``out``: (exit code, its JSON)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run([sys.executable, str(SCRIPT), "--dry-run", "--out", str(out),
-                           *arguments], cwd=REPO, env=env, capture_output=True, text=True,
+    command = [sys.executable, "-m", "benchmarks.perf.gpu_check", "--dry-run", "--out", str(out),
+               *arguments]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=600, check=False)
     path = out / "gpu_check.json"
     assert path.exists(), done.stdout[-3000:] + done.stderr[-3000:]
@@ -37,19 +37,6 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 def steps(data: dict) -> dict[str, dict]:
     return {step["step"]: step for step in data["steps"]}
-
-
-@pytest.fixture(scope="module")
-def gpu_check() -> ModuleType:
-    """The script as a module (its folder is not put on ``sys.path``: its ``runner.py`` would
-    shadow the runner test helpers)."""
-    modules = {}
-    for name in ("results_file", "gpu_check"):
-        spec = importlib.util.spec_from_file_location(name, SCRIPT.parent / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        modules[name] = sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(modules[name])
-    return modules["gpu_check"]
 
 
 @pytest.mark.slow
@@ -105,12 +92,12 @@ def test_a_tiny_budget_skips_the_steps_that_would_not_fit(tmp_path):
     assert by_name["ddp"]["status"] == "skipped" and by_name["ddp"]["reason"]
 
 
-def test_a_dry_run_refuses_to_write_into_the_benchmark_results(gpu_check):
+def test_a_dry_run_refuses_to_write_into_the_benchmark_results():
     with pytest.raises(SystemExit, match="does not write"):
         gpu_check.main(["--dry-run", "--budget-s", "0", "--out", str(RESULTS)])
 
 
-def test_a_failing_step_is_recorded_and_a_step_that_does_not_fit_is_skipped(gpu_check):
+def test_a_failing_step_is_recorded_and_a_step_that_does_not_fit_is_skipped():
     budget = gpu_check.Budget(60.0)
 
     def fail() -> dict:
@@ -125,7 +112,7 @@ def test_a_failing_step_is_recorded_and_a_step_that_does_not_fit_is_skipped(gpu_
     assert passed["status"] == "passed" and passed["ran"]
 
 
-def test_contract_targets_are_the_file_or_the_tests_of_the_chosen_methods(gpu_check):
+def test_contract_targets_are_the_file_or_the_tests_of_the_chosen_methods():
     assert gpu_check.contract_targets(None) == ["tests/methods/test_contract.py"]
     assert gpu_check.contract_targets(["naive"]) == [
         "tests/methods/test_contract.py::test_method_contract[naive]",

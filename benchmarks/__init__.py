@@ -1,0 +1,1 @@
+"""Benchmark sweeps (``*.yaml``), stored results (``results/``) and performance scripts."""
