@@ -76,7 +76,8 @@ def plan(source: str | Path | Mapping[str, Any], overrides: Mapping[str, Any] | 
 
 def run_sweep(source: str | Path | Mapping[str, Any], out: str | Path, *,
               overrides: Mapping[str, Any] | None = None, plugins: Sequence[str] = (),
-              fail_fast: bool = False, progress: bool = True, report: bool = True) -> SweepReport:
+              fail_fast: bool = False, progress: bool = True, verbose: bool = False,
+              report: bool = True) -> SweepReport:
     """Run every unfinished cell of a sweep into ``out`` and collect the results.
 
     Safe to re-run and to run concurrently on the same ``out``: finished cells are skipped,
@@ -88,7 +89,9 @@ def run_sweep(source: str | Path | Mapping[str, Any], out: str | Path, *,
         overrides: dotted keys patched over the sweep (``{"trainer.max_epochs": 1}``).
         plugins: Python files or modules to import first (they register methods).
         fail_fast: stop at the first failing cell (raises `CellFailed`).
-        progress: show progress bars.
+        progress: show the bar of cells, with the running cell's epoch and step.
+        verbose: show each cell's log messages (Lightning's, the method's) on the terminal too;
+            they always go to the cell's ``run.log``.
         report: write ``leaderboard.md`` and the scaling plots when cells have finished.
     """
     from adbench.runner.launchers import get_launcher
@@ -98,7 +101,7 @@ def run_sweep(source: str | Path | Mapping[str, Any], out: str | Path, *,
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "sweep.yaml", to_yaml(sweep))
     runtime = Runtime(num_workers=sweep.num_workers, checkpoints=sweep.checkpoints,
-                      plugins=sweep.plugins, progress=progress,
+                      plugins=sweep.plugins, progress=progress, verbose=verbose,
                       isolate=getattr(sweep.launcher, "isolate", "auto"))
     store = ResultStore(out)
     try:

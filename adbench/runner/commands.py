@@ -19,7 +19,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     report = run_sweep(args.sweep, out, overrides=overrides, plugins=args.plugin or (),
                        fail_fast=args.fail_fast, progress=not args.no_progress,
-                       report=not args.no_report)
+                       verbose=args.verbose, report=not args.no_report)
     print(report.summary())
     for path in report.files:
         if path.name == "leaderboard.md":
@@ -74,7 +74,10 @@ def add_commands(subparsers: Any) -> None:
                    help="import a Python file or module that registers methods (repeatable)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failing cell")
     p.add_argument("--dry-run", action="store_true", help="list the cells and their status")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also print each cell's log messages (Lightning's, the method's), which "
+                        "always go to its run.log")
     p.add_argument("--no-report", action="store_true",
                    help="do not write leaderboard.md and the scaling plots")
     p.set_defaults(func=_run)
@@ -95,7 +98,8 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--output", help="write to this file instead of printing")
     p.add_argument("--reference", nargs="?", const=True, default=None, metavar="PATH",
                    help="also show the published reference rows (a YAML file or folder; "
-                        "default: benchmarks/reference), marked '(published)', never ranked")
+                        "default: the rows shipped with adbench), marked '(published)', never "
+                        "ranked")
     p.add_argument("--stats", action="store_true",
                    help="95%% bootstrap intervals, paired Wilcoxon tests of the leader, the "
                         "degradation slope per doubling of k and the average ranks")

@@ -8,7 +8,6 @@ command line), and records either ``result.json`` or ``error.json``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
 import gc
@@ -18,7 +17,6 @@ import socket
 import subprocess
 import sys
 import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +25,13 @@ import yaml
 
 from adbench.errors import AdbenchError
 from adbench.io import write_atomic
+from adbench.quiet import cell_logs
 from adbench.runner import rundir
 from adbench.runner.schema import Cell
 
 FINISHED, SKIPPED, FAILED, BUSY = "finished", "skipped", "failed", "busy"
 RUNTIME = "runtime.json"
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,22 +42,31 @@ class Runtime:
         num_workers: DataLoader worker processes.
         checkpoints: keep Lightning's checkpoint of the trained method in the cell directory.
         plugins: modules or files to import first (they register methods).
-        progress: show Lightning's progress bar.
+        progress: show the cell's epoch and step (`adbench.runner.progress`): in ``callbacks``
+            given by the launcher, or in a bar of its own in a worker process. Lightning's own
+            progress bar is never shown in a sweep.
+        verbose: show the cell's log messages (Lightning's, the method's) on the terminal too;
+            they always go to its ``run.log`` (`adbench.quiet.cell_logs`).
         isolate: run each cell in a fresh worker process ("auto": only when it uses more than
             one device, since DDP ranks re-run the worker's command line).
         stale_after: seconds without a heartbeat after which another runner's lock is stale.
+        callbacks: Lightning callbacks added to the Trainer of a cell run in this process (not
+            passed on to worker processes or cluster jobs).
     """
 
     num_workers: int = 0
     checkpoints: bool = True
     plugins: tuple[str, ...] = ()
     progress: bool = True
+    verbose: bool = False
     isolate: bool | str = "auto"
     stale_after: float = rundir.STALE_AFTER_S
+    callbacks: tuple[Any, ...] = dataclasses.field(default=(), compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form."""
-        return {**dataclasses.asdict(self), "plugins": list(self.plugins)}
+        """JSON-safe form (without ``callbacks``)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != "callbacks"} | {"plugins": list(self.plugins)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Runtime:
@@ -96,10 +105,13 @@ def _attempt(cell: Cell, folder: Path, runtime: Runtime, fail_fast: bool) -> str
         status = _run_worker(folder)
     else:
         status = _run_here(cell, folder, runtime)
-    if status == FAILED and fail_fast:
+    if status == FAILED:
         error = rundir.read_json(folder / rundir.ERROR)
-        raise CellFailed(f"cell {cell.id} ({cell.label}, {cell.dataset}, k={cell.k}, "
-                         f"seed={cell.seed}) failed: {error['type']}: {error['message']}")
+        message = (f"cell {cell.id} ({cell.label}, {cell.dataset}, k={cell.k}, seed={cell.seed}) "
+                   f"failed: {error['type']}: {error['message']}")
+        if fail_fast:
+            raise CellFailed(message)
+        _log.error("%s (traceback in %s)", message, folder / rundir.ERROR)
     return status
 
 
@@ -132,7 +144,6 @@ def _run_worker(folder: Path) -> str:
 def record_error(folder: Path, err: BaseException) -> None:
     """Write ``error.json`` (type, message, traceback) for a failed attempt."""
     text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-    logging.getLogger("adbench.runner").error("cell failed:\n%s", text)
     _write_error(folder, type(err).__name__, str(err), text)
 
 
@@ -192,101 +203,33 @@ def global_rank() -> int:
     return int(getattr(rank_zero_only, "rank", 0))
 
 
-@contextlib.contextmanager
-def capture_logs(path: Path) -> Iterator[None]:
-    """Send log records and warnings of the block to ``path`` (``run.log``)."""
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    loggers = [logging.getLogger(), logging.getLogger("lightning.pytorch"),
-               logging.getLogger("lightning.fabric")]
-    for logger in loggers:
-        logger.addHandler(handler)
-    logging.captureWarnings(True)
-    try:
-        yield
-    finally:
-        logging.captureWarnings(False)
-        for logger in loggers:
-            logger.removeHandler(handler)
-        handler.close()
-
-
 def execute(cell: Cell, folder: Path, runtime: Runtime) -> dict[str, Any] | None:
     """Fit and evaluate ``cell``; on global rank 0 write its files and return its result.
+
+    Its log messages and warnings, and the traceback of a failure, go to its ``run.log`` (and
+    to the terminal only with ``runtime.verbose``).
 
     Raises whatever the data layer, the method or Lightning raise.
     """
     writes = global_rank() == 0
-    with capture_logs(folder / "run.log") if writes else contextlib.nullcontext():
-        return _execute(cell, folder, runtime, writes)
+    with cell_logs(folder / "run.log" if writes else None, runtime.verbose):
+        try:
+            return _execute(cell, folder, runtime, writes)
+        except Exception:
+            _log.exception("cell %s failed", cell.id)
+            raise
 
 
 def _execute(cell: Cell, folder: Path, runtime: Runtime, writes: bool) -> dict[str, Any] | None:
-    from adbench.config import from_dict
     from adbench.experiment import Experiment, run_experiment
-    from adbench.registry import get_method_spec
     from adbench.runner.datasets import load_dataset
     from adbench.runner.plugins import load_plugins
 
     load_plugins(runtime.plugins)
-    spec = get_method_spec(cell.method)
-    config = from_dict(spec.config, cell.config["method"]["config"], context=cell.label)
     index = load_dataset(cell.config["dataset"]).select(cell.categories)
-    if writes:
-        index.to_parquet(folder / "index.parquet")
-        rundir.write_json(folder / "environment.json", rundir.environment())
-    data = cell.config["data"]
-    experiment = Experiment(cell.method, config, index, seed=cell.seed,
-                            image_size=data["image_size"], batch_size=data["batch_size"],
-                            trainer=cell.config["trainer"], evaluation=cell.config["evaluation"],
-                            view_pooling=cell.config["view_pooling"],
-                            aupro_fpr_limit=cell.config["aupro_fpr_limit"],
-                            dataset=cell.dataset)
-    with rundir.PeakMemory() as memory:
-        outcome = run_experiment(experiment, folder, num_workers=runtime.num_workers,
-                                 checkpoints=runtime.checkpoints, progress=runtime.progress)
-    if not (writes and outcome.trainer.is_global_zero):
-        return None
-    metrics = outcome.table.to_frame()
-    write_atomic(folder / "metrics.csv", metrics.to_csv())
-    result = _record(cell, folder, outcome, metrics, index.frame)
-    result["memory"] = memory.as_dict()
-    rundir.write_json(folder / rundir.RESULT, result)
-    return result
-
-
-def _record(cell: Cell, folder: Path, outcome: Any, metrics: Any, frame: Any) -> dict[str, Any]:
-    """The content of ``result.json`` (without the memory section)."""
-    trainer, method, times = outcome.trainer, outcome.method, outcome.times
-    n_test = int((frame["split"] == "test").sum())
-    checkpoint = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-    return {
-        **{key: getattr(cell, key) for key in ("label", "method", "preset", "dataset", "k",
-                                               "seed")},
-        "cell_id": cell.id,
-        "categories": list(cell.categories),
-        "random_weights": bool(method.config.random_weights),
-        "metrics": {str(name): row.to_dict() for name, row in metrics.iterrows()},
-        "timings": {**times, "images_per_s": n_test / max(times["inference_s"], 1e-9),
-                    "n_train": int((frame["split"] == "train").sum()), "n_test": n_test},
-        "params": {"total": sum(p.numel() for p in method.parameters()),
-                   "trainable": sum(p.numel() for p in method.parameters() if p.requires_grad)},
-        "trainer": {"epochs": trainer.current_epoch, "global_step": trainer.global_step,
-                    "world_size": trainer.world_size,
-                    "device": str(trainer.strategy.root_device),
-                    "kwargs": _plain(outcome.trainer_options)},
-        "run_record": _plain(method.run_record()),
-        "protocol": outcome.protocol,
-        "checkpoint": os.path.relpath(checkpoint, folder) if checkpoint else None,
-        "finished_at": _now(),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-    }
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+    experiment = Experiment.from_record(cell.config, index, dataset=cell.dataset)
+    outcome = run_experiment(experiment, folder, num_workers=runtime.num_workers,
+                             checkpoints=runtime.checkpoints, progress=False,
+                             callbacks=runtime.callbacks,
+                             record={"cell_id": cell.id})
+    return outcome.result if writes and outcome.trainer.is_global_zero else None

@@ -62,9 +62,12 @@ class ResultStore:
         return _typed(pd.DataFrame(rows, columns=list(RESULT_COLUMNS)))
 
     def cells(self) -> pd.DataFrame:
-        """One row per cell directory: identity, status (finished/failed/running/incomplete),
-        timings, peak memory, parameter count, devices (``world_size`` processes, ``device_type``
-        "cpu", "cuda", ...) and the error message of a failed attempt."""
+        """One row per cell directory.
+
+        Identity, status (finished/failed/running/incomplete), timings, peak memory, parameter
+        count, devices (``world_size`` processes, ``device_type`` "cpu", "cuda", ...) and the
+        error message of a failed attempt.
+        """
         if not rundir.cells_dir(self.out).is_dir():
             return self._exported("cells")
         rows = []
@@ -75,8 +78,10 @@ class ResultStore:
         return _typed(pd.DataFrame(rows, columns=list(CELL_COLUMNS)))
 
     def protocols(self) -> list[dict]:
-        """The protocol card of each (dataset, k) of the finished cells, seeds merged:
-        ``[{"k": k, **card}]``; cards that differ in a ranked field are listed separately."""
+        """The protocol card of each (dataset, k) of the finished cells, seeds merged.
+
+        ``[{"k": k, **card}]``; cards that differ in a ranked field are listed separately.
+        """
         merged: dict[tuple, dict] = {}
         for result in self._finished():
             card = result.get("protocol")
@@ -90,10 +95,11 @@ class ResultStore:
         return sorted(merged.values(), key=lambda c: (c["dataset"], c["k"]))
 
     def write(self) -> dict[str, Path]:
-        """Write ``results.parquet``, ``results.csv``, ``cells.parquet``, ``cells.csv`` and
-        ``protocol.yaml`` (`protocols`).
+        """Write the run directory's result, cell and protocol files.
 
-        Nothing is written while the run directory has no cell folders yet.
+        ``results.parquet``, ``results.csv``, ``cells.parquet``, ``cells.csv`` and
+        ``protocol.yaml`` (`protocols`). Nothing is written while the run directory has no cell
+        folders yet.
         """
         paths: dict[str, Path] = {}
         if not rundir.cells_dir(self.out).is_dir():
@@ -190,6 +196,8 @@ def load_results(out: str | Path) -> pd.DataFrame:
 
 
 def load_cells(out: str | Path) -> pd.DataFrame:
-    """One row per cell of run directory ``out``: status, timings (s), peak memory (MiB), params,
-    devices."""
+    """One row per cell of run directory ``out``.
+
+    Status, timings (s), peak memory (MiB), params, devices.
+    """
     return ResultStore(out).cells()

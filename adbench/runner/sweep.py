@@ -20,22 +20,15 @@ Two rules fill method fields from the sweep:
 from __future__ import annotations
 
 import dataclasses
-import warnings
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from adbench.config import (
-    config_hash,
-    fill_num_classes,
-    from_dict,
-    load_yaml,
-    merge,
-    to_dict,
-    unflatten,
-)
+from adbench.config import config_hash, from_dict, load_yaml, merge, to_dict, unflatten
 from adbench.errors import AdbenchError, ConfigError
-from adbench.experiment import has_field, split_trainer_settings
+from adbench.experiment import layer_config, resolve
+from adbench.protocol import check_aupro_fpr_limit
 from adbench.runner.datasets import load_dataset
 from adbench.runner.launchers import parse_launcher
 from adbench.runner.schema import (
@@ -98,9 +91,10 @@ def _check(sweep: Sweep, context: str) -> None:
     for k in sweep.categories:
         if k != "all" and k < 1:
             raise ConfigError(f"{context}: categories: k must be >= 1 or 'all', got {k}")
-    if not 0 < sweep.aupro_fpr_limit <= 1:
-        raise ConfigError(f"{context}: aupro_fpr_limit must be in (0, 1], got "
-                          f"{sweep.aupro_fpr_limit}")
+    try:
+        check_aupro_fpr_limit(sweep.aupro_fpr_limit)
+    except ConfigError as err:
+        raise ConfigError(f"{context}: {err}") from err
     if sweep.num_workers < 0:
         raise ConfigError(f"{context}: num_workers must be >= 0, got {sweep.num_workers}")
     from adbench.metrics.objects import ViewPooling
@@ -143,24 +137,26 @@ def method_entries(sweep: Sweep) -> list[tuple[str, MethodEntry]]:
     A method without a ``label`` is labelled by its name, or ``name:preset`` when the sweep has
     several unlabelled entries of that name.
 
-    With ``all``, a method that lacks the sweep's preset or cannot be imported is left out with a
-    warning naming it (an explicitly listed method raises instead).
+    With ``all``, the methods that lack the sweep's preset or cannot be imported are left out,
+    named in one logged warning (``leaving out: a (no preset 'tiny'), ...``); an explicitly
+    listed method raises instead.
     """
     from adbench.registry import get_method_spec, list_methods
 
     if sweep.methods == "all":
-        entries = []
+        entries, left_out = [], []
         for name in list_methods():
             try:
                 spec = get_method_spec(name)
             except AdbenchError as err:
-                warnings.warn(f"methods: all: leaving out '{name}': {err}", stacklevel=2)
+                left_out.append(f"{name} (cannot be loaded: {err})")
                 continue
             if sweep.preset not in spec.presets:
-                warnings.warn(f"methods: all: leaving out '{name}': it has no preset "
-                              f"'{sweep.preset}'", stacklevel=2)
+                left_out.append(f"{name} (no preset '{sweep.preset}')")
                 continue
             entries.append(MethodEntry(name=name))
+        if left_out:
+            logging.getLogger(__name__).warning("leaving out: %s", ", ".join(left_out))
     else:
         entries = list(sweep.methods)
     presets = [entry.preset or sweep.preset for entry in entries]
@@ -178,47 +174,31 @@ def method_entries(sweep: Sweep) -> list[tuple[str, MethodEntry]]:
             for label, entry, preset in zip(labels, entries, presets, strict=True)]
 
 
-def _sweep_overrides(sweep: Sweep, config_cls: type) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split the sweep's settings into method-config overrides and Trainer keyword arguments."""
+def _settings(sweep: Sweep) -> dict[str, Any]:
+    """The sweep's training settings (``settings`` of `adbench.experiment.layer_config`)."""
     settings = dataclasses.asdict(sweep.trainer)
     if settings["precision"] is not None:
         settings["precision"] = str(settings["precision"])
     if isinstance(settings["devices"], tuple):
         settings["devices"] = list(settings["devices"])
-    overrides, trainer = split_trainer_settings(settings, config_cls)
-    if sweep.image_size is not None and has_field(config_cls, "data.image_size"):
-        overrides["data.image_size"] = sweep.image_size
-    return overrides, trainer
-
-
-def _resolve_method(sweep: Sweep, label: str, entry: MethodEntry) -> tuple[Any, dict[str, Any]]:
-    from adbench.registry import get_method_spec, resolve_config
-
-    spec = get_method_spec(entry.name)
-    overrides, trainer = _sweep_overrides(sweep, spec.config)
-    if entry.random_weights:
-        overrides["random_weights"] = True
-    overrides = merge(unflatten(overrides), unflatten(dict(entry.set)))
-    try:
-        config = resolve_config(entry.name, entry.preset or sweep.preset, overrides)
-    except ConfigError as err:
-        raise ConfigError(f"sweep '{sweep.name}', method '{label}': {err}") from err
-    return config, trainer
+    return {**settings, "image_size": sweep.image_size}
 
 
 def resolve_methods(sweep: Sweep) -> list[tuple[str, MethodEntry, Any, dict[str, Any]]]:
-    """(label, entry, resolved method config, Trainer kwargs) for each method of the sweep."""
-    return [(label, entry, *_resolve_method(sweep, label, entry))
-            for label, entry in method_entries(sweep)]
+    """(label, entry, method config, Trainer kwargs) per method, before any data is read.
 
-
-def _data_settings(sweep: Sweep, config: Any, label: str) -> dict[str, int]:
-    data = getattr(config, "data", None)
-    image_size = getattr(data, "image_size", None) or sweep.image_size
-    if image_size is None:
-        raise ConfigError(f"sweep '{sweep.name}': method '{label}' has no data.image_size; "
-                          "set image_size: ... in the sweep")
-    return {"image_size": int(image_size), "batch_size": int(getattr(data, "batch_size", 16))}
+    The configs' ``num_classes: 0`` fields are not filled yet (each cell fills them with its k).
+    """
+    methods = []
+    for label, entry in method_entries(sweep):
+        try:
+            config, trainer = layer_config(
+                entry.name, preset=entry.preset, settings=_settings(sweep),
+                overrides=entry.set, random_weights=entry.random_weights)
+        except ConfigError as err:
+            raise ConfigError(f"sweep '{sweep.name}', method '{label}': {err}") from err
+        methods.append((label, entry, config, trainer))
+    return methods
 
 
 def _k_values(sweep: Sweep, pool: list[str], name: str) -> list[int]:
@@ -236,8 +216,10 @@ def _k_values(sweep: Sweep, pool: list[str], name: str) -> list[int]:
 def expand(sweep: Sweep) -> list[Cell]:
     """All cells of ``sweep``, ordered by dataset, k, seed, method (small k first).
 
-    Reads each dataset's index once (the roots must exist; see `prepare_datasets`) and resolves
-    each method's config once, so a typo anywhere fails before any cell runs.
+    Resolves every method first (a typo fails before any dataset is read), then reads each
+    dataset's index once (the roots must exist; see `prepare_datasets`) and resolves each cell's
+    `Experiment` with `adbench.experiment.resolve`; its record, with the dataset entry, k and the
+    subset seed, is the cell's config, hashed into the cell id.
     """
     from adbench.data import CategorySubset
 
@@ -252,21 +234,19 @@ def expand(sweep: Sweep) -> list[Cell]:
                 subset_seed = seed if sweep.subset_seed is None else sweep.subset_seed
                 categories = tuple(sorted(CategorySubset(k, seed=subset_seed, nested=True)
                                           .names(index.categories)))
-                for label, entry, config, trainer in methods:
-                    config = fill_num_classes(config, k)
+                subset = index.select(categories)
+                for label, entry, _, _ in methods:
+                    experiment = resolve(
+                        entry.name, subset, preset=entry.preset, settings=_settings(sweep),
+                        overrides=entry.set, random_weights=entry.random_weights, seed=seed,
+                        evaluation=sweep.evaluation, view_pooling=sweep.view_pooling,
+                        aupro_fpr_limit=sweep.aupro_fpr_limit, dataset=name, label=label)
                     resolved = {
-                        "method": {"name": entry.name, "preset": entry.preset, "label": label,
-                                   "set": dict(entry.set), "config": to_dict(config)},
+                        **experiment.to_record(),
                         "dataset": to_dict(dataclasses.replace(dataset, name=name, synthetic=None)),
                         "k": k,
                         "categories": list(categories),
-                        "seed": seed,
                         "subset_seed": subset_seed,
-                        "data": _data_settings(sweep, config, label),
-                        "trainer": trainer,
-                        "evaluation": sweep.evaluation,
-                        "view_pooling": sweep.view_pooling,
-                        "aupro_fpr_limit": sweep.aupro_fpr_limit,
                     }
                     cells.append(Cell(config_hash(resolved), label, entry.name, entry.preset,
                                       name, k, seed, categories, resolved))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import warnings
 from typing import Any
 
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
 from adbench.batch import AnomalyOutput, Batch
@@ -18,6 +19,8 @@ from adbench.methods.glad.config import GLADConfig
 from adbench.methods.glad.model import GLADModel
 from adbench.methods.glad.stationarity import StationarityStats
 from adbench.synthesis import AnomalySynthesizer
+
+_info = rank_zero_only(logging.getLogger(__name__).info)  # logs on global rank 0 only
 
 
 class GLAD(AnomalyMethod):
@@ -62,6 +65,7 @@ class GLAD(AnomalyMethod):
         score in any batch.
 
         Args:
+            images: (B, 3, H, W) in [0, 1].
             categories: each image's category name; with ``denoiser.test_prompt="class_name"``
                 each image is reconstructed with its category's prompt, and with
                 ``scoring.per_category="official"`` the official object-mask and bidirectional
@@ -93,14 +97,15 @@ class GLAD(AnomalyMethod):
         return self.postprocess(raw, tuple(images.shape[-2:]))
 
     def score(self, batch: Batch) -> AnomalyOutput:
-        """Score a test batch with its categories' prompts and official settings (see
-        `forward`)."""
+        """Score a test batch with its categories' prompts and official settings (`forward`)."""
         return self(batch.image, self.category_names(batch))
 
     def stationary_flags(self, categories: list[str] | None) -> Tensor | None:
-        """(B,) bool: which images' categories reached ``scoring.stationary_threshold``; None
-        when the threshold is off or no category names are given. A category without
-        training images is not stationary."""
+        """(B,) bool: which images' categories reached ``scoring.stationary_threshold``.
+
+        None when the threshold is off or no category names are given. A category without
+        training images is not stationary.
+        """
         threshold = self.config.scoring.stationary_threshold
         if threshold is None or categories is None:
             return None
@@ -128,9 +133,9 @@ class GLAD(AnomalyMethod):
                              if ratio == ratio}  # NaN: no training images
 
     def on_train_end(self) -> None:
-        """Print which categories will be scored as stationary (rank 0)."""
+        """Log which categories will be scored as stationary (rank 0)."""
         if self.stationarity:
-            rank_zero_info(f"GLAD stationary categories (scoring.stationary_search_radius "
+            _info(f"GLAD stationary categories (scoring.stationary_search_radius "
                            f"{self.config.scoring.stationary_search_radius}): "
                            f"{self.stationary_categories()}")
 
@@ -146,10 +151,13 @@ class GLAD(AnomalyMethod):
         return loss
 
     def synthesize(self, images: Tensor, categories: list[str] | None = None) -> Tensor:
-        """Synthetic anomalies (B, 3, H, W): texture-filled, or self-filled with probability
-        ``training.self_source_share`` per image (half of the images stay normal).
+        """Synthetic anomalies (B, 3, H, W): texture-filled or self-filled.
+
+        Each image is self-filled with probability ``training.self_source_share`` (half of the
+        images stay normal).
 
         Args:
+            images: (B, 3, H, W) normal training images in [0, 1].
             categories: each image's category name; the official lists decide which categories
                 keep anomalies on the object foreground (others: ``synthesis.foreground``).
         """
@@ -168,9 +176,12 @@ class GLAD(AnomalyMethod):
         return torch.where(pick.view(-1, 1, 1, 1), own, textured)
 
     def run_record(self) -> dict[str, Any]:
-        """The synthesis sources used (the texture source unless every image is self-filled,
-        the share of self-filled images) and, with ``scoring.stationary_threshold``, each
-        category's measured stationarity and the categories scored as stationary."""
+        """The synthesis sources used and, with a stationarity threshold, what it measured.
+
+        The sources: the texture source unless every image is self-filled, and the share of
+        self-filled images; with ``scoring.stationary_threshold``, each category's measured
+        stationarity and the categories scored as stationary.
+        """
         share = self.config.training.self_source_share
         textured = self.synthesizer.record() if share < 1.0 else None
         record = {"synthesis": {"textured": textured, "self_source_share": share,
@@ -231,9 +242,9 @@ class GLAD(AnomalyMethod):
         self.reset_stop_steps()
 
     def on_predict_epoch_end(self) -> None:
-        """Print the distribution of chosen stopping timesteps (`adbench.evaluate` predicts)."""
+        """Log the distribution of chosen stopping timesteps (`adbench.evaluate` predicts)."""
         self._report_stop_steps()
 
     def _report_stop_steps(self) -> None:
-        """Print this process's stopping-step histogram to the log (rank 0)."""
-        rank_zero_info(f"GLAD stopping timesteps {{t: images}}: {self.stop_step_histogram()}")
+        """Log this process's stopping-step histogram (rank 0)."""
+        _info(f"GLAD stopping timesteps {{t: images}}: {self.stop_step_histogram()}")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import os
-import warnings
 from dataclasses import dataclass
 
 import pytest
@@ -169,15 +169,17 @@ class _PaperOnlyConfig(MethodConfig):
     pass
 
 
-def test_methods_all_expands_registered_methods(tiny_root, toy):
+def test_methods_all_expands_registered_methods(tiny_root, toy, caplog):
     @adbench.method("toy_paper_only", config=_PaperOnlyConfig, presets={"paper": {}})
     class _PaperOnly(AnomalyMethod):
         config: _PaperOnlyConfig
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with caplog.at_level(logging.WARNING, logger="adbench.runner.sweep"):
         cells = expand(load_sweep(make_sweep(tiny_root, methods="all", preset="tiny",
                                              categories=[2])))
     names = {c.method for c in cells}
     assert "toy" in names and "toy_paper_only" not in names
-    assert any("'toy_paper_only': it has no preset 'tiny'" in str(w.message) for w in caught)
+    left_out = [r.getMessage() for r in caplog.records if "leaving out" in r.getMessage()]
+    assert len(left_out) == 1  # one message naming every method left out
+    assert left_out[0].startswith("leaving out: ")
+    assert "toy_paper_only (no preset 'tiny')" in left_out[0]

@@ -1,7 +1,12 @@
-"""The ``local`` launcher: cells one after another on this machine, with a progress bar."""
+"""The ``local`` launcher: cells one after another on this machine, with one progress bar.
+
+The bar counts cells and names the running one with its epoch and step
+(`adbench.runner.progress.CellProgress`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -29,6 +34,8 @@ class LocalLauncher:
 def launch(cells: list[Cell], out: Path, runtime: Runtime, config: LocalLauncher, *,
            fail_fast: bool = False, progress: bool = True) -> dict[str, str]:
     """Run ``cells`` in turn; finished cells are skipped, cells held by another runner left."""
+    from adbench.runner.progress import CellProgress, describe_cell
+
     done = sum(rundir.is_finished(rundir.cell_dir(out, c.id)) for c in cells)
     statuses: dict[str, str] = {}
     failed = 0
@@ -38,9 +45,11 @@ def launch(cells: list[Cell], out: Path, runtime: Runtime, config: LocalLauncher
             if rundir.is_finished(rundir.cell_dir(out, cell.id)):
                 statuses[cell.id] = SKIPPED
                 continue
-            bar.set_postfix_str(f"{cell.label} | {cell.dataset} | k={cell.k} | seed={cell.seed}"
-                                + (f" | {failed} failed" if failed else ""))
-            status = run_cell(out, cell, runtime, fail_fast=fail_fast)
+            prefix = describe_cell(cell) + (f" | {failed} failed" if failed else "")
+            bar.set_postfix_str(prefix)
+            shown = dataclasses.replace(runtime, callbacks=(CellProgress(bar, prefix),)) \
+                if progress else runtime
+            status = run_cell(out, cell, shown, fail_fast=fail_fast)
             statuses[cell.id] = status
             failed += status == FAILED
             if status in (FINISHED, FAILED):

@@ -11,6 +11,7 @@ when the sweep ends; a cluster it joined (``address``) or a session the caller o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +89,8 @@ def launch(cells: list[Cell], out: Path, runtime: Runtime, config: RayLauncher, 
     with _session(ray, config, progress):
         task = ray.remote(num_gpus=config.num_gpus_per_cell, num_cpus=config.num_cpus_per_cell,
                           max_retries=config.max_retries)(_run)
-        refs = {task.remote(str(out), c.to_dict(), runtime.to_dict()): c for c in pending}
+        remote = dataclasses.replace(runtime, progress=False).to_dict()  # the bar is this one
+        refs = {task.remote(str(out), c.to_dict(), remote): c for c in pending}
         with tqdm(total=len(cells), initial=len(statuses), unit="cell", desc="cells",
                   disable=not progress) as bar:
             while refs:

@@ -163,8 +163,9 @@ def launch(cells: list[Cell], out: Path, runtime: Runtime, config: SlurmLauncher
     if not pending:
         return statuses
     executor = _executor(config, out)
+    remote = dataclasses.replace(runtime, progress=False).to_dict()  # a job's log is no terminal
     jobs = executor.map_array(run_job, [str(out)] * len(pending),
-                              [c.to_dict() for c in pending], [runtime.to_dict()] * len(pending))
+                              [c.to_dict() for c in pending], [remote] * len(pending))
     for cell, job in zip(pending, jobs, strict=True):
         rundir.write_json(rundir.cell_dir(out, cell.id) / JOB, {
             "job_id": job.job_id, "cluster": config.cluster, "folder": str(executor.folder),
