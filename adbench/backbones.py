@@ -136,8 +136,11 @@ ALLOW_DOWNLOAD = "ADBENCH_ALLOW_DOWNLOAD"
 
 
 def downloads_allowed() -> bool:
-    """Whether a hub repo id may be downloaded: only when the user asked for it by setting the
-    environment variable ``ADBENCH_ALLOW_DOWNLOAD=1``; otherwise only the hub cache is read."""
+    """Whether a hub repo id may be downloaded.
+
+    Only when the user asked for it by setting the environment variable
+    ``ADBENCH_ALLOW_DOWNLOAD=1``; otherwise only the hub cache is read.
+    """
     return os.environ.get(ALLOW_DOWNLOAD, "") == "1"
 
 
@@ -207,8 +210,11 @@ def _hub_cache_only() -> Iterator[None]:
 
 
 def _check_url_weights_cached(name: str) -> None:
-    """Weights that timm fetches by URL rather than from the model hub must be in torch's hub
-    cache unless downloads are allowed (`WeightsNotFoundError` otherwise)."""
+    """Require timm's URL-fetched weights of ``name`` in torch's hub cache.
+
+    Weights that timm fetches by URL rather than from the model hub must be in torch's hub
+    cache unless downloads are allowed (`WeightsNotFoundError` otherwise).
+    """
     cfg = timm.models.get_pretrained_cfg(name)
     if cfg is None or cfg.hf_hub_id or not cfg.url or downloads_allowed():
         return
@@ -267,14 +273,18 @@ class FeatureExtractor(nn.Module):
         """Images (B, 3, H, W) in [0, 1] -> list of (B, C_l, H / s_l, W / s_l) feature maps.
 
         Args:
+            images: (B, 3, H, W) in [0, 1].
             normalize: apply these weights' normalisation; False feeds ``images`` as they are.
         """
         return list(self.model(self.normalize(images) if normalize else images))
 
 
 def resize_level(level: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
-    """(B, C, h', w') -> (B, C, *size): area-average when shrinking (no aliasing at any ratio),
-    bilinear when enlarging; unchanged when already that size."""
+    """(B, C, h', w') -> (B, C, *size), by area-average or bilinear interpolation.
+
+    Area-average when shrinking (no aliasing at any ratio), bilinear when enlarging; unchanged
+    when already that size.
+    """
     size = tuple(size)
     if tuple(level.shape[-2:]) == size:
         return level
@@ -284,8 +294,10 @@ def resize_level(level: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
 
 
 def levels_on_grid(levels: list[Tensor], grid_level: int) -> list[Tensor]:
-    """Every level (B, C_l, h_l, w_l) resized (`resize_level`) to the grid of
-    ``levels[grid_level]``, in float32."""
+    """Every level (B, C_l, h_l, w_l) resized (`resize_level`) to the grid of one level.
+
+    The grid is that of ``levels[grid_level]``; the levels are returned in float32.
+    """
     size = levels[grid_level].shape[-2:]
     return [resize_level(level.float(), size) for level in levels]
 

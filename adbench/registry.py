@@ -49,8 +49,11 @@ class MethodSpec:
     extra: str = ""
 
     def preset(self, name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
-        """The overlay dict of preset ``name``; a top-level ``extends: <preset>`` key layers it
-        on that preset's overlay (e.g. ``paper-visa`` extends ``paper``)."""
+        """The overlay dict of preset ``name``.
+
+        A top-level ``extends: <preset>`` key layers it on that preset's overlay (e.g.
+        ``paper-visa`` extends ``paper``).
+        """
         if name not in self.presets:
             raise unknown_name(f"preset of method '{self.name}'", name, self.presets)
         if name in _seen:

@@ -166,8 +166,11 @@ def _affine(
 
 
 def _augment_one(image: Tensor, op: int, r: Tensor) -> Tensor:
-    """Operation ``op`` of DRAEM's list on one image (3, H, W) in [0, 1], with uniform draws
-    ``r`` (4,) for its parameters (torchvision equivalents of the imgaug operations)."""
+    """Operation ``op`` of DRAEM's list on one image (3, H, W) in [0, 1].
+
+    Uniform draws ``r`` (4,) set its parameters (torchvision equivalents of the imgaug
+    operations).
+    """
     from torchvision.transforms.v2 import functional as TF
 
     def as_uint8(x: Tensor) -> Tensor:
@@ -197,11 +200,15 @@ def _augment_one(image: Tensor, op: int, r: Tensor) -> Tensor:
 
 def photometric_augment(images: Tensor, count: int,
                         generator: torch.Generator | None = None) -> Tensor:
-    """``count`` distinct random operations of DRAEM's augmentation list per image, in random
-    order (DRAEM, Zavrtanik et al. ICCV 2021; GLAD's dataset code uses the same list and 3).
+    """``count`` distinct random operations of DRAEM's augmentation list per image.
+
+    The operations are applied in random order (DRAEM, Zavrtanik et al. ICCV 2021; GLAD's
+    dataset code uses the same list and 3).
 
     Args:
         images: (B, 3, H, W) in [0, 1].
+        count: operations per image (0 returns ``images`` unchanged).
+        generator: source of the random draws; None = torch's global generator.
 
     Returns:
         (B, 3, H, W) in [0, 1].
@@ -248,8 +255,11 @@ class AnomalySynthesizer:
         self._textures: Tensor | None = None
 
     def record(self) -> dict[str, Any]:
-        """What this synthesizer draws from, for a run's ``run_record``: the source used
-        ("dtd", "textures" or "self"), the DTD root and its image count, or the texture names."""
+        """What this synthesizer draws from, for a run's ``run_record``.
+
+        The source used ("dtd", "textures" or "self"), the DTD root and its image count, or the
+        texture names.
+        """
         if self._files:
             return {"source": "dtd", "dtd_root": str(Path(self.config.dtd_root or "").resolve()),
                     "dtd_images": len(self._files), "augment": self.config.augment}
@@ -266,6 +276,9 @@ class AnomalySynthesizer:
         """Corrupt ``images`` (B, 3, H, W) in [0, 1].
 
         Args:
+            images: (B, 3, H, W) in [0, 1].
+            generator: source of the random draws (noise shapes, textures, blending); None =
+                torch's global generator.
             foreground: (B,) bool, which images keep their anomaly on the Otsu foreground;
                 None = ``config.foreground`` for every image.
 

@@ -119,8 +119,11 @@ class MetricTable:
         return self.frame.loc[MEAN_ROW].copy()
 
     def to_frame(self) -> pd.DataFrame:
-        """A copy of the wide table: index = categories + ``"mean"``, columns = `COLUMNS` (and
-        `OBJECT_METRICS` for multi-view datasets)."""
+        """A copy of the wide table.
+
+        Index = categories + ``"mean"``, columns = `COLUMNS` (and `OBJECT_METRICS` for
+        multi-view datasets).
+        """
         return self.frame.copy()
 
     def to_long(self) -> pd.DataFrame:

@@ -1,5 +1,8 @@
-"""The feature denoiser: a token transformer with adaLN time conditioning and prototype-aware
-cross-attention (each token attends to its own local prototype(s) and to every global one)."""
+"""The feature denoiser: a token transformer with adaLN time conditioning.
+
+Its prototype-aware cross-attention lets each token attend to its own local prototype(s) and to
+every global one.
+"""
 
 from __future__ import annotations
 
@@ -105,8 +108,14 @@ class DenoiserBlock(nn.Module):
 
     def forward(self, x: Tensor, temb: Tensor, local: Tensor | None,
                 glob: Tensor | None) -> Tensor:
-        """x (B, N, D), temb (B, D), local (B, N, L, D) or None, glob (G, D) or None ->
-        (B, N, D)."""
+        """One block on tokens x (B, N, D) -> (B, N, D).
+
+        Args:
+            x: tokens (B, N, D).
+            temb: timestep embedding (B, D), the adaLN conditioning.
+            local: local conditions (B, N, L, D), or None (see `PrototypeCrossAttention`).
+            glob: global conditions (G, D), or None.
+        """
         mods = self.ada(temb).chunk(9, dim=-1)
         y = modulate(self.norms[0](x), mods[0], mods[1])
         q, k, v = rearrange(self.qkv(y), "b n (three h d) -> three b h n d", three=3, h=self.heads)

@@ -76,8 +76,11 @@ class TokenExtractor(nn.Module):
 
 
 class FeatureAdapter(nn.Module):
-    """F_a = F + F W^T + b, a residual linear map of tokens (B, N, C); W and b start at zero, so
-    the adapter starts as the identity (``global_prototypes.ot_acts_on="adapter"``)."""
+    """F_a = F + F W^T + b, a residual linear map of tokens (B, N, C).
+
+    W and b start at zero, so the adapter starts as the identity
+    (``global_prototypes.ot_acts_on="adapter"``).
+    """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -86,5 +89,6 @@ class FeatureAdapter(nn.Module):
         nn.init.zeros_(self.linear.bias)
 
     def forward(self, tokens: Tensor) -> Tensor:
+        """Tokens (B, N, C) -> adapted tokens F_a (B, N, C)."""
         return tokens + self.linear(tokens)
 

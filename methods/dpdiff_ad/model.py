@@ -88,8 +88,11 @@ class DPDiffModel(nn.Module):
         self.register_buffer("initialized", torch.tensor(False))
 
     def _trained_banks(self) -> set[str]:
-        """The banks a loss reaches: through their own term (L_loc, L_OT), or through the
-        denoiser when the conditions it sees are not detached."""
+        """The banks a loss reaches.
+
+        Through their own term (L_loc, L_OT), or through the denoiser when the conditions it
+        sees are not detached.
+        """
         config = self.config
         through_denoiser = set() if config.denoiser.detach_conditions else set(
             config.denoiser.conditions)
@@ -99,15 +102,19 @@ class DPDiffModel(nn.Module):
 
     # -- features ---------------------------------------------------------------------------
     def tokens(self, images: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        """The tokens every part uses (B, N, C) and the grid: normalised backbone tokens through
-        the feature adapter (when ``ot_acts_on="adapter"``, with its gradient)."""
+        """The tokens every part uses (B, N, C) and the grid.
+
+        Normalised backbone tokens through the feature adapter (when ``ot_acts_on="adapter"``,
+        with its gradient).
+        """
         tokens, grid = self.extractor(images)
         return (tokens if self.adapter is None else self.adapter(tokens)), grid
 
     # -- conditions -------------------------------------------------------------------------
     def conditions(self, match: LocalMatch) -> tuple[Tensor | None, Tensor | None]:
-        """Cross-attention conditions: local (B, N, L, C) and global (K_G, C); None for a set
-        left out of ``denoiser.conditions`` (ablation).
+        """Cross-attention conditions: local (B, N, L, C) and global (K_G, C).
+
+        None for a set left out of ``denoiser.conditions`` (ablation).
 
         Local: the aggregate l_i (L = 1) or the top-k prototypes (L = k). Global prototypes
         are unit vectors; they are scaled by sqrt(C) to the norm of normalised tokens.
@@ -157,16 +164,22 @@ class DPDiffModel(nn.Module):
                               gathered)
 
     def ot_projection(self) -> Tensor | None:
-        """The map OT similarities are taken after: the denoiser's condition embedding (D, C)
-        when ``ot_acts_on="denoiser"``, else None (cosine in token space)."""
+        """The map OT similarities are taken after.
+
+        The denoiser's condition embedding (D, C) when ``ot_acts_on="denoiser"``, else None
+        (cosine in token space).
+        """
         if self.config.global_prototypes.ot_acts_on == "denoiser":
             return self.denoiser.condition.weight
         return None
 
     @torch.no_grad()
     def ot_targets(self, descriptors: Tensor) -> Tensor:
-        """OT targets Q (R, K_G) of descriptors (R, C), rows summing to 1
-        (``global_prototypes.ot_target``: with the queue, over the batch, or unbalanced)."""
+        """OT targets Q (R, K_G) of descriptors (R, C), rows summing to 1.
+
+        ``global_prototypes.ot_target`` picks the plan: with the queue, over the batch, or
+        unbalanced.
+        """
         glob = self.config.global_prototypes
         projection = self.ot_projection()
         similarity = self.glob.similarity(descriptors, projection)
@@ -244,7 +257,8 @@ class DPDiffModel(nn.Module):
         Args:
             tokens: (B, N, C) clean normalised tokens F.
             grid: (h, w).
-            local, glob: conditions from `conditions`.
+            local: local conditions (B, N, L, C) from `conditions`, or None.
+            glob: global conditions (K_G, C) from `conditions`, or None.
             noise: (B, N, C) starting noise (`adbench.diffusion.randn_per_image`).
         """
         inference = self.config.inference

@@ -72,8 +72,11 @@ class DPDiffAD(AnomalyMethod):
         self._ema_step = -1
 
     def forward(self, images: Tensor) -> AnomalyOutput:
-        """Score images (B, 3, H, W) in [0, 1]; each image's noise is seeded by the image and
-        ``inference.seed``, so scores do not depend on batching."""
+        """Score images (B, 3, H, W) in [0, 1].
+
+        Each image's noise is seeded by the image and ``inference.seed``, so scores do not
+        depend on batching.
+        """
         raw = self.model.anomaly_map(images, self.config.inference.seed)
         return self.postprocess(raw, (images.shape[-2], images.shape[-1]))
 
@@ -108,8 +111,10 @@ class DPDiffAD(AnomalyMethod):
         self.model.initialize(torch.cat(tokens), torch.cat(summaries), generator)
 
     def _initialization_images(self, generator: torch.Generator) -> list[Callable[[], Tensor]]:
-        """The start-up sample as batches of images, each loaded when called
-        (``init.sampling``: stratified per category, or the loader's first batches)."""
+        """The start-up sample as batches of images, each loaded when called.
+
+        ``init.sampling`` picks them: stratified per category, or the loader's first batches.
+        """
         init = self.config.init
         loader = self.trainer.train_dataloader
         dataset = getattr(loader, "dataset", None)
@@ -143,8 +148,11 @@ class DPDiffAD(AnomalyMethod):
             self.log("train/reseeded", float(reseeded), batch_size=len(batch))
 
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """The denoiser (and the feature adapter, if any) at ``optim.lr``; both prototype banks
-        at ``prototype_lr``, no decay."""
+        """Optimiser parameter groups.
+
+        The denoiser (and the feature adapter, if any) at ``optim.lr``; both prototype banks at
+        ``prototype_lr``, no decay.
+        """
         prototypes = [p for p in (self.model.local.weight, self.model.glob.weight)
                       if p.requires_grad]
         groups = [{"params": list(self.model.denoiser.parameters())}]

@@ -293,8 +293,10 @@ class GlobalPrototypes(nn.Module):
 
     @torch.no_grad()
     def initialize(self, centres: Tensor, descriptors: Tensor | None = None) -> None:
-        """Set the bank from k-means centres of training descriptors (K_G, C) and fill the
-        queue (if any) with those descriptors (I, C)."""
+        """Set the bank from k-means centres (K_G, C) of training descriptors.
+
+        The queue (if any) is filled with those descriptors (I, C).
+        """
         self.weight.copy_(F.normalize(centres, dim=-1))
         if hasattr(self, "queue") and descriptors is not None:
             self.queue_filled.zero_()

@@ -39,8 +39,10 @@ def foreground_flags(names: Sequence[str], default: bool) -> list[bool]:
 
 
 def bidirectional_flags(names: Sequence[str], default: bool) -> list[bool]:
-    """Per category name: both NN directions (official list for official categories; else
-    ``default``)."""
+    """Per category name: whether to use both NN directions.
+
+    The official list decides for official categories; ``default`` for the others.
+    """
     official = FOREGROUND_CATEGORIES | WHOLE_IMAGE_CATEGORIES
     return [name in BIDIRECTIONAL_CATEGORIES if name in official else default
             for name in map(base_name, names)]

@@ -50,8 +50,10 @@ def atp_noise_target(eps: Tensor, z_mixed: Tensor, z_normal: Tensor, abar: Tenso
 
 
 def atp_x0_target(z_mixed: Tensor, z_normal: Tensor, sign: float = 1.0) -> Tensor:
-    """The x0-estimate of the ATP noise target: ``z~ - sign (z~ - z_n)``, the normal latent for
-    ``sign = +1``; the target of an x0-predicting denoiser (``denoiser.prediction = "x0"``).
+    """The x0-estimate of the ATP noise target: ``z~ - sign (z~ - z_n)``.
+
+    This is the normal latent for ``sign = +1``; the target of an x0-predicting denoiser
+    (``denoiser.prediction = "x0"``).
 
     Args:
         z_mixed: (B, C, h, w) the mixed latent ``z~``.
@@ -62,6 +64,8 @@ def atp_x0_target(z_mixed: Tensor, z_normal: Tensor, sign: float = 1.0) -> Tenso
 
 
 def atp_loss(prediction: Tensor, target: Tensor) -> Tensor:
-    """``MSE(eps_theta(x_t, t), eps*)`` (or its x0 form) averaged over every element (the
-    official reduction)."""
+    """``MSE(eps_theta(x_t, t), eps*)`` (or its x0 form).
+
+    Averaged over every element (the official reduction).
+    """
     return F.mse_loss(prediction.float(), target.float())

@@ -112,6 +112,8 @@ class GLADModel(nn.Module):
         Args:
             normal: (B, 3, H, W) in [0, 1].
             anomalous: (B, 3, H, W) in [0, 1]; equal to ``normal`` where no anomaly was drawn.
+            generator: source of the random draws (VAE posterior samples, timesteps, noise);
+                None = torch's global generator.
             observe: called with the normal latents (B, C, h, w), so that statistics of them
                 need no second encoding.
         """
@@ -136,6 +138,8 @@ class GLADModel(nn.Module):
         """eps_hat (B, C, h, w) at inference (guided), derived from x0 for x0-prediction.
 
         Args:
+            x_t: noisy latents (B, C, h, w).
+            t: timesteps (B,).
             context: (B, L, D) per-image prompt embeddings; None = the fixed prompt.
         """
         out = self.denoiser(x_t, t, guided=True, context=context).float()
@@ -143,9 +147,11 @@ class GLADModel(nn.Module):
 
     # -- inference: adaptive denoising step (ADS) and feature fusion (SAFF) ---------------------
     def ads_discrepancy(self, x0_in: Tensor, x0_gen: Tensor) -> Tensor:
-        """A(p) = min_q (1 - cos(f_in(p), f_gen(q))) on the decoded latents (B, 1, h, w)
-        (``sampler.ads_input``: features of the raw or of the normalised decodes; in feature
-        space the latents' own level ``sampler.feature_level``)."""
+        """A(p) = min_q (1 - cos(f_in(p), f_gen(q))) on the decoded latents (B, 1, h, w).
+
+        ``sampler.ads_input`` picks the features: of the raw or of the normalised decodes; in
+        feature space the latents' own level ``sampler.feature_level``.
+        """
         latents = torch.cat([x0_in, x0_gen])
         if self.in_feature_space:
             f_in, f_gen = self.codec.levels(latents)[self.sampler.feature_level].chunk(2)
@@ -172,6 +178,7 @@ class GLADModel(nn.Module):
         Python loop over samples.
 
         Args:
+            images: (B, 3, H, W) in [0, 1].
             seed: seeds each image's noise eps with the image (`randn_per_image`) when ``noise``
                 is not given, so a reconstruction does not depend on the batch.
             noise: eps (B, C, h, w) in the diffusion space, to fix it from outside.
@@ -224,9 +231,11 @@ class GLADModel(nn.Module):
     # -- scoring --------------------------------------------------------------------------------
     def _discrepancy(self, feats: list[tuple[Tensor, Tensor]], size: tuple[int, int],
                      both_directions: bool, radius: int | tuple[int | None, ...] | None) -> Tensor:
-        """`multi_level_map` of the (input, reconstruction) level pairs within ``radius`` (one
-        radius, or one per level), blended with the search over all positions by
-        ``scoring.global_weight`` (B, 1, *size)."""
+        """`multi_level_map` (B, 1, *size) of the (input, reconstruction) level pairs.
+
+        The search is within ``radius`` (one radius, or one per level), blended with the search
+        over all positions by ``scoring.global_weight``.
+        """
         query, reference = [f[0] for f in feats], [f[1] for f in feats]
         weight = self.scoring.global_weight
         maps = multi_level_map(query, reference, size, both_directions, radius)

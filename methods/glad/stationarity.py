@@ -53,8 +53,10 @@ class StationarityStats(nn.Module):
         self.count.index_add_(0, categories, torch.ones_like(categories, dtype=z.dtype))
 
     def ratios(self) -> Tensor:
-        """(K,) r per category index; NaN for categories without training images (K = 0 before
-        the first `update`)."""
+        """(K,) r per category index.
+
+        NaN for categories without training images (K = 0 before the first `update`).
+        """
         if self.count.numel() == 0:
             return self.count.clone()
         n = self.count.view(-1, 1, 1, 1)

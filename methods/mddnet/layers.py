@@ -63,8 +63,10 @@ class ResidualBlock(nn.Module):
 
 def residual_stage(in_channels: int, out_channels: int, blocks: int, mid_ratio: float,
                    mode: BlockMode, last_relu: bool = True) -> nn.Sequential:
-    """``blocks`` residual blocks; only the first changes channels and resolution, only the last
-    may leave out its final ReLU."""
+    """``blocks`` residual blocks.
+
+    Only the first changes channels and resolution, only the last may leave out its final ReLU.
+    """
     mid = max(1, round(out_channels * mid_ratio))
     modes: list[BlockMode] = [mode] + ["same"] * (blocks - 1)
     widths = [in_channels] + [out_channels] * (blocks - 1)
