@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from runner_helpers import make_sweep
@@ -37,28 +38,42 @@ def test_two_process_ddp_cell_matches_one_process(tmp_path, tiny_root, toy):
             assert two[category][metric] == pytest.approx(value, abs=1e-12), (category, metric)
 
 
+def run_gpu_cell(out: Path, tiny_root: Path, devices: int) -> dict:
+    """Run the toy cell (lr 0) on ``devices`` GPUs and return its result after checking that the
+    cell recorded the GPUs and their peak memory."""
+    methods = [{"name": "toy", "preset": "tiny", "set": {"optim.lr": 0.0}}]
+    sweep = make_sweep(tiny_root, categories=[3], methods=methods,
+                       trainer={"accelerator": "gpu", "devices": devices, "max_epochs": 1,
+                                "strategy": "ddp" if devices > 1 else "auto"})
+    report = run_sweep(sweep, out, progress=False, report=False)
+    (cell,) = report.cells
+    assert report.statuses[cell.id] == "finished", report.summary()
+    result = json.loads((cell_dir(out, cell.id) / RESULT).read_text())
+    environment = json.loads((cell_dir(out, cell.id) / "environment.json").read_text())
+    assert environment["gpus"] and environment["cuda"]
+    assert result["memory"]["peak_gpu_mb"] > 0
+    assert result["trainer"]["world_size"] == devices
+    return result
+
+
 @pytest.mark.gpu
-def test_gpu_cells_record_gpu_memory_and_ddp_matches(tmp_path, tiny_root, toy):
+def test_gpu_cell_records_gpu_memory(tmp_path, tiny_root, toy):
     import torch
 
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    gpus = min(2, torch.cuda.device_count())
-    methods = [{"name": "toy", "preset": "tiny", "set": {"optim.lr": 0.0}}]
-    results = {}
-    for devices in sorted({1, gpus}):
-        sweep = make_sweep(tiny_root, categories=[3], methods=methods,
-                           trainer={"accelerator": "gpu", "devices": devices, "max_epochs": 1,
-                                    "strategy": "ddp" if devices > 1 else "auto"})
-        out = tmp_path / str(devices)
-        report = run_sweep(sweep, out, progress=False, report=False)
-        (cell,) = report.cells
-        assert report.statuses[cell.id] == "finished", report.summary()
-        results[devices] = json.loads((cell_dir(out, cell.id) / RESULT).read_text())
-        environment = json.loads((cell_dir(out, cell.id) / "environment.json").read_text())
-        assert environment["gpus"] and environment["cuda"]
-        assert results[devices]["memory"]["peak_gpu_mb"] > 0
-        assert results[devices]["trainer"]["world_size"] == devices
-    for category, metrics in results[1]["metrics"].items():
+    run_gpu_cell(tmp_path, tiny_root, devices=1)
+
+
+@pytest.mark.gpu
+def test_two_gpu_ddp_cell_matches_one_gpu(tmp_path, tiny_root, toy):
+    import torch
+
+    if torch.cuda.device_count() < 2:
+        pytest.skip(f"needs 2 CUDA devices, found {torch.cuda.device_count()}")
+    one = run_gpu_cell(tmp_path / "1", tiny_root, devices=1)["metrics"]
+    two = run_gpu_cell(tmp_path / "2", tiny_root, devices=2)["metrics"]
+    assert one.keys() == two.keys()
+    for category, metrics in one.items():
         for metric, value in metrics.items():
-            assert results[gpus]["metrics"][category][metric] == pytest.approx(value, abs=1e-6)
+            assert two[category][metric] == pytest.approx(value, abs=1e-6), (category, metric)
