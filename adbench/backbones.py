@@ -341,9 +341,11 @@ def load_diffusers_component(
     if is_repo_id:
         offline = bool(constants.HF_HUB_OFFLINE) or not downloads_allowed()
         where = f"the model hub cache ({constants.HF_HUB_CACHE})" + (
-            ", then the model hub" if not offline else
-            ", offline because HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else
-            f", without downloading because {ALLOW_DOWNLOAD} is not set to 1"
+            ", then the model hub"
+            if not offline
+            else ", offline because HF_HUB_OFFLINE is set"
+            if constants.HF_HUB_OFFLINE
+            else f", without downloading because {ALLOW_DOWNLOAD} is not set to 1"
         )
         options["local_files_only"] = offline
     else:

@@ -53,23 +53,38 @@ def _fit(args: argparse.Namespace) -> int:
     fmt, sep, root = args.data.partition(":")
     if not sep:
         raise ConfigError(
-            f"--data expects FORMAT:ROOT (e.g. synthetic:data/synthetic), got {args.data!r}")
+            f"--data expects FORMAT:ROOT (e.g. synthetic:data/synthetic), got {args.data!r}"
+        )
     categories = args.categories.split(",") if args.categories else None
     index = load_index(fmt, root, categories=categories)
     if args.k:
         index = CategorySubset(args.k, seed=args.subset_seed).apply(index)
-    settings = {"max_epochs": _positive("--max-epochs", args.max_epochs),
-                "max_steps": _positive("--max-steps", args.max_steps),
-                "image_size": _positive("--image-size", args.image_size),
-                "batch_size": _positive("--batch-size", args.batch_size),
-                "accelerator": args.accelerator, "devices": args.devices}
-    experiment = resolve(args.method, index, preset=args.preset, files=args.config or (),
-                         settings=settings, overrides=parse_set(args.set or []),
-                         random_weights=args.random_weights, seed=args.seed,
-                         evaluation=args.mode, aupro_fpr_limit=args.aupro_fpr_limit)
+    settings = {
+        "max_epochs": _positive("--max-epochs", args.max_epochs),
+        "max_steps": _positive("--max-steps", args.max_steps),
+        "image_size": _positive("--image-size", args.image_size),
+        "batch_size": _positive("--batch-size", args.batch_size),
+        "accelerator": args.accelerator,
+        "devices": args.devices,
+    }
+    experiment = resolve(
+        args.method,
+        index,
+        preset=args.preset,
+        files=args.config or (),
+        settings=settings,
+        overrides=parse_set(args.set or []),
+        random_weights=args.random_weights,
+        seed=args.seed,
+        evaluation=args.mode,
+        aupro_fpr_limit=args.aupro_fpr_limit,
+    )
     out = Path(args.out)
-    record = {**experiment.to_record(), "dataset": {"format": fmt, "root": root},
-              "k": len(index.categories)}
+    record = {
+        **experiment.to_record(),
+        "dataset": {"format": fmt, "root": root},
+        "k": len(index.categories),
+    }
     write_atomic(out / "config.yaml", yaml.safe_dump(record, sort_keys=False))
     frame = run_experiment(experiment, out, num_workers=args.workers).table.to_frame()
     print((frame * 100).round(1).to_string())
@@ -110,12 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", default="auto")
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--random-weights", action="store_true",
-                   help="mechanics mode: the full architecture with random weights, no download")
+    p.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="mechanics mode: the full architecture with random weights, no download",
+    )
     p.add_argument("--mode", choices=("streaming", "exact"), default="streaming")
-    p.add_argument("--aupro-fpr-limit", type=float, default=AUPRO_FPR_LIMIT,
-                   help=f"upper FPR limit of AUPRO (default {AUPRO_FPR_LIMIT}, MVTec AD; "
-                   "MVTec AD 2 uses 0.05)")
+    p.add_argument(
+        "--aupro-fpr-limit",
+        type=float,
+        default=AUPRO_FPR_LIMIT,
+        help=f"upper FPR limit of AUPRO (default {AUPRO_FPR_LIMIT}, MVTec AD; "
+        "MVTec AD 2 uses 0.05)",
+    )
     p.add_argument(
         "--out", default="runs/fit", help="run folder (config, logs, checkpoint, metrics)"
     )

@@ -298,10 +298,15 @@ def check_num_classes(config: Any, k: int) -> None:
             raise ConfigError(
                 f"{key} is 0 (from the data) but the method was built before the data was known; "
                 f"build it with adbench.create(name, preset, num_classes={k}) for the {k} "
-                f"training categories")
+                f"training categories"
+            )
         if value != k:
             raise ConfigError(
                 f"{key}={value} but the training data has {k} categories; set {key} to {k} (or "
                 f"0 and build with num_classes={k}): "
-                + ("fewer classes than categories cannot hold them" if value < k else
-                   "the extra classes would never be trained but would be read at test time"))
+                + (
+                    "fewer classes than categories cannot hold them"
+                    if value < k
+                    else "the extra classes would never be trained but would be read at test time"
+                )
+            )

@@ -130,8 +130,10 @@ def _config_class(cls: type) -> type:
     try:
         return get_type_hints(cls)["config"]
     except NameError as err:
-        raise AdbenchError(f"{cls.__name__}: its annotations cannot be resolved ({err}); import "
-                           "the names they use at module level") from err
+        raise AdbenchError(
+            f"{cls.__name__}: its annotations cannot be resolved ({err}); import "
+            "the names they use at module level"
+        ) from err
 
 
 class AnomalyMethod(L.LightningModule):

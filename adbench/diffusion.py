@@ -86,8 +86,9 @@ class NoiseSchedule(nn.Module):
         abar_prev = self.abar(t_prev, x0)
         return abar_prev.sqrt() * x0 + (1 - abar_prev).sqrt() * eps
 
-    def ddim_timesteps(self, t_start: int, steps: int, spacing: str = "linspace",
-                       offset: int = 1) -> list[tuple[int, int]]:
+    def ddim_timesteps(
+        self, t_start: int, steps: int, spacing: str = "linspace", offset: int = 1
+    ) -> list[tuple[int, int]]:
         """(t, t_prev) pairs of a DDIM trajectory from noise index ``t_start`` to clean (-1).
 
         ``spacing="linspace"``: ``steps`` evenly spaced timesteps from t_start to 0 (rounded);
@@ -104,12 +105,17 @@ class NoiseSchedule(nn.Module):
         if spacing == "leading":
             ratio = (t_start + 1) // steps
             if ratio < 1 or (steps - 1) * ratio + offset > t_start:
-                raise ConfigError(f"leading spacing needs (steps - 1) * ratio + offset <= t_start, "
-                                 f"got steps={steps}, offset={offset}, t_start={t_start}")
+                raise ConfigError(
+                    f"leading spacing needs (steps - 1) * ratio + offset <= t_start, "
+                    f"got steps={steps}, offset={offset}, t_start={t_start}"
+                )
             ts = [k * ratio + offset for k in reversed(range(steps))]
         elif spacing == "linspace":
-            ts = torch.linspace(t_start, 0, steps).round().long().tolist() if steps > 1 \
+            ts = (
+                torch.linspace(t_start, 0, steps).round().long().tolist()
+                if steps > 1
                 else [t_start]
+            )
         else:
             raise ConfigError(f"spacing must be 'linspace' or 'leading', got {spacing!r}")
         return list(zip(ts, [*ts[1:], -1], strict=True))

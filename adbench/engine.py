@@ -102,7 +102,8 @@ def check_image_size(config: Any, datamodule: L.LightningDataModule) -> None:
         raise ConfigError(
             f"the datamodule gives {height} x {width} px images but the method was built for "
             f"data.image_size={built}; build both at one size (UnifiedDataModule(..., "
-            f"image_size={built}) or adbench.create(..., **{{'data.image_size': {height}}}))")
+            f"image_size={built}) or adbench.create(..., **{{'data.image_size': {height}}}))"
+        )
 
 
 def fit(
@@ -147,14 +148,18 @@ def train(
     if seed is not None:
         L.seed_everything(seed, workers=True, verbose=False)
     writes = default_root_dir is not None
-    trainer = L.Trainer(**{
-        "logger": L.pytorch.loggers.CSVLogger(default_root_dir, name="logs") if writes else False,
-        "enable_checkpointing": writes,
-        "default_root_dir": default_root_dir,
-        "num_sanity_val_steps": 0,
-        "enable_model_summary": False,
-        **options,
-    })
+    trainer = L.Trainer(
+        **{
+            "logger": L.pytorch.loggers.CSVLogger(default_root_dir, name="logs")
+            if writes
+            else False,
+            "enable_checkpointing": writes,
+            "default_root_dir": default_root_dir,
+            "num_sanity_val_steps": 0,
+            "enable_model_summary": False,
+            **options,
+        }
+    )
     trainer.fit(method, datamodule=datamodule)
     return trainer
 
@@ -192,7 +197,10 @@ def evaluate(
     index = getattr(datamodule, "index", None)
     objects = None if index is None else index.object_ids()
     method.evaluator = Evaluator(
-        list(datamodule.categories), mode=mode, objects=objects, view_pooling=view_pooling,
+        list(datamodule.categories),
+        mode=mode,
+        objects=objects,
+        view_pooling=view_pooling,
         fpr_limit=fpr_limit,
     )
     if trainer is None:

@@ -11,9 +11,6 @@ with the same seed gives the same numbers too.
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +26,7 @@ from adbench.protocol import (
     protocol_card,
     write_protocol,
 )
+from adbench.run_files import RESULT, result_record, write_run_record
 
 if TYPE_CHECKING:
     import lightning as L
@@ -37,10 +35,6 @@ if TYPE_CHECKING:
     from adbench.data import SampleIndex
     from adbench.metrics import MetricTable
 
-# what the method decided at build time, rewritten after training with what it measured there
-# (`AnomalyMethod.run_record`)
-RUN_RECORD = "run_record.json"
-RESULT = "result.json"  # written last: its presence marks a finished run
 DATA_SETTINGS = ("image_size", "batch_size")  # settings that go to the config's ``data.*``
 
 
@@ -80,8 +74,9 @@ class Experiment:
     def __post_init__(self) -> None:
         check_aupro_fpr_limit(self.aupro_fpr_limit)
         if self.evaluation not in EVALUATION_MODES:
-            raise ConfigError(f"evaluation must be one of {', '.join(EVALUATION_MODES)}, got "
-                              f"{self.evaluation!r}")
+            raise ConfigError(
+                f"evaluation must be one of {', '.join(EVALUATION_MODES)}, got {self.evaluation!r}"
+            )
 
     @property
     def image_size(self) -> int:
@@ -100,20 +95,29 @@ class Experiment:
 
     def protocol(self) -> dict[str, Any]:
         """The evaluation protocol card of this experiment (`adbench.protocol.protocol_card`)."""
-        return protocol_card(self.dataset_name, self.index, image_size=self.image_size,
-                             evaluation=self.evaluation, view_pooling=self.view_pooling,
-                             aupro_fpr_limit=self.aupro_fpr_limit, seeds=[self.seed],
-                             map_smoothing=getattr(getattr(self.config, "scoring", None),
-                                                   "sigma", None))
+        return protocol_card(
+            self.dataset_name,
+            self.index,
+            image_size=self.image_size,
+            evaluation=self.evaluation,
+            view_pooling=self.view_pooling,
+            aupro_fpr_limit=self.aupro_fpr_limit,
+            seeds=[self.seed],
+            map_smoothing=getattr(getattr(self.config, "scoring", None), "sigma", None),
+        )
 
     def to_record(self) -> dict[str, Any]:
         """The resolved settings as plain data (``config.yaml``; `from_record` reads them back)."""
         from adbench.config import to_dict
 
         return {
-            "method": {"name": self.method, "preset": self.preset,
-                       "label": self.label or self.method, "set": dict(self.overrides),
-                       "config": to_dict(self.config)},
+            "method": {
+                "name": self.method,
+                "preset": self.preset,
+                "label": self.label or self.method,
+                "set": dict(self.overrides),
+                "config": to_dict(self.config),
+            },
             "categories": [str(c) for c in self.index.categories],
             "seed": self.seed,
             "data": {"image_size": self.image_size, "batch_size": self.batch_size},
@@ -124,21 +128,33 @@ class Experiment:
         }
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any], index: SampleIndex,
-                    dataset: str | None = None) -> Experiment:
+    def from_record(
+        cls, record: Mapping[str, Any], index: SampleIndex, dataset: str | None = None
+    ) -> Experiment:
         """The experiment `to_record` wrote, on ``index`` (already subset to its categories)."""
         from adbench.config import from_dict
         from adbench.registry import get_method_spec
 
         method = record["method"]
-        config = from_dict(get_method_spec(method["name"]).config, method["config"],
-                           context=method.get("label") or method["name"])
-        return cls(method["name"], config, index, seed=record["seed"],
-                   trainer=dict(record["trainer"]), evaluation=record["evaluation"],
-                   view_pooling=record["view_pooling"],
-                   aupro_fpr_limit=record["aupro_fpr_limit"], dataset=dataset,
-                   preset=method.get("preset"), label=method.get("label"),
-                   overrides=dict(method.get("set") or {}))
+        config = from_dict(
+            get_method_spec(method["name"]).config,
+            method["config"],
+            context=method.get("label") or method["name"],
+        )
+        return cls(
+            method["name"],
+            config,
+            index,
+            seed=record["seed"],
+            trainer=dict(record["trainer"]),
+            evaluation=record["evaluation"],
+            view_pooling=record["view_pooling"],
+            aupro_fpr_limit=record["aupro_fpr_limit"],
+            dataset=dataset,
+            preset=method.get("preset"),
+            label=method.get("label"),
+            overrides=dict(method.get("set") or {}),
+        )
 
 
 def layer_config(
@@ -221,13 +237,29 @@ def resolve(
     """
     from adbench.config import fill_num_classes
 
-    config, trainer = layer_config(method, preset=preset, files=files, settings=settings,
-                                   overrides=overrides, random_weights=random_weights)
+    config, trainer = layer_config(
+        method,
+        preset=preset,
+        files=files,
+        settings=settings,
+        overrides=overrides,
+        random_weights=random_weights,
+    )
     config = fill_num_classes(config, len(index.categories))
-    return Experiment(method, config, index, seed=seed, trainer=trainer, evaluation=evaluation,
-                      view_pooling=view_pooling, aupro_fpr_limit=aupro_fpr_limit,
-                      dataset=dataset, preset=preset, label=label,
-                      overrides=dict(overrides or {}))
+    return Experiment(
+        method,
+        config,
+        index,
+        seed=seed,
+        trainer=trainer,
+        evaluation=evaluation,
+        view_pooling=view_pooling,
+        aupro_fpr_limit=aupro_fpr_limit,
+        dataset=dataset,
+        preset=preset,
+        label=label,
+        overrides=dict(overrides or {}),
+    )
 
 
 @dataclass
@@ -259,9 +291,9 @@ def run_experiment(
 ) -> Outcome:
     """Build, train and evaluate ``experiment``; with ``out``, write its files there.
 
-    Files (global rank 0): ``index.parquet`` and ``environment.json`` first, `RUN_RECORD`,
-    ``protocol.yaml``, ``metrics.csv`` and `RESULT` (written last), plus Lightning's logs and,
-    with ``checkpoints``, its checkpoint.
+    Files (global rank 0): ``index.parquet`` and ``environment.json`` first, then
+    ``run_record.json``, ``protocol.yaml``, ``metrics.csv`` and ``result.json`` (written last;
+    `adbench.run_files`), plus Lightning's logs and, with ``checkpoints``, its checkpoint.
 
     Args:
         experiment: what to run (`resolve`).
@@ -285,25 +317,38 @@ def run_experiment(
         write_json(folder / "environment.json", environment())
     with PeakMemory() as memory:
         started = time.perf_counter()
-        datamodule = UnifiedDataModule.for_config(experiment.index, experiment.config,
-                                                  num_workers=num_workers, seed=experiment.seed)
+        datamodule = UnifiedDataModule.for_config(
+            experiment.index, experiment.config, num_workers=num_workers, seed=experiment.seed
+        )
         method = build(experiment.method, experiment.config, seed=experiment.seed)
-        options = trainer_kwargs(experiment.config, **experiment.trainer,
-                                 enable_checkpointing=checkpoints and out is not None,
-                                 enable_progress_bar=progress,
-                                 **({"callbacks": list(callbacks)} if callbacks else {}))
-        _write_run_record(method, folder)
+        options = trainer_kwargs(
+            experiment.config,
+            **experiment.trainer,
+            enable_checkpointing=checkpoints and out is not None,
+            enable_progress_bar=progress,
+            **({"callbacks": list(callbacks)} if callbacks else {}),
+        )
+        write_run_record(method, folder)
         fitted = time.perf_counter()
         trainer = train(method, datamodule, options, seed=experiment.seed, default_root_dir=out)
         trained = time.perf_counter()
-        _write_run_record(method, folder)
-        table = evaluate(method, datamodule, mode=experiment.evaluation, trainer=trainer,
-                         view_pooling=experiment.view_pooling,
-                         fpr_limit=experiment.aupro_fpr_limit)
+        write_run_record(method, folder)
+        table = evaluate(
+            method,
+            datamodule,
+            mode=experiment.evaluation,
+            trainer=trainer,
+            view_pooling=experiment.view_pooling,
+            fpr_limit=experiment.aupro_fpr_limit,
+        )
         inferred = time.perf_counter()
-    times = {"setup_s": fitted - started, "train_s": trained - fitted,
-             "inference_s": inferred - trained, "total_s": inferred - started}
-    result = _result(experiment, method, trainer, table, times, options, folder)
+    times = {
+        "setup_s": fitted - started,
+        "train_s": trained - fitted,
+        "inference_s": inferred - trained,
+        "total_s": inferred - started,
+    }
+    result = result_record(experiment, method, trainer, table, times, options, folder)
     result.update(record or {})
     result["memory"] = memory.as_dict()
     if folder is not None and trainer.is_global_zero:
@@ -311,59 +356,3 @@ def run_experiment(
         write_atomic(folder / "metrics.csv", table.to_frame().to_csv())
         write_json(folder / RESULT, result)
     return Outcome(method, trainer, table, result)
-
-
-def _result(experiment: Experiment, method: AnomalyMethod, trainer: L.Trainer,
-            table: MetricTable, times: dict[str, float], options: Mapping[str, Any],
-            folder: Path | None) -> dict[str, Any]:
-    """The content of `RESULT` (without the memory section)."""
-    frame = experiment.index.frame
-    n_test = int((frame["split"] == "test").sum())
-    checkpoint = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-    return {
-        "label": experiment.label or experiment.method,
-        "method": experiment.method,
-        "preset": experiment.preset,
-        "dataset": experiment.dataset_name,
-        "k": len(experiment.index.categories),
-        "seed": experiment.seed,
-        "categories": [str(c) for c in experiment.index.categories],
-        "random_weights": bool(method.config.random_weights),
-        "metrics": {str(name): row.to_dict() for name, row in table.to_frame().iterrows()},
-        "timings": {**times, "images_per_s": n_test / max(times["inference_s"], 1e-9),
-                    "n_train": int((frame["split"] == "train").sum()), "n_test": n_test},
-        "params": {"total": sum(p.numel() for p in method.parameters()),
-                   "trainable": sum(p.numel() for p in method.parameters() if p.requires_grad)},
-        "trainer": {"epochs": trainer.current_epoch, "global_step": trainer.global_step,
-                    "world_size": trainer.world_size,
-                    "device": str(trainer.strategy.root_device),
-                    "kwargs": _plain({key: value for key, value in options.items()
-                                      if key != "callbacks"})},  # objects, not settings
-        "run_record": _plain(method.run_record()),
-        "protocol": experiment.protocol(),
-        "checkpoint": os.path.relpath(checkpoint, folder) if checkpoint and folder else None,
-        "finished_at": _now(),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-    }
-
-
-def _write_run_record(method: AnomalyMethod, folder: Path | None) -> None:
-    """Write `RUN_RECORD` under ``folder`` (nothing when the record is empty or no folder)."""
-    record = method.run_record()
-    if record and folder is not None:
-        write_atomic(folder / RUN_RECORD, json.dumps(record, indent=1, default=str))
-
-
-def _now() -> str:
-    import datetime
-
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)

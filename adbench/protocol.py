@@ -23,13 +23,25 @@ from adbench.io import write_atomic
 PROTOCOL_FILE = "protocol.yaml"
 AUPRO_FPR_LIMIT = 0.3  # the MVTec AD definition; MVTec AD 2 uses 0.05
 EVALUATION_MODES = ("streaming", "exact")  # histogram (bounded memory) or sort-based metrics
-MASK_RULE = ("mask pixel > 0 after decoding is anomalous; masks resized to the image size by "
-             "nearest neighbour")
+MASK_RULE = (
+    "mask pixel > 0 after decoding is anomalous; masks resized to the image size by "
+    "nearest neighbour"
+)
 MAP_RESIZE = "anomaly maps resized bilinearly (align_corners=False) to the mask size"
 IMAGE_RESIZE = "images resized to image_size x image_size (bilinear), no crop at evaluation"
 AGGREGATION = "macro: each metric per category, then the unweighted mean over categories"
-RANKED_FIELDS = ("mask_rule", "map_resize", "image_resize", "aggregation", "aupro_fpr_limit",
-                 "evaluation", "view_pooling", "dataset", "index_hash", "categories")
+RANKED_FIELDS = (
+    "mask_rule",
+    "map_resize",
+    "image_resize",
+    "aggregation",
+    "aupro_fpr_limit",
+    "evaluation",
+    "view_pooling",
+    "dataset",
+    "index_hash",
+    "categories",
+)
 
 
 def check_aupro_fpr_limit(value: float) -> float:
@@ -49,17 +61,25 @@ def index_hash(frame: Any, length: int = 16) -> str:
     root = os.path.commonpath(paths) if len(paths) > 1 else os.path.dirname(paths[0])
     digest = hashlib.sha256()
     fields = frame[["category", "split", "label", "defect"]].astype(str)
-    for row, path, mask in zip(fields.itertuples(index=False), paths, frame["mask_path"],
-                               strict=True):
+    for row, path, mask in zip(
+        fields.itertuples(index=False), paths, frame["mask_path"], strict=True
+    ):
         mask_text = os.path.relpath(str(mask), root) if isinstance(mask, str) and mask else ""
         digest.update("\t".join([*row, os.path.relpath(path, root), mask_text, "\n"]).encode())
     return digest.hexdigest()[:length]
 
 
-def protocol_card(dataset: str, index: Any, *, image_size: int, evaluation: str,
-                  view_pooling: str, aupro_fpr_limit: float = AUPRO_FPR_LIMIT,
-                  seeds: Iterable[int] = (), map_smoothing: float | None = None
-                  ) -> dict[str, Any]:
+def protocol_card(
+    dataset: str,
+    index: Any,
+    *,
+    image_size: int,
+    evaluation: str,
+    view_pooling: str,
+    aupro_fpr_limit: float = AUPRO_FPR_LIMIT,
+    seeds: Iterable[int] = (),
+    map_smoothing: float | None = None,
+) -> dict[str, Any]:
     """The protocol of results on ``index`` (a `SampleIndex`) of ``dataset``."""
     return {
         "mask_rule": MASK_RULE,

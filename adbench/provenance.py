@@ -18,8 +18,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("adbench-uad", "torch", "torchvision", "lightning", "timm", "torchmetrics", "anomalib",
-            "diffusers", "pot", "numpy", "pandas")
+PACKAGES = (
+    "adbench-uad",
+    "torch",
+    "torchvision",
+    "lightning",
+    "timm",
+    "torchmetrics",
+    "anomalib",
+    "diffusers",
+    "pot",
+    "numpy",
+    "pandas",
+)
 
 
 def environment() -> dict[str, Any]:
@@ -99,9 +110,13 @@ class PeakMemory:
 
     def as_dict(self) -> dict[str, Any]:
         """The measured numbers (MiB)."""
-        return {"peak_rss_mb": self.peak_rss_mb, "start_rss_mb": self.start_rss_mb,
-                "peak_gpu_mb": self.peak_gpu_mb,
-                "peak_gpu_reserved_mb": self.peak_gpu_reserved_mb, "rss_scope": self.cpu_scope}
+        return {
+            "peak_rss_mb": self.peak_rss_mb,
+            "start_rss_mb": self.start_rss_mb,
+            "peak_gpu_mb": self.peak_gpu_mb,
+            "peak_gpu_reserved_mb": self.peak_gpu_reserved_mb,
+            "rss_scope": self.cpu_scope,
+        }
 
 
 def _current_rss_mb() -> float | None:

@@ -22,8 +22,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-THIRD_PARTY = r"(timm|anomalib|lightning|pytorch_lightning|torchmetrics|diffusers|transformers|" \
-              r"torchvision|kornia|huggingface_hub|ot)(\.|$)"
+THIRD_PARTY = (
+    r"(timm|anomalib|lightning|pytorch_lightning|torchmetrics|diffusers|transformers|"
+    r"torchvision|kornia|huggingface_hub|ot)(\.|$)"
+)
 _BY_DESIGN = (
     r"Found .* module\(s\) in eval mode",  # AnomalyMethod.freeze keeps backbones in eval mode
     r"Total length of .* across ranks is zero",  # no validation split is the default
@@ -70,8 +72,14 @@ def quiet_third_party() -> None:
         logging.getLogger(name).addFilter(_NoTips())
 
 
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  file: object = None, line: str | None = None) -> None:
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
     """Print a warning as one plain line ("UserWarning: ..."), keeping a progress bar whole."""
     tqdm.write(f"{category.__name__}: {message}", file=sys.stderr)
 

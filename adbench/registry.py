@@ -57,8 +57,10 @@ class MethodSpec:
         if name not in self.presets:
             raise unknown_name(f"preset of method '{self.name}'", name, self.presets)
         if name in _seen:
-            raise ConfigError(f"preset '{name}' of method '{self.name}' extends itself through "
-                              f"{' -> '.join((*_seen, name))}")
+            raise ConfigError(
+                f"preset '{name}' of method '{self.name}' extends itself through "
+                f"{' -> '.join((*_seen, name))}"
+            )
         source = self.presets[name]
         data = load_yaml(source) if isinstance(source, (str, Path)) else dict(source)
         base = data.pop("extends", None)

@@ -51,8 +51,9 @@ class SynthesisConfig:
     def __post_init__(self) -> None:
         low, high = self.perlin_scales
         if not 0 <= self.augment <= AUGMENTATIONS:
-            raise ConfigError(f"synthesis.augment must be in [0, {AUGMENTATIONS}], got "
-                              f"{self.augment}")
+            raise ConfigError(
+                f"synthesis.augment must be in [0, {AUGMENTATIONS}], got {self.augment}"
+            )
         if not 0.0 <= self.probability <= 1.0:
             raise ConfigError(f"synthesis.probability must be in [0, 1], got {self.probability}")
         if not 0 <= low <= high <= 10:
@@ -198,8 +199,9 @@ def _augment_one(image: Tensor, op: int, r: Tensor) -> Tensor:
     return TF.rotate(image, float(r[0] * 90 - 45))  # Affine(rotate=(-45, 45))
 
 
-def photometric_augment(images: Tensor, count: int,
-                        generator: torch.Generator | None = None) -> Tensor:
+def photometric_augment(
+    images: Tensor, count: int, generator: torch.Generator | None = None
+) -> Tensor:
     """``count`` distinct random operations of DRAEM's augmentation list per image.
 
     The operations are applied in random order (DRAEM, Zavrtanik et al. ICCV 2021; GLAD's
@@ -261,8 +263,12 @@ class AnomalySynthesizer:
         texture names.
         """
         if self._files:
-            return {"source": "dtd", "dtd_root": str(Path(self.config.dtd_root or "").resolve()),
-                    "dtd_images": len(self._files), "augment": self.config.augment}
+            return {
+                "source": "dtd",
+                "dtd_root": str(Path(self.config.dtd_root or "").resolve()),
+                "dtd_images": len(self._files),
+                "augment": self.config.augment,
+            }
         if self.source_used == "textures":
             from adbench.data.synthetic.render import TEXTURES
 
@@ -270,7 +276,9 @@ class AnomalySynthesizer:
         return {"source": self.source_used, "grid": SELF_GRID, "augment": self.config.augment}
 
     def __call__(
-        self, images: Tensor, generator: torch.Generator | None = None,
+        self,
+        images: Tensor,
+        generator: torch.Generator | None = None,
         foreground: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Corrupt ``images`` (B, 3, H, W) in [0, 1].

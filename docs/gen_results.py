@@ -51,15 +51,26 @@ def _cost_table(results: Path) -> str:
     if cells.empty:
         return ""
     memory = "peak_gpu_mb" if cells["peak_gpu_mb"].notna().any() else "peak_rss_mb"
-    table = (cells.groupby(["method", "k"])[["train_s", "images_per_s", memory, "params"]]
-             .mean().reset_index().sort_values(["method", "k"]))
-    header = ["method", "k", "training (s)", "inference (images/s)",
-              "peak GPU memory (MiB)" if memory == "peak_gpu_mb" else "peak CPU memory (MiB)",
-              "parameters"]
+    table = (
+        cells.groupby(["method", "k"])[["train_s", "images_per_s", memory, "params"]]
+        .mean()
+        .reset_index()
+        .sort_values(["method", "k"])
+    )
+    header = [
+        "method",
+        "k",
+        "training (s)",
+        "inference (images/s)",
+        "peak GPU memory (MiB)" if memory == "peak_gpu_mb" else "peak CPU memory (MiB)",
+        "parameters",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|:---|---:|---:|---:|---:|---:|"]
     for row in table.itertuples(index=False):
-        lines.append(f"| {row.method} | {row.k} | {row.train_s:.1f} | {row.images_per_s:.1f} "
-                     f"| {getattr(row, memory):.0f} | {row.params:,.0f} |")
+        lines.append(
+            f"| {row.method} | {row.k} | {row.train_s:.1f} | {row.images_per_s:.1f} "
+            f"| {getattr(row, memory):.0f} | {row.params:,.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -74,8 +85,7 @@ def render(results: Path = RESULTS) -> tuple[str, dict[str, bytes]]:
     with tempfile.TemporaryDirectory() as tmp:
         for metric in METRICS:
             try:
-                paths = adbench.plot_scaling(results, metric=metric, save_dir=tmp,
-                                             formats=["svg"])
+                paths = adbench.plot_scaling(results, metric=metric, save_dir=tmp, formats=["svg"])
             except Exception as err:  # a metric or dataset without data: leave it out, say so
                 log.info("gen_results: no scaling figure for %s: %s", metric, err)
                 continue
@@ -87,9 +97,14 @@ def render(results: Path = RESULTS) -> tuple[str, dict[str, bytes]]:
             parts += [f"![{Path(name).stem}]({FIGURE_DIR}/{name})", ""]
     costs = _cost_table(results)
     if costs:
-        parts += ["### Cost per cell", "",
-                  "Mean over seeds of each cell's training time, inference throughput, peak "
-                  "memory and parameter count.", "", costs]
+        parts += [
+            "### Cost per cell",
+            "",
+            "Mean over seeds of each cell's training time, inference throughput, peak "
+            "memory and parameter count.",
+            "",
+            costs,
+        ]
     return "\n".join(parts) + "\n", figures
 
 

@@ -52,9 +52,19 @@ def results_dir(tmp_path_factory) -> Path:
         "name": "notebooks",
         "methods": [{"name": "mddnet"}, {"name": "anomalib.padim"}],
         "preset": "tiny",
-        "datasets": [{"format": "synthetic", "root": str(work / "synthetic"),
-                      "synthetic": {"n_categories": 2, "image_size": 64, "n_train": 8,
-                                    "n_test": 6, "seed": 0}}],
+        "datasets": [
+            {
+                "format": "synthetic",
+                "root": str(work / "synthetic"),
+                "synthetic": {
+                    "n_categories": 2,
+                    "image_size": 64,
+                    "n_train": 8,
+                    "n_test": 6,
+                    "seed": 0,
+                },
+            }
+        ],
         "categories": [1, 2],
         "seeds": [0, 1],
         "image_size": 64,
@@ -70,8 +80,12 @@ def results_dir(tmp_path_factory) -> Path:
 def _execute(name: str) -> list:
     """Run notebook ``name`` top to bottom in a fresh kernel; return every cell output."""
     notebook = jupytext.read(NOTEBOOKS / f"{name}.py")
-    client = nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client = nbclient.NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    )
     client.execute()
     outputs = [output for cell in notebook.cells for output in cell.get("outputs", [])]
     assert not [output for output in outputs if output.get("output_type") == "error"]
@@ -91,8 +105,10 @@ def test_notebook_runs(name, results_dir, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "shipped"), [("leaderboard_analysis", "quickstart_results"),
-                                              ("category_scaling", "scaling_results")])
+@pytest.mark.parametrize(
+    ("name", "shipped"),
+    [("leaderboard_analysis", "quickstart_results"), ("category_scaling", "scaling_results")],
+)
 def test_analysis_notebook_opens_the_shipped_results(name, shipped, monkeypatch):
     """Without ADBENCH_RESULTS the analysis notebooks read the shipped results: the quickstart
     (one seed, every registered method) and the category-scaling study (k = 4..64, 3 seeds)."""

@@ -36,8 +36,10 @@ class ToyAutoencoder(AnomalyMethod):
         super().__init__(config)
         width = self.config.width
         self.net = nn.Sequential(
-            nn.Conv2d(3, width, 3, stride=2, padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(width, 3, 4, stride=2, padding=1), nn.Sigmoid(),
+            nn.Conv2d(3, width, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(width, 3, 4, stride=2, padding=1),
+            nn.Sigmoid(),
         )
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:

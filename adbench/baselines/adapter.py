@@ -56,8 +56,10 @@ def weights_source(backbone: BackboneConfig, random_weights: bool = False) -> Fe
             f"backbone.timm_kwargs {backbone.timm_kwargs} cannot be used with anomalib baselines: "
             "anomalib creates the timm model itself; remove backbone.timm_kwargs"
         )
-    return FeatureExtractor(dataclasses.replace(backbone, timm_kwargs={"exportable": True}),
-                            random_weights=random_weights)
+    return FeatureExtractor(
+        dataclasses.replace(backbone, timm_kwargs={"exportable": True}),
+        random_weights=random_weights,
+    )
 
 
 class AnomalibAdapter(AnomalyMethod):
@@ -76,8 +78,9 @@ class AnomalibAdapter(AnomalyMethod):
         self.register_buffer("mean", source.mean.clone(), persistent=False)
         self.register_buffer("std", source.std.clone(), persistent=False)
         self.backbone_channels: list[int] = list(source.channels)
-        self.model = self.build_model(backbone_arch(self.config.backbone),
-                                      list(self.config.backbone.layers))
+        self.model = self.build_model(
+            backbone_arch(self.config.backbone), list(self.config.backbone.layers)
+        )
         weights = source.model.state_dict()
         for extractor in self.pretrained_extractors():
             extractor.feature_extractor.load_state_dict(weights, strict=True)

@@ -53,12 +53,24 @@ ARCH_SIZES = tuple(dinomaly_torch.DINO_ARCHITECTURES)  # small, base, large, hug
 class DinoReconstructionConfig(AnomalibConfig):
     """Fields shared by the DINOv2 feature-reconstruction baselines (Dinomaly, INP-Former)."""
 
-    backbone: BackboneConfig = field(default_factory=lambda: BackboneConfig(
-        # Dinomaly paper Sec. 4.1: ViT-Base/14 DINOv2 with registers (DINOv2-R); timm tag lvd142m
-        name="vit_base_patch14_reg4_dinov2.lvd142m",
-        layers=(2, 3, 4, 5, 6, 7, 8, 9),  # Dinomaly paper Sec. 3/4.1: the middle 8 blocks of ViT-B
-        weights="pretrained",
-    ))
+    backbone: BackboneConfig = field(
+        default_factory=lambda: BackboneConfig(
+            # Dinomaly paper Sec. 4.1: ViT-Base/14 DINOv2 with registers (DINOv2-R);
+            # timm tag lvd142m
+            name="vit_base_patch14_reg4_dinov2.lvd142m",
+            layers=(
+                2,
+                3,
+                4,
+                5,
+                6,
+                7,
+                8,
+                9,
+            ),  # Dinomaly paper Sec. 3/4.1: the middle 8 blocks of ViT-B
+            weights="pretrained",
+        )
+    )
     # Dinomaly paper Sec. 3.4 "loose reconstruction": two groups (low / high) of four layers each
     fuse_groups: tuple[tuple[int, ...], ...] = ((0, 1, 2, 3), (4, 5, 6, 7))
     crop_size: int = 392  # Dinomaly paper Sec. 4.1: resize to 448, centre-crop 392; 0 = no crop
@@ -66,16 +78,25 @@ class DinoReconstructionConfig(AnomalibConfig):
     # Dinomaly paper Sec. 4.1: batch 16; StableAdamW lr 2e-3, betas (0.9, 0.999), weight decay
     # 1e-4, warm-up 100 iterations then cosine to final_lr 2e-4; amsgrad and eps 1e-8 as in
     # anomalib's TRAINING_CONFIG (the official code's optimiser arguments)
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
-        name="adamw", lr=2e-3, betas=(0.9, 0.999), weight_decay=1e-4, schedule="cosine",
-        warmup_steps=100,
-    ))
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(
+            name="adamw",
+            lr=2e-3,
+            betas=(0.9, 0.999),
+            weight_decay=1e-4,
+            schedule="cosine",
+            warmup_steps=100,
+        )
+    )
     final_lr: float = 2e-4
     # Dinomaly paper Sec. 4.1: 10,000 iterations (multi-class MVTec AD and VisA); gradient
     # clipping 0.1 as in the official code and anomalib's trainer arguments
-    trainer: TrainerDefaults = field(default_factory=lambda: TrainerDefaults(
-        max_steps=10_000, gradient_clip_val=0.1,
-    ))
+    trainer: TrainerDefaults = field(
+        default_factory=lambda: TrainerDefaults(
+            max_steps=10_000,
+            gradient_clip_val=0.1,
+        )
+    )
     # Dinomaly paper Sec. 4.1 scoring: the map is smoothed with a Gaussian of sigma 4 and the
     # image score is the mean of its top 1% (anomalib's pred_score). The evaluated map is
     # smoothed with sigma 4 px by the shared post-processing.
@@ -84,17 +105,23 @@ class DinoReconstructionConfig(AnomalibConfig):
     def __post_init__(self) -> None:
         arch = backbone_arch(self.backbone)
         if not any(size in arch for size in ARCH_SIZES) or "dinov2" not in arch:
-            raise ConfigError(f"backbone.name must be a timm DINOv2 ViT ('vit_<size>_patch14_"
-                              f"reg4_dinov2', size one of {', '.join(ARCH_SIZES)}), got "
-                              f"'{self.backbone.name}'")
+            raise ConfigError(
+                f"backbone.name must be a timm DINOv2 ViT ('vit_<size>_patch14_"
+                f"reg4_dinov2', size one of {', '.join(ARCH_SIZES)}), got "
+                f"'{self.backbone.name}'"
+            )
         n = len(self.backbone.layers)
         used = sorted(i for group in self.fuse_groups for i in group)
         if not used or used[-1] >= n or used[0] < 0:
-            raise ConfigError(f"fuse_groups {[list(g) for g in self.fuse_groups]} must index the "
-                              f"{n} target layers (0..{n - 1})")
+            raise ConfigError(
+                f"fuse_groups {[list(g) for g in self.fuse_groups]} must index the "
+                f"{n} target layers (0..{n - 1})"
+            )
         if self.crop_size < 0 or self.crop_size > self.data.image_size:
-            raise ConfigError(f"crop_size must be in [0, data.image_size={self.data.image_size}]"
-                              f" (0 = no crop), got {self.crop_size}")
+            raise ConfigError(
+                f"crop_size must be in [0, data.image_size={self.data.image_size}]"
+                f" (0 = no crop), got {self.crop_size}"
+            )
 
 
 @dataclass(frozen=True)
@@ -113,9 +140,11 @@ class DinomalyConfig(DinoReconstructionConfig):
         super().__post_init__()
         n = len(self.backbone.layers)
         if n != self.decoder_depth:
-            raise ConfigError(f"backbone.layers has {n} encoder blocks but decoder_depth is "
-                              f"{self.decoder_depth}: Dinomaly reconstructs one encoder block per "
-                              "decoder block; make them equal")
+            raise ConfigError(
+                f"backbone.layers has {n} encoder blocks but decoder_depth is "
+                f"{self.decoder_depth}: Dinomaly reconstructs one encoder block per "
+                "decoder block; make them equal"
+            )
         if self.decoder_depth < 2:
             raise ConfigError(f"decoder_depth must be at least 2, got {self.decoder_depth}")
         if not 0.0 <= self.hard_mining_p < 1.0:
@@ -151,17 +180,23 @@ class DinoReconstruction(AnomalyMethod):
         super().__init__(config)
         backbone = self.config.backbone
         if backbone.timm_kwargs:
-            raise ConfigError(f"backbone.timm_kwargs {backbone.timm_kwargs} cannot be used with "
-                              "anomalib.dinomaly: anomalib creates the ViT itself")
+            raise ConfigError(
+                f"backbone.timm_kwargs {backbone.timm_kwargs} cannot be used with "
+                "anomalib.dinomaly: anomalib creates the ViT itself"
+            )
         # fails fast (WeightsNotFoundError) before anomalib's model is built
-        weighted = create_timm_model(dataclasses.replace(backbone, timm_kwargs={}),
-                                     random_weights=self.config.random_weights,
-                                     dynamic_img_size=True)
+        weighted = create_timm_model(
+            dataclasses.replace(backbone, timm_kwargs={}),
+            random_weights=self.config.random_weights,
+            dynamic_img_size=True,
+        )
         data_config = timm.data.resolve_model_data_config(weighted)
-        self.register_buffer("mean", torch.tensor(data_config["mean"]).view(1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer("std", torch.tensor(data_config["std"]).view(1, 3, 1, 1),
-                             persistent=False)
+        self.register_buffer(
+            "mean", torch.tensor(data_config["mean"]).view(1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "std", torch.tensor(data_config["std"]).view(1, 3, 1, 1), persistent=False
+        )
         groups = [list(g) for g in self.config.fuse_groups]
         self.model = self.build_model(backbone_arch(backbone), list(backbone.layers), groups)
         self.model.fuse_layer_encoder = groups
@@ -196,18 +231,22 @@ class DinoReconstruction(AnomalyMethod):
         if size == 0 or (size >= height and size >= width):
             return images, (0, 0, 0, 0)
         if size > height or size > width:
-            raise AdbenchError(f"anomalib.dinomaly: crop_size={size} is larger than the images "
-                               f"({height} x {width}); lower crop_size or raise data.image_size")
+            raise AdbenchError(
+                f"anomalib.dinomaly: crop_size={size} is larger than the images "
+                f"({height} x {width}); lower crop_size or raise data.image_size"
+            )
         top, left = round((height - size) / 2.0), round((width - size) / 2.0)
-        cropped = images[..., top:top + size, left:left + size]
+        cropped = images[..., top : top + size, left : left + size]
         return cropped, (left, width - left - size, top, height - top - size)
 
     def _check_patch_multiple(self, images: Tensor) -> None:
         patch = self.model.encoder.patch_size
         if images.shape[-1] % patch or images.shape[-2] % patch:
-            raise AdbenchError(f"anomalib.dinomaly: the (cropped) image size "
-                               f"{tuple(images.shape[-2:])} must be a multiple of the ViT patch "
-                               f"size {patch}; set crop_size (or data.image_size) accordingly")
+            raise AdbenchError(
+                f"anomalib.dinomaly: the (cropped) image size "
+                f"{tuple(images.shape[-2:])} must be a multiple of the ViT patch "
+                f"size {patch}; set crop_size (or data.image_size) accordingly"
+            )
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """The method's reconstruction loss on the cropped, normalised images."""
@@ -221,8 +260,10 @@ class DinoReconstruction(AnomalyMethod):
     def forward(self, images: Tensor) -> AnomalyOutput:
         """Map: 1 - cosine(encoder, decoder) averaged over groups; score: anomalib's (paper)."""
         if self.model.training:
-            raise AdbenchError(f"{type(self).__name__}.forward scores images and needs eval "
-                               "mode: call .eval() first")
+            raise AdbenchError(
+                f"{type(self).__name__}.forward scores images and needs eval "
+                "mode: call .eval() first"
+            )
         cropped, padding = self.crop(images)
         self._check_patch_multiple(cropped)
         output = self.model(self.normalize(cropped))
@@ -236,16 +277,27 @@ class DinoReconstruction(AnomalyMethod):
         """StableAdamW over the trainable parts with the warm-up cosine schedule (papers)."""
         optim = self.config.optim
         trainable = [p for p in self.parameters() if p.requires_grad]
-        optimizer = StableAdamW([{"params": trainable}], lr=optim.lr, betas=optim.betas,
-                                weight_decay=optim.weight_decay, amsgrad=True,
-                                eps=self.adam_eps)
+        optimizer = StableAdamW(
+            [{"params": trainable}],
+            lr=optim.lr,
+            betas=optim.betas,
+            weight_decay=optim.weight_decay,
+            amsgrad=True,
+            eps=self.adam_eps,
+        )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = min(optim.warmup_steps, max(total - 1, 0))
-        scheduler = WarmCosineScheduler(optimizer, base_value=optim.lr,
-                                        final_value=self.config.final_lr, total_iters=total,
-                                        warmup_iters=warmup)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        scheduler = WarmCosineScheduler(
+            optimizer,
+            base_value=optim.lr,
+            final_value=self.config.final_lr,
+            total_iters=total,
+            warmup_iters=warmup,
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
 
 class AnomalibDinomaly(DinoReconstruction):
@@ -257,9 +309,12 @@ class AnomalibDinomaly(DinoReconstruction):
         """Anomalib's `DinomalyModel` with the config's dropout, depth and hard mining."""
         with encoder_without_download(dinomaly_torch):
             model = dinomaly_torch.DinomalyModel(
-                encoder_name=arch, bottleneck_dropout=self.config.bottleneck_dropout,
-                decoder_depth=self.config.decoder_depth, target_layers=layers,
-                fuse_layer_encoder=groups, fuse_layer_decoder=groups,
+                encoder_name=arch,
+                bottleneck_dropout=self.config.bottleneck_dropout,
+                decoder_depth=self.config.decoder_depth,
+                target_layers=layers,
+                fuse_layer_encoder=groups,
+                fuse_layer_decoder=groups,
             )
         # anomalib 2.7 stores fuse_layer_* only when they are None; the base sets them
         loss = model.loss_fn

@@ -43,10 +43,16 @@ class InpFormerConfig(DinoReconstructionConfig):
     inp_num: int = 6  # number of INPs (anomalib default, official code)
     loss_power: int = 3  # adaptive hard-mining exponent (anomalib GlobalCosineHmAdaptiveLoss)
     # StableAdamW lr 1e-3 -> 1e-4, weight decay 1e-4, 100 warm-up iterations, eps 1e-10 (anomalib)
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
-        name="adamw", lr=1e-3, betas=(0.9, 0.999), weight_decay=1e-4, schedule="cosine",
-        warmup_steps=100,
-    ))
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(
+            name="adamw",
+            lr=1e-3,
+            betas=(0.9, 0.999),
+            weight_decay=1e-4,
+            schedule="cosine",
+            warmup_steps=100,
+        )
+    )
     final_lr: float = 1e-4
     # anomalib's model already smooths its map with sigma 4 (kernel 5) and scores the top 1%:
     # no second smoothing
@@ -55,8 +61,10 @@ class InpFormerConfig(DinoReconstructionConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if len(self.backbone.layers) != 8:
-            raise ConfigError(f"backbone.layers must list 8 encoder blocks for anomalib's "
-                              f"INP-Former (its decoder has 8), got {list(self.backbone.layers)}")
+            raise ConfigError(
+                f"backbone.layers must list 8 encoder blocks for anomalib's "
+                f"INP-Former (its decoder has 8), got {list(self.backbone.layers)}"
+            )
         if self.inp_num < 1:
             raise ConfigError(f"inp_num must be at least 1, got {self.inp_num}")
 
@@ -71,16 +79,23 @@ class AnomalibInpFormer(DinoReconstruction):
         """Anomalib's `InpFormerModel` with the config's INP count and loss power."""
         with encoder_without_download(inp_torch):
             model = inp_torch.InpFormerModel(
-                encoder_name=arch, inp_num=self.config.inp_num, target_layers=layers,
-                fuse_layer_encoder=groups, fuse_layer_decoder=groups,
+                encoder_name=arch,
+                inp_num=self.config.inp_num,
+                target_layers=layers,
+                fuse_layer_encoder=groups,
+                fuse_layer_decoder=groups,
             )
         model.loss.power = self.config.loss_power
         return model
 
     def trainable(self) -> list[nn.Module]:
         """Bottleneck, INP extractor (aggregation), decoder and the INP queries."""
-        return [self.model.bottleneck, self.model.decoder, self.model.aggregation,
-                self.model.prototype_token]
+        return [
+            self.model.bottleneck,
+            self.model.decoder,
+            self.model.aggregation,
+            self.model.prototype_token,
+        ]
 
     def reconstruction_loss(self, images: Tensor) -> Tensor:
         """Adaptive hard-mining cosine loss plus the INP coherence loss (anomalib's)."""

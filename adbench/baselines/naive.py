@@ -52,8 +52,10 @@ class NaiveMeanImage(AnomalyMethod):
     def on_fit_start(self) -> None:
         """The sums are built in one process; several would each hold a part."""
         if self.trainer.world_size > 1:
-            raise ConfigError(f"naive builds its means in one process; run it with devices=1 "
-                              f"(got {self.trainer.world_size} processes)")
+            raise ConfigError(
+                f"naive builds its means in one process; run it with devices=1 "
+                f"(got {self.trainer.world_size} processes)"
+            )
 
     def on_train_epoch_start(self) -> None:
         """Each epoch recomputes the means from that epoch's images."""
@@ -68,8 +70,10 @@ class NaiveMeanImage(AnomalyMethod):
             self.sums = images.new_zeros((k, *images.shape[1:]))
             self.counts = torch.zeros(k, dtype=torch.int64, device=images.device)
         elif self.sums.shape[1:] != images.shape[1:]:
-            raise AdbenchError(f"naive: training images changed shape from "
-                               f"{tuple(self.sums.shape[1:])} to {tuple(images.shape[1:])}")
+            raise AdbenchError(
+                f"naive: training images changed shape from "
+                f"{tuple(self.sums.shape[1:])} to {tuple(images.shape[1:])}"
+            )
         if k > len(self.sums):
             grow = k - len(self.sums)
             self.sums = torch.cat([self.sums, self.sums.new_zeros((grow, *self.sums.shape[1:]))])
@@ -84,8 +88,10 @@ class NaiveMeanImage(AnomalyMethod):
     def means(self) -> Tensor:
         """(K', 3, H, W) mean image of each category that had training images."""
         if self.counts.numel() == 0 or int(self.counts.sum()) == 0:
-            raise AdbenchError("naive has no mean images yet: fit it first "
-                               "(adbench.fit(method, datamodule)) or load a fitted checkpoint")
+            raise AdbenchError(
+                "naive has no mean images yet: fit it first "
+                "(adbench.fit(method, datamodule)) or load a fitted checkpoint"
+            )
         seen = self.counts > 0
         return self.sums[seen] / self.counts[seen].view(-1, 1, 1, 1).double()
 
@@ -93,9 +99,11 @@ class NaiveMeanImage(AnomalyMethod):
         """Map = squared difference to the nearest mean, summed over channels; score = L2."""
         means = self.means()
         if images.shape[1:] != means.shape[1:]:
-            raise AdbenchError(f"naive: images of shape {tuple(images.shape[1:])} cannot be "
-                               f"compared with means of shape {tuple(means.shape[1:])}; "
-                               "score at the training image size")
+            raise AdbenchError(
+                f"naive: images of shape {tuple(images.shape[1:])} cannot be "
+                f"compared with means of shape {tuple(means.shape[1:])}; "
+                "score at the training image size"
+            )
         flat = images.double().flatten(1)
         distances = torch.cdist(flat, means.flatten(1))  # (B, K')
         nearest = means[distances.argmin(dim=1)]

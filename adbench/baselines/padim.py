@@ -33,11 +33,13 @@ STABILISER = 1e-5  # anomalib adds this to the regularised covariance before inv
 class PadimConfig(AnomalibConfig):
     """PaDiM settings; the defaults are the paper's (Defard et al., ICPR 2021, Sec. 3-4)."""
 
-    backbone: BackboneConfig = field(default_factory=lambda: BackboneConfig(
-        name="wide_resnet50_2.tv_in1k",  # paper Sec. 4.1: ImageNet WideResNet-50 (torchvision)
-        layers=(1, 2, 3),  # paper Sec. 3.1: the first three layers' activations, concatenated
-        weights="pretrained",
-    ))
+    backbone: BackboneConfig = field(
+        default_factory=lambda: BackboneConfig(
+            name="wide_resnet50_2.tv_in1k",  # paper Sec. 4.1: ImageNet WideResNet-50 (torchvision)
+            layers=(1, 2, 3),  # paper Sec. 3.1: the first three layers' activations, concatenated
+            weights="pretrained",
+        )
+    )
     n_features: int = 550  # paper Sec. 4.2 (WR50-Rd550): dimensions kept by random selection
     covariance_epsilon: float = 0.01  # paper Sec. 3.2: epsilon * I regularises each covariance
     trainer: TrainerDefaults = field(default_factory=lambda: TrainerDefaults(max_epochs=1))
@@ -116,8 +118,9 @@ class AnomalibPadim(MemoryBankAdapter):
                 f"n_features={self.config.n_features} exceeds the {available} channels of "
                 f"{backbone} layers {layers} ({' + '.join(map(str, self.backbone_channels))})"
             )
-        return PadimModel(backbone=backbone, layers=layers, pre_trained=False,
-                          n_features=self.config.n_features)
+        return PadimModel(
+            backbone=backbone, layers=layers, pre_trained=False, n_features=self.config.n_features
+        )
 
     def pretrained_extractors(self) -> list[nn.Module]:
         """The backbone that receives the weights."""

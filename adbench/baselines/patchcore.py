@@ -29,11 +29,13 @@ from adbench.registry import MethodSpec, presets_from_folder
 class PatchCoreConfig(AnomalibConfig):
     """PatchCore settings; the defaults are the paper's (Roth et al., CVPR 2022, Sec. 3-4)."""
 
-    backbone: BackboneConfig = field(default_factory=lambda: BackboneConfig(
-        name="wide_resnet50_2.tv_in1k",  # paper Sec. 4.1: ImageNet WideResNet-50 (torchvision)
-        layers=(2, 3),  # paper Sec. 3.1: the mid-level blocks 2 and 3
-        weights="pretrained",
-    ))
+    backbone: BackboneConfig = field(
+        default_factory=lambda: BackboneConfig(
+            name="wide_resnet50_2.tv_in1k",  # paper Sec. 4.1: ImageNet WideResNet-50 (torchvision)
+            layers=(2, 3),  # paper Sec. 3.1: the mid-level blocks 2 and 3
+            weights="pretrained",
+        )
+    )
     neighbourhood: int = 3  # paper Sec. 3.1: patch size p = 3 of the local average aggregation
     coreset_ratio: float = 0.1  # paper Sec. 4: PatchCore-10% (the 1% and 25% variants also exist)
     max_bank_size: int | None = None  # choice: cap on bank rows (None = ratio only, the paper's);
@@ -109,8 +111,12 @@ class AnomalibPatchCore(MemoryBankAdapter):
 
     def build_model(self, backbone: str, layers: list[int]) -> nn.Module:
         """Anomalib's model, built without downloading weights."""
-        return PatchcoreModel(layers=layers, backbone=backbone, pre_trained=False,
-                              num_neighbors=self.config.num_neighbors)
+        return PatchcoreModel(
+            layers=layers,
+            backbone=backbone,
+            pre_trained=False,
+            num_neighbors=self.config.num_neighbors,
+        )
 
     def pretrained_extractors(self) -> list[nn.Module]:
         """The backbone that receives the weights."""

@@ -24,33 +24,49 @@ from adbench.errors import ConfigError, unknown_name
 from adbench.registry import MethodSpec, presets_from_folder
 
 # the backbones for which anomalib has a mirrored ResNet decoder (``get_decoder``)
-DECODER_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-                     "resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2", "wide_resnet101_2")
+DECODER_BACKBONES = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnext50_32x4d",
+    "resnext101_32x8d",
+    "wide_resnet50_2",
+    "wide_resnet101_2",
+)
 
 
 @dataclass(frozen=True)
 class ReverseDistillationConfig(AnomalibConfig):
     """Reverse Distillation settings; the defaults are the paper's (Deng & Li, CVPR 2022)."""
 
-    backbone: BackboneConfig = field(default_factory=lambda: BackboneConfig(
-        name="wide_resnet50_2.tv_in1k",  # paper Sec. 4.1: ImageNet WideResNet-50 teacher
-        layers=(1, 2, 3),  # paper Sec. 3.1: the three ResNet stages feed the bottleneck
-        weights="pretrained",
-    ))
+    backbone: BackboneConfig = field(
+        default_factory=lambda: BackboneConfig(
+            name="wide_resnet50_2.tv_in1k",  # paper Sec. 4.1: ImageNet WideResNet-50 teacher
+            layers=(1, 2, 3),  # paper Sec. 3.1: the three ResNet stages feed the bottleneck
+            weights="pretrained",
+        )
+    )
     anomaly_map_mode: Literal["add", "multiply"] = "add"  # paper Eq. 4: sum of the level maps
     data: DataDefaults = field(default_factory=lambda: DataDefaults(image_size=256, batch_size=16))
     # paper Sec. 4.1: 256 x 256 images, batch 16
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
-        name="adam", lr=0.005, betas=(0.5, 0.999),  # paper Sec. 4.1 (anomalib uses 0.5, 0.99)
-    ))
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(
+            name="adam",
+            lr=0.005,
+            betas=(0.5, 0.999),  # paper Sec. 4.1 (anomalib uses 0.5, 0.99)
+        )
+    )
     trainer: TrainerDefaults = field(default_factory=lambda: TrainerDefaults(max_epochs=200))
     # paper Sec. 4.1: 200 epochs
 
     def __post_init__(self) -> None:
         arch = backbone_arch(self.backbone)
         if arch not in DECODER_BACKBONES:
-            raise unknown_name("backbone for anomalib's reverse distillation decoder", arch,
-                               DECODER_BACKBONES)
+            raise unknown_name(
+                "backbone for anomalib's reverse distillation decoder", arch, DECODER_BACKBONES
+            )
         if tuple(self.backbone.layers) != (1, 2, 3):
             raise ConfigError(
                 f"backbone.layers must be [1, 2, 3] for reverse distillation (the bottleneck fuses "
@@ -72,7 +88,9 @@ class AnomalibReverseDistillation(AnomalibAdapter):
         """Anomalib's model (maps at ``data.image_size``), built without downloading weights."""
         size = self.config.data.image_size
         return ReverseDistillationModel(
-            backbone=backbone, input_size=(size, size), layers=layers,
+            backbone=backbone,
+            input_size=(size, size),
+            layers=layers,
             anomaly_map_mode=AnomalyMapGenerationMode(self.config.anomaly_map_mode),
             pre_trained=False,
         )

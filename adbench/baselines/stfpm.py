@@ -28,16 +28,23 @@ from adbench.registry import MethodSpec, presets_from_folder
 class STFPMConfig(AnomalibConfig):
     """STFPM settings; the defaults are the paper's (Wang et al., BMVC 2021, Sec. 4.1)."""
 
-    backbone: BackboneConfig = field(default_factory=lambda: BackboneConfig(
-        name="resnet18.tv_in1k",  # paper Sec. 4.1: ImageNet ResNet-18 teacher (torchvision)
-        layers=(1, 2, 3),  # paper Sec. 3: conv2_x, conv3_x and conv4_x
-        weights="pretrained",
-    ))
+    backbone: BackboneConfig = field(
+        default_factory=lambda: BackboneConfig(
+            name="resnet18.tv_in1k",  # paper Sec. 4.1: ImageNet ResNet-18 teacher (torchvision)
+            layers=(1, 2, 3),  # paper Sec. 3: conv2_x, conv3_x and conv4_x
+            weights="pretrained",
+        )
+    )
     data: DataDefaults = field(default_factory=lambda: DataDefaults(image_size=256, batch_size=32))
     # paper Sec. 4.1: 256 x 256 images, batch 32
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
-        name="sgd", lr=0.4, momentum=0.9, weight_decay=1e-4,  # paper Sec. 4.1 (anomalib: 1e-3)
-    ))
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(
+            name="sgd",
+            lr=0.4,
+            momentum=0.9,
+            weight_decay=1e-4,  # paper Sec. 4.1 (anomalib: 1e-3)
+        )
+    )
     trainer: TrainerDefaults = field(default_factory=lambda: TrainerDefaults(max_epochs=100))
     # paper Sec. 4.1: 100 epochs
 
@@ -54,10 +61,12 @@ class OfflineSTFPMModel(STFPMModel):
         nn.Module.__init__(self)
         self.tiler = None
         self.backbone = backbone
-        self.teacher_model = TimmFeatureExtractor(backbone=backbone, pre_trained=False,
-                                                  layers=layers).eval()
-        self.student_model = TimmFeatureExtractor(backbone=backbone, pre_trained=False,
-                                                  layers=layers, requires_grad=True)
+        self.teacher_model = TimmFeatureExtractor(
+            backbone=backbone, pre_trained=False, layers=layers
+        ).eval()
+        self.student_model = TimmFeatureExtractor(
+            backbone=backbone, pre_trained=False, layers=layers, requires_grad=True
+        )
         self.teacher_model.requires_grad_(False)
         self.anomaly_map_generator = AnomalyMapGenerator()
 

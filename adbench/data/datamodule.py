@@ -92,8 +92,9 @@ class UnifiedDataModule(L.LightningDataModule):
             config: a method config (``method.config``).
             **options: any other argument of `UnifiedDataModule` (``seed``, ``num_workers`` ...).
         """
-        return cls(index, image_size=config.data.image_size, batch_size=config.data.batch_size,
-                   **options)
+        return cls(
+            index, image_size=config.data.image_size, batch_size=config.data.batch_size, **options
+        )
 
     def dataset(self, split: Split) -> AnomalyDataset:
         """The images of one split (``train``, ``val`` or ``test``)."""

@@ -136,6 +136,7 @@ def cat_state(state: list[Tensor] | Tensor, dtype: torch.dtype) -> Tensor:
         return state.to(dtype)
     return torch.cat([t.to(dtype) for t in state]) if state else torch.zeros(0, dtype=dtype)
 
+
 class StreamingPixels:
     """The pixel half of `adbench.metrics.Evaluator`: buffer, calibrate and bin pixel scores.
 

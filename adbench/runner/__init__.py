@@ -25,9 +25,22 @@ from adbench.runner.schema import Cell, Sweep
 from adbench.runner.store import ResultStore, load_cells, load_results
 from adbench.runner.sweep import describe, expand, load_sweep
 
-__all__ = ["Cell", "CellFailed", "ResultStore", "Sweep", "SweepReport", "dry_run", "expand",
-           "leaderboard", "load_cells", "load_results", "load_sweep", "plan", "plot_scaling",
-           "run_sweep"]
+__all__ = [
+    "Cell",
+    "CellFailed",
+    "ResultStore",
+    "Sweep",
+    "SweepReport",
+    "dry_run",
+    "expand",
+    "leaderboard",
+    "load_cells",
+    "load_results",
+    "load_sweep",
+    "plan",
+    "plot_scaling",
+    "run_sweep",
+]
 
 
 @dataclass(frozen=True)
@@ -55,17 +68,24 @@ class SweepReport:
     def summary(self) -> str:
         """One paragraph: counts per status and each failed cell with its error."""
         counts = Counter(self.statuses.values())
-        text = [f"{len(self.cells)} cells in {self.out}: "
-                + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))]
+        text = [
+            f"{len(self.cells)} cells in {self.out}: "
+            + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        ]
         for cell in self.failed:
             error = rundir.read_json(rundir.cell_dir(self.out, cell.id) / rundir.ERROR)
-            text.append(f"  failed {cell.id} ({cell.label}, {cell.dataset}, k={cell.k}, "
-                        f"seed={cell.seed}): {error['type']}: {error['message']}")
+            text.append(
+                f"  failed {cell.id} ({cell.label}, {cell.dataset}, k={cell.k}, "
+                f"seed={cell.seed}): {error['type']}: {error['message']}"
+            )
         return "\n".join(text)
 
 
-def plan(source: str | Path | Mapping[str, Any], overrides: Mapping[str, Any] | None = None,
-         plugins: Sequence[str] = ()) -> tuple[Sweep, list[Cell]]:
+def plan(
+    source: str | Path | Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+    plugins: Sequence[str] = (),
+) -> tuple[Sweep, list[Cell]]:
     """Validate a sweep, import its plugins, generate missing synthetic data and expand it."""
     sweep = load_sweep(source, overrides)
     sweep = dataclasses.replace(sweep, plugins=resolve_plugins([*sweep.plugins, *plugins]))
@@ -74,10 +94,17 @@ def plan(source: str | Path | Mapping[str, Any], overrides: Mapping[str, Any] | 
     return sweep, expand(sweep)
 
 
-def run_sweep(source: str | Path | Mapping[str, Any], out: str | Path, *,
-              overrides: Mapping[str, Any] | None = None, plugins: Sequence[str] = (),
-              fail_fast: bool = False, progress: bool = True, verbose: bool = False,
-              report: bool = True) -> SweepReport:
+def run_sweep(
+    source: str | Path | Mapping[str, Any],
+    out: str | Path,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    plugins: Sequence[str] = (),
+    fail_fast: bool = False,
+    progress: bool = True,
+    verbose: bool = False,
+    report: bool = True,
+) -> SweepReport:
     """Run every unfinished cell of a sweep into ``out`` and collect the results.
 
     Safe to re-run and to run concurrently on the same ``out``: finished cells are skipped,
@@ -100,13 +127,19 @@ def run_sweep(source: str | Path | Mapping[str, Any], out: str | Path, *,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "sweep.yaml", to_yaml(sweep))
-    runtime = Runtime(num_workers=sweep.num_workers, checkpoints=sweep.checkpoints,
-                      plugins=sweep.plugins, progress=progress, verbose=verbose,
-                      isolate=getattr(sweep.launcher, "isolate", "auto"))
+    runtime = Runtime(
+        num_workers=sweep.num_workers,
+        checkpoints=sweep.checkpoints,
+        plugins=sweep.plugins,
+        progress=progress,
+        verbose=verbose,
+        isolate=getattr(sweep.launcher, "isolate", "auto"),
+    )
     store = ResultStore(out)
     try:
-        statuses = get_launcher(sweep.launcher)(cells, out, runtime, sweep.launcher,
-                                                fail_fast=fail_fast, progress=progress)
+        statuses = get_launcher(sweep.launcher)(
+            cells, out, runtime, sweep.launcher, fail_fast=fail_fast, progress=progress
+        )
     finally:
         store.write()
     files: list[Path] = []
@@ -117,16 +150,25 @@ def run_sweep(source: str | Path | Mapping[str, Any], out: str | Path, *,
     return SweepReport(out, tuple(cells), statuses, tuple(files))
 
 
-def dry_run(source: str | Path | Mapping[str, Any], out: str | Path | None = None,
-            overrides: Mapping[str, Any] | None = None, plugins: Sequence[str] = ()) -> str:
+def dry_run(
+    source: str | Path | Mapping[str, Any],
+    out: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    plugins: Sequence[str] = (),
+) -> str:
     """The cell listing of a sweep (with each cell's status in ``out`` when given)."""
     _, cells = plan(source, overrides, plugins)
     listing = describe(cells).splitlines()
     if out is None:
         return "\n".join(listing)
-    status = {row.cell_id: row.status for row in load_cells(out).itertuples()} \
-        if rundir.cells_dir(out).is_dir() else {}
+    status = (
+        {row.cell_id: row.status for row in load_cells(out).itertuples()}
+        if rundir.cells_dir(out).is_dir()
+        else {}
+    )
     lines = [listing[0] + "  status"]
-    lines += [f"{line}  {status.get(cell.id, 'new')}"
-              for line, cell in zip(listing[1:], cells, strict=True)]
+    lines += [
+        f"{line}  {status.get(cell.id, 'new')}"
+        for line, cell in zip(listing[1:], cells, strict=True)
+    ]
     return "\n".join(lines)

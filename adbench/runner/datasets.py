@@ -47,8 +47,10 @@ def _load(key: str) -> Any:
     entry = from_dict(DatasetEntry, json.loads(key), context="dataset")
     if not entry.parts:
         return load_index(entry.format, entry.root, _categories(entry.categories), **entry.options)
-    indexes = [load_index(part.format, part.root, _categories(part.categories), **part.options)
-               for part in entry.parts]
+    indexes = [
+        load_index(part.format, part.root, _categories(part.categories), **part.options)
+        for part in entry.parts
+    ]
     union = concat(indexes)
     wanted = _categories(entry.categories)
     return union if wanted is None else union.select(wanted)
@@ -56,4 +58,3 @@ def _load(key: str) -> Any:
 
 def _categories(value: tuple[str, ...] | str) -> list[str] | None:
     return None if value == "all" else list(value)
-

@@ -9,7 +9,6 @@ command line), and records either ``result.json`` or ``error.json``.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import gc
 import logging
 import os
@@ -26,6 +25,7 @@ import yaml
 from adbench.errors import AdbenchError
 from adbench.io import write_atomic
 from adbench.quiet import cell_logs
+from adbench.run_files import now
 from adbench.runner import rundir
 from adbench.runner.schema import Cell
 
@@ -65,8 +65,9 @@ class Runtime:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (without ``callbacks``)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name != "callbacks"} | {"plugins": list(self.plugins)}
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "callbacks"
+        } | {"plugins": list(self.plugins)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Runtime:
@@ -107,8 +108,10 @@ def _attempt(cell: Cell, folder: Path, runtime: Runtime, fail_fast: bool) -> str
         status = _run_here(cell, folder, runtime)
     if status == FAILED:
         error = rundir.read_json(folder / rundir.ERROR)
-        message = (f"cell {cell.id} ({cell.label}, {cell.dataset}, k={cell.k}, seed={cell.seed}) "
-                   f"failed: {error['type']}: {error['message']}")
+        message = (
+            f"cell {cell.id} ({cell.label}, {cell.dataset}, k={cell.k}, seed={cell.seed}) "
+            f"failed: {error['type']}: {error['message']}"
+        )
         if fail_fast:
             raise CellFailed(message)
         _log.error("%s (traceback in %s)", message, folder / rundir.ERROR)
@@ -134,10 +137,17 @@ def _run_worker(folder: Path) -> str:
     if not (folder / rundir.ERROR).is_file():
         log = folder / "run.log"
         tail = log.read_text()[-4000:] if log.is_file() else ""
-        reason = (f"killed by signal {-process.returncode}" if process.returncode < 0
-                  else f"exit code {process.returncode}")
-        _write_error(folder, "WorkerExited", f"the cell's worker process ended ({reason}) "
-                     "without a result", tail)
+        reason = (
+            f"killed by signal {-process.returncode}"
+            if process.returncode < 0
+            else f"exit code {process.returncode}"
+        )
+        _write_error(
+            folder,
+            "WorkerExited",
+            f"the cell's worker process ended ({reason}) without a result",
+            tail,
+        )
     return FAILED
 
 
@@ -148,14 +158,17 @@ def record_error(folder: Path, err: BaseException) -> None:
 
 
 def _write_error(folder: Path, kind: str, message: str, text: str) -> None:
-    rundir.write_json(folder / rundir.ERROR, {
-        "type": kind, "message": message, "traceback": text, "host": socket.gethostname(),
-        "pid": os.getpid(), "time": _now(),
-    })
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    rundir.write_json(
+        folder / rundir.ERROR,
+        {
+            "type": kind,
+            "message": message,
+            "traceback": text,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "time": now(),
+        },
+    )
 
 
 def _release_memory() -> None:
@@ -228,8 +241,13 @@ def _execute(cell: Cell, folder: Path, runtime: Runtime, writes: bool) -> dict[s
     load_plugins(runtime.plugins)
     index = load_dataset(cell.config["dataset"]).select(cell.categories)
     experiment = Experiment.from_record(cell.config, index, dataset=cell.dataset)
-    outcome = run_experiment(experiment, folder, num_workers=runtime.num_workers,
-                             checkpoints=runtime.checkpoints, progress=False,
-                             callbacks=runtime.callbacks,
-                             record={"cell_id": cell.id})
+    outcome = run_experiment(
+        experiment,
+        folder,
+        num_workers=runtime.num_workers,
+        checkpoints=runtime.checkpoints,
+        progress=False,
+        callbacks=runtime.callbacks,
+        record={"cell_id": cell.id},
+    )
     return outcome.result if writes and outcome.trainer.is_global_zero else None

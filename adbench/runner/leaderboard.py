@@ -21,7 +21,6 @@ themselves are made in `adbench.runner.tables`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +29,10 @@ import numpy as np
 import pandas as pd
 
 from adbench.errors import ConfigError, unknown_name
-from adbench.protocol import RANKED_FIELDS, differing_fields
 from adbench.runner.costs import COSTS, DEVICE_HOURS, cost_results, device_unit, memory_column
 from adbench.runner.reference import load_reference
 from adbench.runner.stats import confidence_intervals
-from adbench.runner.store import load_cells, load_results
+from adbench.runner.store import check_protocols, load_cells, load_results
 from adbench.runner.tables import (
     PUBLISHED,
     RENDERERS,
@@ -52,48 +50,17 @@ from adbench.runner.tables import (
 
 FORMATS = ("md", "latex", "csv")
 MEAN = "mean"
-RANKING_COLUMNS = ("dataset", "k", "method", "metric", "value", "device_hours",
-                   "per_device_hour", "unit", "n_seeds")
-
-
-def check_protocols(results: pd.DataFrame, split: bool = False) -> pd.DataFrame:
-    """Refuse to rank together cells of a (dataset, k) measured under different protocols.
-
-    Protocols differ when a ranked field (`adbench.protocol.RANKED_FIELDS`) differs; the error
-    names the fields. With ``split``, rename each protocol's dataset
-    ``"<dataset> (<field>=<value>, ...)"`` instead, so that it gets a table of its own. Rows
-    without a protocol (measured before cards) are not checked.
-    """
-    if "protocol" not in results.columns:
-        return results
-    keyed = results[results["protocol"].fillna("") != ""]
-    renamed = results.copy()
-    for (dataset, k), rows in keyed.groupby(["dataset", "k"], sort=False):
-        keys = list(dict.fromkeys(rows["protocol"]))
-        if len(keys) < 2:
-            continue
-        cards = [json.loads(key) for key in keys]
-        fields = [f for f in RANKED_FIELDS if any(f in differing_fields(cards[0], c)
-                                                  for c in cards[1:])]
-        if not split:
-            seen = "; ".join(", ".join(f"{f}={_short(c[f])}" for f in fields) for c in cards)
-            raise ConfigError(
-                f"dataset '{dataset}' at k={k} holds cells measured under different evaluation "
-                f"protocols, which differ in {', '.join(fields)} ({seen}); they cannot be ranked "
-                "together: rank them apart with split_protocols=True (CLI --split-protocols)")
-        for key, card in zip(keys, cards, strict=True):
-            where = ((renamed["dataset"] == dataset) & (renamed["k"] == k)
-                     & (renamed["protocol"] == key))
-            tag = ", ".join(f"{f}={_short(card[f])}" for f in fields)
-            renamed.loc[where, "dataset"] = f"{dataset} ({tag})"
-    return renamed
-
-
-def _short(value: object) -> str:
-    if isinstance(value, list):
-        return f"[{len(value)} items]"
-    text = str(value)
-    return text if len(text) <= 24 else text[:21] + "..."
+RANKING_COLUMNS = (
+    "dataset",
+    "k",
+    "method",
+    "metric",
+    "value",
+    "device_hours",
+    "per_device_hour",
+    "unit",
+    "n_seeds",
+)
 
 
 def summarize(results: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
@@ -113,8 +80,10 @@ def summarize(results: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
         available = sorted(rows["k"].unique())
         chosen = max(available) if k is None else k
         if chosen not in available:
-            raise ConfigError(f"dataset '{dataset}' has no results for k={k}; available: "
-                              f"{', '.join(map(str, available))}")
+            raise ConfigError(
+                f"dataset '{dataset}' has no results for k={k}; available: "
+                f"{', '.join(map(str, available))}"
+            )
         parts.append(rows[rows["k"] == chosen])
     kept = pd.concat(parts)
     grouped = kept.groupby(["dataset", "k", "method", "category", "metric"], sort=False)["value"]
@@ -123,8 +92,9 @@ def summarize(results: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
     return summary
 
 
-def cost_ranking(summary: pd.DataFrame, cells: pd.DataFrame, metric: str = "I-AUROC"
-                 ) -> pd.DataFrame:
+def cost_ranking(
+    summary: pd.DataFrame, cells: pd.DataFrame, metric: str = "I-AUROC"
+) -> pd.DataFrame:
     """Methods ranked by ``metric`` per device-hour of training, per dataset.
 
     ``per_device_hour`` = (mean over seeds of the metric's mean row, in %) / (mean over seeds of
@@ -148,23 +118,41 @@ def cost_ranking(summary: pd.DataFrame, cells: pd.DataFrame, metric: str = "I-AU
     for dataset, rows in means.groupby("dataset", sort=False):
         wide = rows.pivot(index="method", columns="metric", values="mean")
         seeds = rows[rows["metric"] == metric].set_index("method")["n_seeds"]
-        frame = pd.DataFrame({"dataset": dataset, "k": int(rows["k"].iloc[0]), "metric": metric,
-                              "value": 100 * wide[metric], "device_hours": wide[DEVICE_HOURS]})
+        frame = pd.DataFrame(
+            {
+                "dataset": dataset,
+                "k": int(rows["k"].iloc[0]),
+                "metric": metric,
+                "value": 100 * wide[metric],
+                "device_hours": wide[DEVICE_HOURS],
+            }
+        )
         frame["per_device_hour"] = frame["value"] / frame["device_hours"].where(
-            frame["device_hours"] > 0)
+            frame["device_hours"] > 0
+        )
         frame["unit"] = device_unit(cells[cells["dataset"] == dataset])
         frame["n_seeds"] = seeds.reindex(frame.index)
-        parts.append(frame.rename_axis("method").reset_index()
-                     .sort_values("per_device_hour", ascending=False, kind="stable"))
+        parts.append(
+            frame.rename_axis("method")
+            .reset_index()
+            .sort_values("per_device_hour", ascending=False, kind="stable")
+        )
     return pd.concat(parts, ignore_index=True)[list(RANKING_COLUMNS)]
 
 
-def leaderboard(source: str | Path | pd.DataFrame, fmt: str = "md", k: int | None = None,
-                per_category: Sequence[str] = ("I-AUROC", "P-AUROC"), digits: int = 1,
-                cost: bool | None = None, cells: pd.DataFrame | None = None,
-                per_gpu_hour: str | None = None,
-                reference: str | Path | pd.DataFrame | bool | None = None,
-                stats: bool = False, split_protocols: bool = False) -> str:
+def leaderboard(
+    source: str | Path | pd.DataFrame,
+    fmt: str = "md",
+    k: int | None = None,
+    per_category: Sequence[str] = ("I-AUROC", "P-AUROC"),
+    digits: int = 1,
+    cost: bool | None = None,
+    cells: pd.DataFrame | None = None,
+    per_gpu_hour: str | None = None,
+    reference: str | Path | pd.DataFrame | bool | None = None,
+    stats: bool = False,
+    split_protocols: bool = False,
+) -> str:
     """Render the leaderboard of a run directory (or of a `load_results` table).
 
     Args:
@@ -194,14 +182,16 @@ def leaderboard(source: str | Path | pd.DataFrame, fmt: str = "md", k: int | Non
 
     if fmt not in FORMATS:
         raise unknown_name("leaderboard format", fmt, FORMATS)
-    results, cells, show_cost = _measured(source, fmt, cost, cells, per_gpu_hour,
-                                          split_protocols)
+    results, cells, show_cost = _measured(source, fmt, cost, cells, per_gpu_hour, split_protocols)
     summary = summarize(results, k)
     published = _published(reference)
     if per_gpu_hour is not None:
         ranking = cost_ranking(summary, cells, per_gpu_hour)
-        return (ranking.to_csv(index=False) if fmt == "csv"
-                else ranking_tables(ranking, digits, RENDERERS[fmt]))
+        return (
+            ranking.to_csv(index=False)
+            if fmt == "csv"
+            else ranking_tables(ranking, digits, RENDERERS[fmt])
+        )
     intervals = confidence_intervals(results, k) if stats else None
     if fmt == "csv":
         return _csv(summary, intervals, published)
@@ -209,20 +199,27 @@ def leaderboard(source: str | Path | pd.DataFrame, fmt: str = "md", k: int | Non
     for metric in per_category:
         if metric not in order:
             raise unknown_name("metric", metric, order)
-    board = _Board(results, cells, intervals, published, tuple(per_category), digits, show_cost,
-                   RENDERERS[fmt])
+    board = _Board(
+        results, cells, intervals, published, tuple(per_category), digits, show_cost, RENDERERS[fmt]
+    )
     blocks = []
     for dataset, rows in summary.groupby("dataset", sort=False):
         blocks += _dataset_blocks(board, str(dataset), rows)
     if stats:
-        blocks += rank_table(results, SUMMARY if SUMMARY in set(results["metric"]) else order[0],
-                             board.render)
+        blocks += rank_table(
+            results, SUMMARY if SUMMARY in set(results["metric"]) else order[0], board.render
+        )
     return "\n\n".join(blocks) + "\n"
 
 
-def _measured(source: str | Path | pd.DataFrame, fmt: str, cost: bool | None,
-              cells: pd.DataFrame | None, per_gpu_hour: str | None, split_protocols: bool
-              ) -> tuple[pd.DataFrame, pd.DataFrame | None, bool]:
+def _measured(
+    source: str | Path | pd.DataFrame,
+    fmt: str,
+    cost: bool | None,
+    cells: pd.DataFrame | None,
+    per_gpu_hour: str | None,
+    split_protocols: bool,
+) -> tuple[pd.DataFrame, pd.DataFrame | None, bool]:
     """The checked results, the cells table and whether the cost columns are shown.
 
     The results include the cost rows when costs are needed.
@@ -236,8 +233,10 @@ def _measured(source: str | Path | pd.DataFrame, fmt: str, cost: bool | None,
         elif cost is None and per_gpu_hour is None:
             show_cost = False  # the default for a bare results table: no costs to show
         else:
-            raise ConfigError("cost columns and the per-GPU-hour view need the cells table: "
-                              "pass a run directory, or cells=load_cells(DIR)")
+            raise ConfigError(
+                "cost columns and the per-GPU-hour view need the cells table: "
+                "pass a run directory, or cells=load_cells(DIR)"
+            )
     if cells is not None and (show_cost or per_gpu_hour is not None):
         results = pd.concat([results, cost_results(cells)], ignore_index=True)
     return results, cells, show_cost
@@ -252,20 +251,26 @@ def _published(reference: str | Path | pd.DataFrame | bool | None) -> pd.DataFra
     return load_reference(None if reference is True else reference)
 
 
-def _csv(summary: pd.DataFrame, intervals: pd.DataFrame | None,
-         published: pd.DataFrame | None) -> str:
+def _csv(
+    summary: pd.DataFrame, intervals: pd.DataFrame | None, published: pd.DataFrame | None
+) -> str:
     """The `summarize` table as CSV, with the interval columns and the published rows."""
     if intervals is not None:
         bounds = intervals[["dataset", "k", "method", "metric", "ci_low", "ci_high"]]
-        summary = summary.merge(bounds.assign(category=MEAN), how="left",
-                                on=["dataset", "k", "method", "category", "metric"])
+        summary = summary.merge(
+            bounds.assign(category=MEAN),
+            how="left",
+            on=["dataset", "k", "method", "category", "metric"],
+        )
     if published is None:
         return summary.to_csv(index=False)
     rows = published.rename(columns={"value": "mean"}).assign(
-        category=MEAN, std=np.nan, n_seeds=np.nan, published=True)
+        category=MEAN, std=np.nan, n_seeds=np.nan, published=True
+    )
     rows["method"] = rows["method"] + PUBLISHED
-    both = pd.concat([summary.assign(published=False, protocol=np.nan, source=np.nan), rows],
-                     ignore_index=True)
+    both = pd.concat(
+        [summary.assign(published=False, protocol=np.nan, source=np.nan), rows], ignore_index=True
+    )
     return both[[*summary.columns, "published", "protocol", "source"]].to_csv(index=False)
 
 
@@ -302,16 +307,18 @@ def _dataset_blocks(board: _Board, dataset: str, rows: pd.DataFrame) -> list[str
     from adbench.metrics import SUMMARY
 
     means = rows[rows["category"] == MEAN]
-    table = pivot(means, "method", "metric", [m for m in metric_order()
-                                              if m in set(means["metric"])])
+    table = pivot(
+        means, "method", "metric", [m for m in metric_order() if m in set(means["metric"])]
+    )
     ranked_by = SUMMARY if SUMMARY in table["mean"] else table["mean"].columns[-1]
     table = table.sort_values(("mean", ranked_by), ascending=False)
     methods = list(table.index)
     k_used = int(rows["k"].iloc[0])
     blocks = [_measured_table(board, dataset, rows, table)]
     if board.published is not None:
-        block = reference_table(board.published, dataset, list(table["mean"].columns),
-                                board.digits, board.render)
+        block = reference_table(
+            board.published, dataset, list(table["mean"].columns), board.digits, board.render
+        )
         blocks += [block] if block else []
     if board.intervals is not None:  # stats=True
         blocks += stats_tables(board.results, dataset, k_used, methods, ranked_by, board.render)
@@ -320,27 +327,33 @@ def _dataset_blocks(board: _Board, dataset: str, rows: pd.DataFrame) -> list[str
         if per.empty:
             continue
         breakdown = pivot(per, "category", "method", methods)
-        blocks.append(board.render(f"{dataset}: {metric} per category (%)",
-                                   format_cells(breakdown, board.digits, best_by="row",
-                                                spread=False), "category"))
+        blocks.append(
+            board.render(
+                f"{dataset}: {metric} per category (%)",
+                format_cells(breakdown, board.digits, best_by="row", spread=False),
+                "category",
+            )
+        )
     return blocks
 
 
-def _measured_table(board: _Board, dataset: str, rows: pd.DataFrame, table: pd.DataFrame
-                    ) -> str:
+def _measured_table(board: _Board, dataset: str, rows: pd.DataFrame, table: pd.DataFrame) -> str:
     """The methods x metrics table of one dataset, best first, with intervals and costs."""
     k_used, seeds = int(rows["k"].iloc[0]), int(rows["n_seeds"].max())
-    title = (f"{dataset}: k = {k_used} categories; values in %, "
-             + (f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed"))
+    title = f"{dataset}: k = {k_used} categories; values in %, " + (
+        f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed"
+    )
     text = format_cells(table, board.digits, best_by="column")
     if board.intervals is not None:
-        text = with_intervals(text, board.intervals[board.intervals["dataset"] == dataset],
-                              board.digits)
+        text = with_intervals(
+            text, board.intervals[board.intervals["dataset"] == dataset], board.digits
+        )
         title += "; [95 % bootstrap interval over seeds x categories]"
     if board.show_cost:
         means = rows[rows["category"] == MEAN]
-        costs = means[means["metric"].isin(COSTS)].pivot(index="method", columns="metric",
-                                                         values="mean")
+        costs = means[means["metric"].isin(COSTS)].pivot(
+            index="method", columns="metric", values="mean"
+        )
         text = text.join(costs.reindex(index=table.index, columns=list(COSTS)).map(significant))
         gpu = memory_column(board.cells[board.cells["dataset"] == dataset]) == "peak_gpu_mb"
         title += f"; costs: mean over seeds, peak GB of {'GPU' if gpu else 'CPU'} memory"

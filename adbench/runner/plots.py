@@ -58,14 +58,32 @@ def _seed_stats(frame: pd.DataFrame, value: str) -> pd.DataFrame:
     return grouped.agg(["mean", "min", "max", "count"]).reset_index()
 
 
-def _panel(axis: object, stats: pd.DataFrame, ylabel: str, colors: dict[str, str],
-           scale: float = 1.0, labels: dict[str, str] | None = None) -> None:
+def _panel(
+    axis: object,
+    stats: pd.DataFrame,
+    ylabel: str,
+    colors: dict[str, str],
+    scale: float = 1.0,
+    labels: dict[str, str] | None = None,
+) -> None:
     for method, rows in stats.groupby("method", sort=False):
-        axis.plot(rows["k"], scale * rows["mean"], marker="o", lw=2, color=colors[method],
-                  label=(labels or {}).get(method, method))
+        axis.plot(
+            rows["k"],
+            scale * rows["mean"],
+            marker="o",
+            lw=2,
+            color=colors[method],
+            label=(labels or {}).get(method, method),
+        )
         if (rows["count"] > 1).any():
-            axis.fill_between(rows["k"], scale * rows["min"], scale * rows["max"],
-                              color=colors[method], alpha=0.2, lw=0)
+            axis.fill_between(
+                rows["k"],
+                scale * rows["min"],
+                scale * rows["max"],
+                color=colors[method],
+                alpha=0.2,
+                lw=0,
+            )
     axis.set_ylabel(ylabel)
     axis.set_xlabel("categories k")
     axis.grid(True, alpha=0.3)
@@ -88,9 +106,13 @@ def _slope_labels(scores: pd.DataFrame, metric: str) -> dict[str, str]:
     return labels
 
 
-def plot_scaling(out: str | Path, metric: str = "I-AUROC", dataset: str | None = None,
-                 save_dir: str | Path | None = None,
-                 formats: Sequence[str] = IMAGE_FORMATS) -> list[Path]:
+def plot_scaling(
+    out: str | Path,
+    metric: str = "I-AUROC",
+    dataset: str | None = None,
+    save_dir: str | Path | None = None,
+    formats: Sequence[str] = IMAGE_FORMATS,
+) -> list[Path]:
     """Draw the category-scaling figure of each dataset in run directory ``out``.
 
     Args:
@@ -126,8 +148,11 @@ def plot_scaling(out: str | Path, metric: str = "I-AUROC", dataset: str | None =
     save_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name in datasets:
-        scores = results[(results["dataset"] == name) & (results["category"] == "mean")
-                         & (results["metric"] == metric)]
+        scores = results[
+            (results["dataset"] == name)
+            & (results["category"] == "mean")
+            & (results["metric"] == metric)
+        ]
         if scores["k"].nunique() < 2 and dataset is None and len(datasets) > 1:
             continue
         costs = cells[(cells["dataset"] == name) & (cells["status"] == "finished")]
@@ -139,12 +164,14 @@ def plot_scaling(out: str | Path, metric: str = "I-AUROC", dataset: str | None =
         figure = Figure(figsize=(14, 4.4 + 0.3 * rows), layout="constrained")
         axes = figure.subplots(1, 3)
         labels = _slope_labels(scores, metric) if metric not in COSTS else None
-        _panel(axes[0], _seed_stats(scores, "value"), ylabel, colors, scale=scale,
-               labels=labels)
+        _panel(axes[0], _seed_stats(scores, "value"), ylabel, colors, scale=scale, labels=labels)
         _panel(axes[1], _seed_stats(costs, "train_s"), "training time (s)", colors)
-        _panel(axes[2], _seed_stats(costs, memory),
-               "peak GPU memory (MiB)" if memory == "peak_gpu_mb" else "peak CPU RSS (MiB)",
-               colors)
+        _panel(
+            axes[2],
+            _seed_stats(costs, memory),
+            "peak GPU memory (MiB)" if memory == "peak_gpu_mb" else "peak CPU RSS (MiB)",
+            colors,
+        )
         ks = sorted(scores["k"].unique())
         for axis in axes:
             axis.set_xticks(ks)
@@ -155,11 +182,18 @@ def plot_scaling(out: str | Path, metric: str = "I-AUROC", dataset: str | None =
         axes[1].set_title("cost: training time")
         axes[2].set_title("cost: peak memory")
         handles, labels = axes[0].get_legend_handles_labels()
-        figure.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4),
-                      title=f"mean over {seeds} seed{'s' if seeds > 1 else ''}"
-                      + (", band = min-max over seeds" if seeds > 1 else "")
-                      + ("; (slope: points per doubling of k [95 % interval])"
-                         if metric not in COSTS else ""), frameon=False)
+        figure.legend(
+            handles,
+            labels,
+            loc="outside lower center",
+            ncol=min(len(labels), 4),
+            title=f"mean over {seeds} seed{'s' if seeds > 1 else ''}"
+            + (", band = min-max over seeds" if seeds > 1 else "")
+            + (
+                "; (slope: points per doubling of k [95 % interval])" if metric not in COSTS else ""
+            ),
+            frameon=False,
+        )
         stem = f"scaling_{name.replace('/', '_')}_{_UNSAFE.sub('_', metric)}"
         written += _save(figure, save_dir / stem, formats)
     if not written:
@@ -167,8 +201,12 @@ def plot_scaling(out: str | Path, metric: str = "I-AUROC", dataset: str | None =
     return written
 
 
-def plot_ranks(out: str | Path, metric: str = "I-AUROC", save_dir: str | Path | None = None,
-               formats: Sequence[str] = IMAGE_FORMATS) -> list[Path]:
+def plot_ranks(
+    out: str | Path,
+    metric: str = "I-AUROC",
+    save_dir: str | Path | None = None,
+    formats: Sequence[str] = IMAGE_FORMATS,
+) -> list[Path]:
     """The critical-difference diagram of run directory ``out``.
 
     Average ranks by ``metric`` over its (dataset, k) blocks
@@ -179,17 +217,25 @@ def plot_ranks(out: str | Path, metric: str = "I-AUROC", save_dir: str | Path | 
     ranks, summary = average_ranks(load_results(out), metric)
     save_dir = Path(save_dir) if save_dir is not None else Path(out) / "plots"
     save_dir.mkdir(parents=True, exist_ok=True)
-    title = (f"average rank by {metric} over {summary['n_blocks']} (dataset, k) blocks"
-             + ("" if pd.isna(summary["friedman_p"])
-                else f"; Friedman p = {summary['friedman_p']:.3g}"))
-    return plot_critical_difference(ranks, summary["critical_difference"],
-                                    save_dir / f"ranks_{_UNSAFE.sub('_', metric)}", formats,
-                                    title=title)
+    title = f"average rank by {metric} over {summary['n_blocks']} (dataset, k) blocks" + (
+        "" if pd.isna(summary["friedman_p"]) else f"; Friedman p = {summary['friedman_p']:.3g}"
+    )
+    return plot_critical_difference(
+        ranks,
+        summary["critical_difference"],
+        save_dir / f"ranks_{_UNSAFE.sub('_', metric)}",
+        formats,
+        title=title,
+    )
 
 
-def plot_critical_difference(ranks: pd.DataFrame, critical_difference: float,
-                             path: str | Path, formats: Sequence[str] = IMAGE_FORMATS,
-                             title: str = "") -> list[Path]:
+def plot_critical_difference(
+    ranks: pd.DataFrame,
+    critical_difference: float,
+    path: str | Path,
+    formats: Sequence[str] = IMAGE_FORMATS,
+    title: str = "",
+) -> list[Path]:
     """Demsar's critical-difference diagram of `average_ranks`.
 
     Methods on a rank axis, and bars joining methods whose average ranks differ by less than
@@ -215,16 +261,27 @@ def plot_critical_difference(ranks: pd.DataFrame, critical_difference: float,
     for i, (name, value) in enumerate(zip(names, values, strict=True)):
         y = -(i + 1)
         axis.plot([value, value], [0, y], color="gray", lw=0.8)
-        axis.annotate(f"{name} ({value:.2f})", (value, y), xytext=(-4 if i < m / 2 else 4, 0),
-                      textcoords="offset points", va="center",
-                      ha="right" if i < m / 2 else "left")
+        axis.annotate(
+            f"{name} ({value:.2f})",
+            (value, y),
+            xytext=(-4 if i < m / 2 else 4, 0),
+            textcoords="offset points",
+            va="center",
+            ha="right" if i < m / 2 else "left",
+        )
     if np.isfinite(critical_difference):
         for row, (start, end) in enumerate(_cliques(values, critical_difference)):
             y = -(m + 0.6 + 0.35 * row) if row < 3 else -(m + 1.4)
             axis.plot([values[start] - 0.03, values[end] + 0.03], [y, y], color="black", lw=3)
         axis.plot([1, 1 + critical_difference], [1.0, 1.0], color="black", lw=1.5)
-        axis.annotate(f"CD = {critical_difference:.2f}", (1 + critical_difference / 2, 1.0),
-                      xytext=(0, 4), textcoords="offset points", ha="center", va="bottom")
+        axis.annotate(
+            f"CD = {critical_difference:.2f}",
+            (1 + critical_difference / 2, 1.0),
+            xytext=(0, 4),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+        )
     axis.set_title(title, pad=28)
     path = Path(path)
     return _save(figure, path.with_suffix(""), formats)

@@ -44,8 +44,10 @@ class CellProgress(Callback):
         self.bar.set_postfix_str(f"{self.prefix} | {text}")
 
     def _training(self, trainer: Trainer) -> str:
-        return (f"epoch {trainer.current_epoch + 1}{self._epochs}, "
-                f"step {trainer.global_step}{self._steps}")
+        return (
+            f"epoch {trainer.current_epoch + 1}{self._epochs}, "
+            f"step {trainer.global_step}{self._steps}"
+        )
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Read the training budget (the totals shown after the epoch and step)."""
@@ -55,8 +57,9 @@ class CellProgress(Callback):
         self._epochs = f"/{epochs}" if epochs is not None and epochs > 0 else ""
         self._show(trainer, self._training(trainer), now=True)
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any,
-                           batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         """Show the epoch and the optimizer step."""
         self._show(trainer, self._training(trainer))
 
@@ -64,10 +67,21 @@ class CellProgress(Callback):
         """Show the finished epoch's last step."""
         self._show(trainer, self._training(trainer), now=True)
 
-    def on_predict_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any,
-                             batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_predict_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         """Show the scoring (test) batches done."""
         total = trainer.num_predict_batches[dataloader_idx]
-        self._show(trainer, f"scoring batch {batch_idx + 1}/{int(total)}"
-                   if math.isfinite(total) else f"scoring batch {batch_idx + 1}",
-                   now=batch_idx + 1 == total)
+        self._show(
+            trainer,
+            f"scoring batch {batch_idx + 1}/{int(total)}"
+            if math.isfinite(total)
+            else f"scoring batch {batch_idx + 1}",
+            now=batch_idx + 1 == total,
+        )

@@ -66,8 +66,11 @@ class ReferenceRow:
         for metric, value in self.metrics.items():
             if metric not in order:
                 raise InvalidInputError(str(unknown_name("metric", str(metric), order)))
-            if isinstance(value, bool) or not isinstance(value, int | float) \
-                    or not 0 <= value <= 100:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 <= value <= 100
+            ):
                 raise InvalidInputError(f"{metric} = {value!r} is not a percentage in [0, 100]")
 
 
@@ -91,8 +94,9 @@ def load_reference(source: str | Path | None = None) -> pd.DataFrame:
     """
     path = shipped_reference() if source is None else Path(source)
     if path.is_dir():
-        files = sorted((f for f in path.iterdir() if f.name.endswith(".yaml")),
-                       key=lambda f: f.name)
+        files = sorted(
+            (f for f in path.iterdir() if f.name.endswith(".yaml")), key=lambda f: f.name
+        )
         if not files:
             raise ConfigError(f"reference folder {path} holds no *.yaml files")
     elif path.is_file():
@@ -102,10 +106,18 @@ def load_reference(source: str | Path | None = None) -> pd.DataFrame:
     records = []
     for file in files:
         for row in _rows(file):
-            records += [{"dataset": row.dataset, "k": row.k, "method": row.method,
-                         "metric": metric, "value": float(value) / 100,
-                         "protocol": row.protocol, "source": row.source}
-                        for metric, value in row.metrics.items()]
+            records += [
+                {
+                    "dataset": row.dataset,
+                    "k": row.k,
+                    "method": row.method,
+                    "metric": metric,
+                    "value": float(value) / 100,
+                    "protocol": row.protocol,
+                    "source": row.source,
+                }
+                for metric, value in row.metrics.items()
+            ]
     return pd.DataFrame.from_records(records, columns=list(REFERENCE_COLUMNS))
 
 

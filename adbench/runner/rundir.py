@@ -37,9 +37,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from adbench.experiment import RESULT as RESULT  # re-exported: the finished-cell marker
 from adbench.io import read_json as read_json  # re-exported: the run folder's JSON files
 from adbench.io import write_json as write_json
+from adbench.run_files import RESULT as RESULT  # re-exported: the finished-cell marker
 
 ERROR = "error.json"
 CELL = "cell.json"

@@ -38,14 +38,21 @@ def _largest_k(rows: pd.DataFrame, k: int | None) -> pd.DataFrame:
     for dataset, group in rows.groupby("dataset", sort=False):
         chosen = group["k"].max() if k is None else k
         if chosen not in set(group["k"]):
-            raise ConfigError(f"dataset '{dataset}' has no results for k={k}; available: "
-                              f"{', '.join(map(str, sorted(group['k'].unique())))}")
+            raise ConfigError(
+                f"dataset '{dataset}' has no results for k={k}; available: "
+                f"{', '.join(map(str, sorted(group['k'].unique())))}"
+            )
         parts.append(group[group["k"] == chosen])
     return pd.concat(parts)
 
 
-def confidence_intervals(results: pd.DataFrame, k: int | None = None, level: float = LEVEL,
-                         n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+def confidence_intervals(
+    results: pd.DataFrame,
+    k: int | None = None,
+    level: float = LEVEL,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Bootstrap confidence interval of each (dataset, k, method, metric) mean.
 
     The sample is the cell group's per-category values, one per (seed, category) pair; the
@@ -60,24 +67,45 @@ def confidence_intervals(results: pd.DataFrame, k: int | None = None, level: flo
     rows = _largest_k(results[results["category"] != MEAN], k)
     records = []
     for (dataset, k_, method, metric), group in rows.groupby(
-            ["dataset", "k", "method", "metric"], sort=False):
+        ["dataset", "k", "method", "metric"], sort=False
+    ):
         values = group["value"].to_numpy(dtype=float)
         low = high = np.nan
         if len(values) > 1 and np.ptp(values) == 0:
             low = high = float(values[0])
         elif len(values) > 1:
-            interval = stats.bootstrap((values,), np.mean, confidence_level=level,
-                                       n_resamples=n_resamples, method="percentile",
-                                       rng=np.random.default_rng(seed)).confidence_interval
+            interval = stats.bootstrap(
+                (values,),
+                np.mean,
+                confidence_level=level,
+                n_resamples=n_resamples,
+                method="percentile",
+                rng=np.random.default_rng(seed),
+            ).confidence_interval
             low, high = float(interval.low), float(interval.high)
-        records.append({"dataset": dataset, "k": int(k_), "method": method, "metric": metric,
-                        "mean": float(values.mean()), "ci_low": low, "ci_high": high,
-                        "n": len(values)})
+        records.append(
+            {
+                "dataset": dataset,
+                "k": int(k_),
+                "method": method,
+                "metric": metric,
+                "mean": float(values.mean()),
+                "ci_low": low,
+                "ci_high": high,
+                "n": len(values),
+            }
+        )
     return pd.DataFrame.from_records(records)
 
 
-def paired_test(results: pd.DataFrame, first: str, second: str, metric: str = "I-AUROC",
-                dataset: str | None = None, k: int | None = None) -> dict[str, float | int | str]:
+def paired_test(
+    results: pd.DataFrame,
+    first: str,
+    second: str,
+    metric: str = "I-AUROC",
+    dataset: str | None = None,
+    k: int | None = None,
+) -> dict[str, float | int | str]:
     """Wilcoxon signed-rank test of ``first`` against ``second`` on ``metric``.
 
     Over their shared (dataset, k, category, seed) values of ``metric`` (the per-category rows,
@@ -107,19 +135,28 @@ def paired_test(results: pd.DataFrame, first: str, second: str, metric: str = "I
     difference = (paired["first"] - paired["second"]).to_numpy()
     nonzero = difference[difference != 0]
     if len(nonzero) < 2:
-        raise ConfigError(f"{first} and {second} share {len(paired)} (category, seed) pairs of "
-                          f"{metric}, {len(nonzero)} with a difference: too few for a test")
+        raise ConfigError(
+            f"{first} and {second} share {len(paired)} (category, seed) pairs of "
+            f"{metric}, {len(nonzero)} with a difference: too few for a test"
+        )
     test = stats.wilcoxon(paired["first"], paired["second"])
     ranks = stats.rankdata(np.abs(nonzero))
     positive, negative = ranks[nonzero > 0].sum(), ranks[nonzero < 0].sum()
-    return {"first": first, "second": second, "metric": metric, "n_pairs": len(paired),
-            "median_difference": float(np.median(difference)),
-            "statistic": float(test.statistic), "p_value": float(test.pvalue),
-            "effect_size": float((positive - negative) / (positive + negative))}
+    return {
+        "first": first,
+        "second": second,
+        "metric": metric,
+        "n_pairs": len(paired),
+        "median_difference": float(np.median(difference)),
+        "statistic": float(test.statistic),
+        "p_value": float(test.pvalue),
+        "effect_size": float((positive - negative) / (positive + negative)),
+    }
 
 
-def average_ranks(results: pd.DataFrame, metric: str = "I-AUROC", level: float = LEVEL
-                  ) -> tuple[pd.DataFrame, dict[str, float]]:
+def average_ranks(
+    results: pd.DataFrame, metric: str = "I-AUROC", level: float = LEVEL
+) -> tuple[pd.DataFrame, dict[str, float]]:
     """Average ranks of the methods over the (dataset, k) blocks, with the Friedman test.
 
     Methods are ranked within each (dataset, k) block by their mean over seeds of ``metric``
@@ -135,30 +172,45 @@ def average_ranks(results: pd.DataFrame, metric: str = "I-AUROC", level: float =
         {"n_blocks", "n_methods", "friedman_statistic", "friedman_p", "critical_difference"}).
     """
     rows = _metric_rows(results, metric)
-    means = (rows[rows["category"] == MEAN]
-             .groupby(["dataset", "k", "method"])["value"].mean().unstack("method"))
+    means = (
+        rows[rows["category"] == MEAN]
+        .groupby(["dataset", "k", "method"])["value"]
+        .mean()
+        .unstack("method")
+    )
     means = means.dropna(axis=1)
     if means.shape[1] < 2:
         raise ConfigError(f"fewer than 2 methods have {metric} in every (dataset, k) block")
     ranks = means.rank(axis=1, ascending=False)
     blocks, methods = means.shape
-    table = (ranks.mean().rename("average_rank").sort_values().rename_axis("method")
-             .reset_index().assign(n_blocks=blocks))
-    summary = {"n_blocks": blocks, "n_methods": methods, "friedman_statistic": np.nan,
-               "friedman_p": np.nan, "critical_difference": np.nan}
+    table = (
+        ranks.mean()
+        .rename("average_rank")
+        .sort_values()
+        .rename_axis("method")
+        .reset_index()
+        .assign(n_blocks=blocks)
+    )
+    summary = {
+        "n_blocks": blocks,
+        "n_methods": methods,
+        "friedman_statistic": np.nan,
+        "friedman_p": np.nan,
+        "critical_difference": np.nan,
+    }
     if methods >= 3 and blocks >= 2:
         friedman = stats.friedmanchisquare(*(means[m] for m in means.columns))
         summary["friedman_statistic"] = float(friedman.statistic)
         summary["friedman_p"] = float(friedman.pvalue)
     if blocks >= 2:
         q = stats.studentized_range.ppf(level, methods, np.inf) / np.sqrt(2)
-        summary["critical_difference"] = float(q * np.sqrt(methods * (methods + 1)
-                                                              / (6 * blocks)))
+        summary["critical_difference"] = float(q * np.sqrt(methods * (methods + 1) / (6 * blocks)))
     return table, summary
 
 
-def degradation_slopes(results: pd.DataFrame, metric: str = "I-AUROC", level: float = LEVEL
-                       ) -> pd.DataFrame:
+def degradation_slopes(
+    results: pd.DataFrame, metric: str = "I-AUROC", level: float = LEVEL
+) -> pd.DataFrame:
     """Change of ``metric`` per doubling of k, per (dataset, method).
 
     The least-squares slope of the cells' mean over categories against log2 k, one point per
@@ -181,7 +233,17 @@ def degradation_slopes(results: pd.DataFrame, metric: str = "I-AUROC", level: fl
             if len(x) >= 3:
                 half = stats.t.ppf(0.5 + level / 2, len(x) - 2) * fit.stderr
                 low, high = slope - half, slope + half
-        records.append({"dataset": dataset, "method": method, "metric": metric, "slope": slope,
-                        "ci_low": low, "ci_high": high, "n_points": len(x),
-                        "k_min": int(group["k"].min()), "k_max": int(group["k"].max())})
+        records.append(
+            {
+                "dataset": dataset,
+                "method": method,
+                "metric": metric,
+                "slope": slope,
+                "ci_low": low,
+                "ci_high": high,
+                "n_points": len(x),
+                "k_min": int(group["k"].min()),
+                "k_max": int(group["k"].max()),
+            }
+        )
     return pd.DataFrame.from_records(records)

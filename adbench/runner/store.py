@@ -6,6 +6,7 @@ card as JSON; empty for cells measured before cards existed). ``cells``: one row
 directory with its status, timings, memory, parameter count and the devices it trained on
 (``world_size`` processes of ``device_type``). ``protocols``: the protocol cards.
 The cell directories are the source of truth; the Parquet/CSV files are exports of them.
+`check_protocols` keeps cells measured under different protocols from being ranked together.
 """
 
 from __future__ import annotations
@@ -17,19 +18,33 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from adbench.errors import AdbenchError
+from adbench.errors import AdbenchError, ConfigError
 from adbench.io import write_atomic
-from adbench.protocol import PROTOCOL_FILE, RANKED_FIELDS
+from adbench.protocol import PROTOCOL_FILE, RANKED_FIELDS, differing_fields
 from adbench.runner import rundir
 
 IDENTITY = ("cell_id", "method", "name", "preset", "dataset", "k", "seed")
 RESULT_COLUMNS = (*IDENTITY, "category", "metric", "value", "protocol")
-TIMING_COLUMNS = ("setup_s", "train_s", "inference_s", "total_s", "images_per_s", "n_train",
-                  "n_test")
+TIMING_COLUMNS = (
+    "setup_s",
+    "train_s",
+    "inference_s",
+    "total_s",
+    "images_per_s",
+    "n_train",
+    "n_test",
+)
 MEMORY_COLUMNS = ("peak_rss_mb", "peak_gpu_mb", "peak_gpu_reserved_mb")
 DEVICE_COLUMNS = ("world_size", "device_type")
-CELL_COLUMNS = (*IDENTITY, "status", *TIMING_COLUMNS, *MEMORY_COLUMNS, "params", *DEVICE_COLUMNS,
-                "error")
+CELL_COLUMNS = (
+    *IDENTITY,
+    "status",
+    *TIMING_COLUMNS,
+    *MEMORY_COLUMNS,
+    "params",
+    *DEVICE_COLUMNS,
+    "error",
+)
 
 
 class ResultStore:
@@ -56,9 +71,15 @@ class ResultStore:
             protocol = protocol_key(result.get("protocol"))
             for category, metrics in result["metrics"].items():
                 for metric, value in metrics.items():
-                    rows.append({**identity, "category": category, "metric": metric,
-                                 "value": float("nan") if value is None else float(value),
-                                 "protocol": protocol})
+                    rows.append(
+                        {
+                            **identity,
+                            "category": category,
+                            "metric": metric,
+                            "value": float("nan") if value is None else float(value),
+                            "protocol": protocol,
+                        }
+                    )
         return _typed(pd.DataFrame(rows, columns=list(RESULT_COLUMNS)))
 
     def cells(self) -> pd.DataFrame:
@@ -126,18 +147,32 @@ class ResultStore:
     def _cell_row(self, folder: Path) -> dict | None:
         if rundir.is_finished(folder):
             result = rundir.read_json(folder / rundir.RESULT)
-            return {**_identity(result), "status": "finished", **result["timings"],
-                    **{k: result["memory"].get(k) for k in MEMORY_COLUMNS},
-                    "params": result["params"]["total"],
-                    "world_size": result["trainer"]["world_size"],
-                    "device_type": result["trainer"]["device"].split(":")[0], "error": None}
+            return {
+                **_identity(result),
+                "status": "finished",
+                **result["timings"],
+                **{k: result["memory"].get(k) for k in MEMORY_COLUMNS},
+                "params": result["params"]["total"],
+                "world_size": result["trainer"]["world_size"],
+                "device_type": result["trainer"]["device"].split(":")[0],
+                "error": None,
+            }
         if not (folder / rundir.CELL).is_file():
             return None
         cell = rundir.read_json(folder / rundir.CELL)
-        row = {**_identity({
-            **cell, "cell_id": cell["id"],
-            "random_weights": cell["config"]["method"]["config"].get("random_weights", False)}),
-               "status": "incomplete", "error": None}
+        row = {
+            **_identity(
+                {
+                    **cell,
+                    "cell_id": cell["id"],
+                    "random_weights": cell["config"]["method"]["config"].get(
+                        "random_weights", False
+                    ),
+                }
+            ),
+            "status": "incomplete",
+            "error": None,
+        }
         if rundir.lock_holder(folder) is not None:
             row["status"] = "running"
         elif (folder / rundir.ERROR).is_file():
@@ -148,8 +183,10 @@ class ResultStore:
     def _exported(self, name: str) -> pd.DataFrame:
         path = self.out / f"{name}.parquet"
         if not path.is_file():
-            raise AdbenchError(f"{self.out} holds no results: neither cells/ nor {name}.parquet "
-                               "(run a sweep with `adbench run SWEEP.yaml --out DIR` first)")
+            raise AdbenchError(
+                f"{self.out} holds no results: neither cells/ nor {name}.parquet "
+                "(run a sweep with `adbench run SWEEP.yaml --out DIR` first)"
+            )
         return pd.read_parquet(path)
 
 
@@ -165,9 +202,15 @@ def protocol_key(card: dict | None) -> str:
 
 def _identity(result: dict) -> dict:
     label = result["label"] + (RANDOM_WEIGHTS_MARK if result.get("random_weights") else "")
-    return {"cell_id": result["cell_id"], "method": label, "name": result["method"],
-            "preset": result["preset"], "dataset": result["dataset"], "k": int(result["k"]),
-            "seed": int(result["seed"])}
+    return {
+        "cell_id": result["cell_id"],
+        "method": label,
+        "name": result["method"],
+        "preset": result["preset"],
+        "dataset": result["dataset"],
+        "k": int(result["k"]),
+        "seed": int(result["seed"]),
+    }
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -201,3 +244,46 @@ def load_cells(out: str | Path) -> pd.DataFrame:
     Status, timings (s), peak memory (MiB), params, devices.
     """
     return ResultStore(out).cells()
+
+
+def check_protocols(results: pd.DataFrame, split: bool = False) -> pd.DataFrame:
+    """Refuse to rank together cells of a (dataset, k) measured under different protocols.
+
+    Protocols differ when a ranked field (`adbench.protocol.RANKED_FIELDS`) differs; the error
+    names the fields. With ``split``, rename each protocol's dataset
+    ``"<dataset> (<field>=<value>, ...)"`` instead, so that it gets a table of its own. Rows
+    without a protocol (measured before cards) are not checked.
+    """
+    if "protocol" not in results.columns:
+        return results
+    keyed = results[results["protocol"].fillna("") != ""]
+    renamed = results.copy()
+    for (dataset, k), rows in keyed.groupby(["dataset", "k"], sort=False):
+        keys = list(dict.fromkeys(rows["protocol"]))
+        if len(keys) < 2:
+            continue
+        cards = [json.loads(key) for key in keys]
+        fields = [
+            f for f in RANKED_FIELDS if any(f in differing_fields(cards[0], c) for c in cards[1:])
+        ]
+        if not split:
+            seen = "; ".join(", ".join(f"{f}={_short(c[f])}" for f in fields) for c in cards)
+            raise ConfigError(
+                f"dataset '{dataset}' at k={k} holds cells measured under different evaluation "
+                f"protocols, which differ in {', '.join(fields)} ({seen}); they cannot be ranked "
+                "together: rank them apart with split_protocols=True (CLI --split-protocols)"
+            )
+        for key, card in zip(keys, cards, strict=True):
+            where = (
+                (renamed["dataset"] == dataset) & (renamed["k"] == k) & (renamed["protocol"] == key)
+            )
+            tag = ", ".join(f"{f}={_short(card[f])}" for f in fields)
+            renamed.loc[where, "dataset"] = f"{dataset} ({tag})"
+    return renamed
+
+
+def _short(value: object) -> str:
+    if isinstance(value, list):
+        return f"[{len(value)} items]"
+    text = str(value)
+    return text if len(text) <= 24 else text[:21] + "..."

@@ -39,8 +39,9 @@ from adbench.runner.schema import (
 )
 
 
-def load_sweep(source: str | Path | Mapping[str, Any],
-               overrides: Mapping[str, Any] | None = None) -> Sweep:
+def load_sweep(
+    source: str | Path | Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+) -> Sweep:
     """Read and validate a sweep from a YAML file or a mapping.
 
     Args:
@@ -72,10 +73,13 @@ def _parse_methods(methods: Any, context: str) -> Any:
     if methods == "all":
         return "all"
     if not isinstance(methods, (list, tuple)) or not methods:
-        raise ConfigError(f"{context}: methods must be 'all' or a non-empty list of "
-                          f"{{name: ..., preset: ..., set: {{...}}}}, got {methods!r}")
+        raise ConfigError(
+            f"{context}: methods must be 'all' or a non-empty list of "
+            f"{{name: ..., preset: ..., set: {{...}}}}, got {methods!r}"
+        )
     return tuple(
-        entry if isinstance(entry, MethodEntry)
+        entry
+        if isinstance(entry, MethodEntry)
         else from_dict(MethodEntry, entry, context=f"{context}: methods[{i}]")
         for i, entry in enumerate(methods)
     )
@@ -110,13 +114,15 @@ def _check(sweep: Sweep, context: str) -> None:
         if not entry.parts and not (entry.format and entry.root):
             raise ConfigError(f"{where}: needs format and root (or parts: [...])")
         if entry.synthetic is not None and entry.format != "synthetic":
-            raise ConfigError(f"{where}: 'synthetic' options need format: synthetic, "
-                              f"got format {entry.format!r}")
+            raise ConfigError(
+                f"{where}: 'synthetic' options need format: synthetic, got format {entry.format!r}"
+            )
     names = [dataset_name(entry) for entry in sweep.datasets]
     for name in names:
         if names.count(name) > 1:
-            raise ConfigError(f"{context}: two datasets are named '{name}'; give each its own "
-                              "`name:`")
+            raise ConfigError(
+                f"{context}: two datasets are named '{name}'; give each its own `name:`"
+            )
 
 
 def dataset_name(entry: DatasetEntry) -> str:
@@ -125,8 +131,9 @@ def dataset_name(entry: DatasetEntry) -> str:
 
 
 def _absolute(entry: DatasetEntry) -> DatasetEntry:
-    parts = tuple(dataclasses.replace(p, root=str(Path(p.root).expanduser().resolve()))
-                  for p in entry.parts)
+    parts = tuple(
+        dataclasses.replace(p, root=str(Path(p.root).expanduser().resolve())) for p in entry.parts
+    )
     root = str(Path(entry.root).expanduser().resolve()) if entry.root else ""
     return dataclasses.replace(entry, root=root, parts=parts)
 
@@ -168,10 +175,14 @@ def method_entries(sweep: Sweep) -> list[tuple[str, MethodEntry]]:
     ]
     for label in labels:
         if labels.count(label) > 1:
-            raise ConfigError(f"sweep '{sweep.name}': two methods are labelled '{label}'; give "
-                              "each its own `label:`")
-    return [(label, dataclasses.replace(entry, preset=preset))
-            for label, entry, preset in zip(labels, entries, presets, strict=True)]
+            raise ConfigError(
+                f"sweep '{sweep.name}': two methods are labelled '{label}'; give "
+                "each its own `label:`"
+            )
+    return [
+        (label, dataclasses.replace(entry, preset=preset))
+        for label, entry, preset in zip(labels, entries, presets, strict=True)
+    ]
 
 
 def _settings(sweep: Sweep) -> dict[str, Any]:
@@ -193,8 +204,12 @@ def resolve_methods(sweep: Sweep) -> list[tuple[str, MethodEntry, Any, dict[str,
     for label, entry in method_entries(sweep):
         try:
             config, trainer = layer_config(
-                entry.name, preset=entry.preset, settings=_settings(sweep),
-                overrides=entry.set, random_weights=entry.random_weights)
+                entry.name,
+                preset=entry.preset,
+                settings=_settings(sweep),
+                overrides=entry.set,
+                random_weights=entry.random_weights,
+            )
         except ConfigError as err:
             raise ConfigError(f"sweep '{sweep.name}', method '{label}': {err}") from err
         methods.append((label, entry, config, trainer))
@@ -206,8 +221,10 @@ def _k_values(sweep: Sweep, pool: list[str], name: str) -> list[int]:
     for k in sweep.categories:
         k = len(pool) if k == "all" else k
         if k > len(pool):
-            raise ConfigError(f"sweep '{sweep.name}': categories asks for k={k} but dataset "
-                              f"'{name}' has {len(pool)} categories ({', '.join(pool)})")
+            raise ConfigError(
+                f"sweep '{sweep.name}': categories asks for k={k} but dataset "
+                f"'{name}' has {len(pool)} categories ({', '.join(pool)})"
+            )
         if k not in values:
             values.append(k)
     return values
@@ -232,15 +249,25 @@ def expand(sweep: Sweep) -> list[Cell]:
         for k in _k_values(sweep, index.categories, name):
             for seed in sweep.seeds:
                 subset_seed = seed if sweep.subset_seed is None else sweep.subset_seed
-                categories = tuple(sorted(CategorySubset(k, seed=subset_seed, nested=True)
-                                          .names(index.categories)))
+                categories = tuple(
+                    sorted(CategorySubset(k, seed=subset_seed, nested=True).names(index.categories))
+                )
                 subset = index.select(categories)
                 for label, entry, _, _ in methods:
                     experiment = resolve(
-                        entry.name, subset, preset=entry.preset, settings=_settings(sweep),
-                        overrides=entry.set, random_weights=entry.random_weights, seed=seed,
-                        evaluation=sweep.evaluation, view_pooling=sweep.view_pooling,
-                        aupro_fpr_limit=sweep.aupro_fpr_limit, dataset=name, label=label)
+                        entry.name,
+                        subset,
+                        preset=entry.preset,
+                        settings=_settings(sweep),
+                        overrides=entry.set,
+                        random_weights=entry.random_weights,
+                        seed=seed,
+                        evaluation=sweep.evaluation,
+                        view_pooling=sweep.view_pooling,
+                        aupro_fpr_limit=sweep.aupro_fpr_limit,
+                        dataset=name,
+                        label=label,
+                    )
                     resolved = {
                         **experiment.to_record(),
                         "dataset": to_dict(dataclasses.replace(dataset, name=name, synthetic=None)),
@@ -248,8 +275,19 @@ def expand(sweep: Sweep) -> list[Cell]:
                         "categories": list(categories),
                         "subset_seed": subset_seed,
                     }
-                    cells.append(Cell(config_hash(resolved), label, entry.name, entry.preset,
-                                      name, k, seed, categories, resolved))
+                    cells.append(
+                        Cell(
+                            config_hash(resolved),
+                            label,
+                            entry.name,
+                            entry.preset,
+                            name,
+                            k,
+                            seed,
+                            categories,
+                            resolved,
+                        )
+                    )
     return cells
 
 
@@ -257,7 +295,5 @@ def describe(cells: list[Cell]) -> str:
     """A one-line-per-cell listing (for ``adbench run --dry-run``)."""
     width = max((len(c.label) for c in cells), default=6)
     lines = [f"{'cell':12}  {'method':{width}}  {'dataset':12}  {'k':>4}  {'seed':>4}"]
-    lines += [f"{c.id:12}  {c.label:{width}}  {c.dataset:12}  {c.k:>4}  {c.seed:>4}"
-              for c in cells]
+    lines += [f"{c.id:12}  {c.label:{width}}  {c.dataset:12}  {c.k:>4}  {c.seed:>4}" for c in cells]
     return "\n".join(lines)
-

@@ -50,8 +50,9 @@ def pivot(rows: pd.DataFrame, index: str, columns: str, order: list[str]) -> pd.
     return wide.reindex(columns=pd.MultiIndex.from_product([["mean", "std"], order]))
 
 
-def format_cells(table: pd.DataFrame, digits: int, best_by: str, spread: bool = True
-                 ) -> pd.DataFrame:
+def format_cells(
+    table: pd.DataFrame, digits: int, best_by: str, spread: bool = True
+) -> pd.DataFrame:
     """Formatted strings of a `pivot` table in %.
 
     The best (rounded) mean of each column (``best_by="column"``) or row (``"row"``) is marked
@@ -93,8 +94,9 @@ def with_intervals(text: pd.DataFrame, intervals: pd.DataFrame, digits: int) -> 
     return text
 
 
-def reference_table(published: pd.DataFrame, dataset: str, metrics: list[str], digits: int,
-                    render: Renderer) -> str:
+def reference_table(
+    published: pd.DataFrame, dataset: str, metrics: list[str], digits: int, render: Renderer
+) -> str:
     """The published rows of ``dataset`` as their own table.
 
     The rows come from `adbench.runner.reference.load_reference`: the measured ``metrics`` and
@@ -107,8 +109,13 @@ def reference_table(published: pd.DataFrame, dataset: str, metrics: list[str], d
     order = metric_order()
     shown = {*metrics, *rows["metric"]}
     columns = [m for m in order if m in shown]
-    wide = rows.pivot_table(index=["method", "k", "source"], columns="metric", values="value",
-                            aggfunc="first", sort=False)
+    wide = rows.pivot_table(
+        index=["method", "k", "source"],
+        columns="metric",
+        values="value",
+        aggfunc="first",
+        sort=False,
+    )
     text = pd.DataFrame("-", index=range(len(wide)), columns=[*columns, "k", "source"])
     names = []
     for i, ((method, k, source), values) in enumerate(wide.iterrows()):
@@ -119,13 +126,16 @@ def reference_table(published: pd.DataFrame, dataset: str, metrics: list[str], d
                 text.at[i, metric] = f"{100 * value:.{digits}f}"
         text.at[i, "k"], text.at[i, "source"] = str(k), source
     text.index = names
-    title = (f"{dataset}: published reference rows (reported by their papers, not measured "
-             "here, not ranked); values in %")
+    title = (
+        f"{dataset}: published reference rows (reported by their papers, not measured "
+        "here, not ranked); values in %"
+    )
     return render(title, text, "method")
 
 
-def stats_tables(results: pd.DataFrame, dataset: str, k: int, methods: list[str], metric: str,
-                 render: Renderer) -> list[str]:
+def stats_tables(
+    results: pd.DataFrame, dataset: str, k: int, methods: list[str], metric: str, render: Renderer
+) -> list[str]:
     """The paired tests of the leader (``methods[0]``) against the others at ``k``.
 
     The degradation slopes of ``dataset`` follow when it has two or more k values.
@@ -139,26 +149,45 @@ def stats_tables(results: pd.DataFrame, dataset: str, k: int, methods: list[str]
         except ConfigError:  # too few pairs with a difference: no test to show
             continue
     if tests:
-        text = pd.DataFrame({
-            "pairs": [str(t["n_pairs"]) for t in tests],
-            "median difference (points)": [f"{100 * t['median_difference']:+.2f}" for t in tests],
-            "W": [f"{t['statistic']:.1f}" for t in tests],
-            "p": [f"{t['p_value']:.3g}" for t in tests],
-            "effect size r": [f"{t['effect_size']:+.2f}" for t in tests],
-        }, index=[f"{methods[0]} vs {t['second']}" for t in tests])
-        blocks.append(render(f"{dataset}: paired Wilcoxon signed-rank tests of {metric} over "
-                             f"categories x seeds at k = {k} (r: rank-biserial, +1 = the leader "
-                             "wins every pair)", text, "comparison"))
+        text = pd.DataFrame(
+            {
+                "pairs": [str(t["n_pairs"]) for t in tests],
+                "median difference (points)": [
+                    f"{100 * t['median_difference']:+.2f}" for t in tests
+                ],
+                "W": [f"{t['statistic']:.1f}" for t in tests],
+                "p": [f"{t['p_value']:.3g}" for t in tests],
+                "effect size r": [f"{t['effect_size']:+.2f}" for t in tests],
+            },
+            index=[f"{methods[0]} vs {t['second']}" for t in tests],
+        )
+        blocks.append(
+            render(
+                f"{dataset}: paired Wilcoxon signed-rank tests of {metric} over "
+                f"categories x seeds at k = {k} (r: rank-biserial, +1 = the leader "
+                "wins every pair)",
+                text,
+                "comparison",
+            )
+        )
     if rows["k"].nunique() >= 2:
         slopes = degradation_slopes(rows, metric).set_index("method").reindex(methods)
-        text = pd.DataFrame({
-            "points per doubling of k": [_slope_text(row) for _, row in slopes.iterrows()],
-            "k": [f"{row.k_min:.0f}-{row.k_max:.0f}" for _, row in slopes.iterrows()],
-            "points": slopes["n_points"].map(lambda n: f"{n:.0f}"),
-        }, index=slopes.index)
-        blocks.append(render(f"{dataset}: degradation slope of {metric} (change in points per "
-                             "doubling of k, least squares over seeds, [95 % interval])", text,
-                             "method"))
+        text = pd.DataFrame(
+            {
+                "points per doubling of k": [_slope_text(row) for _, row in slopes.iterrows()],
+                "k": [f"{row.k_min:.0f}-{row.k_max:.0f}" for _, row in slopes.iterrows()],
+                "points": slopes["n_points"].map(lambda n: f"{n:.0f}"),
+            },
+            index=slopes.index,
+        )
+        blocks.append(
+            render(
+                f"{dataset}: degradation slope of {metric} (change in points per "
+                "doubling of k, least squares over seeds, [95 % interval])",
+                text,
+                "method",
+            )
+        )
     return blocks
 
 
@@ -183,13 +212,22 @@ def rank_table(results: pd.DataFrame, metric: str, render: Renderer) -> list[str
         return []
     if summary["n_blocks"] < 2:
         return []
-    text = pd.DataFrame({"average rank": ranks["average_rank"].map(lambda v: f"{v:.2f}").values},
-                        index=ranks["method"])
-    friedman = ("" if np.isnan(summary["friedman_p"]) else
-                f", Friedman p = {summary['friedman_p']:.3g}")
-    return [render(f"average rank by {metric} over {summary['n_blocks']} (dataset, k) blocks "
-                   f"(1 = best{friedman}, Nemenyi critical difference "
-                   f"{summary['critical_difference']:.2f})", text, "method")]
+    text = pd.DataFrame(
+        {"average rank": ranks["average_rank"].map(lambda v: f"{v:.2f}").values},
+        index=ranks["method"],
+    )
+    friedman = (
+        "" if np.isnan(summary["friedman_p"]) else f", Friedman p = {summary['friedman_p']:.3g}"
+    )
+    return [
+        render(
+            f"average rank by {metric} over {summary['n_blocks']} (dataset, k) blocks "
+            f"(1 = best{friedman}, Nemenyi critical difference "
+            f"{summary['critical_difference']:.2f})",
+            text,
+            "method",
+        )
+    ]
 
 
 def ranking_tables(ranking: pd.DataFrame, digits: int, render: Renderer) -> str:
@@ -205,9 +243,11 @@ def ranking_tables(ranking: pd.DataFrame, digits: int, render: Renderer) -> str:
             f"train {unit}-h": rows["device_hours"].map(significant),
             f"{metric} per {unit}-h": per_hour.where(~best, "**" + per_hour + "**"),
         }).set_axis(rows["method"])  # fmt: skip
-        title = (f"{dataset}: k = {int(rows['k'].iloc[0])} categories; {metric} (%) per "
-                 f"{unit}-hour of training (hours x processes), mean over "
-                 + (f"{seeds} seeds" if seeds > 1 else "1 seed"))
+        title = (
+            f"{dataset}: k = {int(rows['k'].iloc[0])} categories; {metric} (%) per "
+            f"{unit}-hour of training (hours x processes), mean over "
+            + (f"{seeds} seeds" if seeds > 1 else "1 seed")
+        )
         blocks.append(render(title, text, "method"))
     return "\n\n".join(blocks) + "\n"
 
@@ -215,14 +255,19 @@ def ranking_tables(ranking: pd.DataFrame, digits: int, render: Renderer) -> str:
 def markdown(title: str, text: pd.DataFrame, corner: str) -> str:
     """A bold title line and a pipe table (first column left-aligned, the others right)."""
     header = [corner, *map(str, text.columns)]
-    lines = [f"**{title}**", "", "| " + " | ".join(header) + " |",
-             "|" + "|".join([":---", *["---:"] * len(text.columns)]) + "|"]
+    lines = [
+        f"**{title}**",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join([":---", *["---:"] * len(text.columns)]) + "|",
+    ]
     lines += ["| " + " | ".join([str(index), *row]) + " |" for index, row in text.iterrows()]
     return "\n".join(lines)
 
 
 def latex(title: str, text: pd.DataFrame, corner: str) -> str:
     """A booktabs ``tabular`` after the title as a comment; ``**x**`` cells become bold."""
+
     def escape(value: str) -> str:
         for char in ("\\", "&", "%", "_", "#"):
             value = value.replace(char, "\\" + char)
@@ -233,11 +278,16 @@ def latex(title: str, text: pd.DataFrame, corner: str) -> str:
         value = escape(value.strip("*")).replace("±", r"$\pm$")
         return rf"\textbf{{{value}}}" if bold else value
 
-    lines = [rf"% {escape(title)}", r"\begin{tabular}{l" + "r" * len(text.columns) + "}",
-             r"\toprule", " & ".join([escape(corner), *map(escape, map(str, text.columns))])
-             + r" \\", r"\midrule"]
-    lines += [" & ".join([escape(str(index)), *map(cell, row)]) + r" \\"
-              for index, row in text.iterrows()]
+    lines = [
+        rf"% {escape(title)}",
+        r"\begin{tabular}{l" + "r" * len(text.columns) + "}",
+        r"\toprule",
+        " & ".join([escape(corner), *map(escape, map(str, text.columns))]) + r" \\",
+        r"\midrule",
+    ]
+    lines += [
+        " & ".join([escape(str(index)), *map(cell, row)]) + r" \\" for index, row in text.iterrows()
+    ]
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines)
 

@@ -37,10 +37,12 @@ def main(argv: list[str] | None = None) -> int:
 
             from adbench.runner.progress import CellProgress, describe_cell
 
-            bar = stack.enter_context(tqdm(bar_format="{desc}{postfix}", desc="cell",
-                                           leave=False, dynamic_ncols=True))
-            runtime = dataclasses.replace(runtime,
-                                          callbacks=(CellProgress(bar, describe_cell(cell)),))
+            bar = stack.enter_context(
+                tqdm(bar_format="{desc}{postfix}", desc="cell", leave=False, dynamic_ncols=True)
+            )
+            runtime = dataclasses.replace(
+                runtime, callbacks=(CellProgress(bar, describe_cell(cell)),)
+            )
         try:
             execute(cell, folder, runtime)
         except Exception as err:

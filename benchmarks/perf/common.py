@@ -40,13 +40,23 @@ def normal_batch(images: Tensor, category: Tensor | None = None, start: int = 0)
     n, _, height, width = images.shape
     device = images.device
     zeros = torch.zeros(n, dtype=torch.int64, device=device)
-    return Batch(images, torch.zeros(n, 1, height, width, device=device), zeros,
-                 zeros if category is None else category,
-                 torch.arange(start, start + n, device=device))
+    return Batch(
+        images,
+        torch.zeros(n, 1, height, width, device=device),
+        zeros,
+        zeros if category is None else category,
+        torch.arange(start, start + n, device=device),
+    )
 
 
-def random_batch(batch_size: int, image_size: int, k: int, *, start: int = 0,
-                 generator: torch.Generator | None = None) -> Batch:
+def random_batch(
+    batch_size: int,
+    image_size: int,
+    k: int,
+    *,
+    start: int = 0,
+    generator: torch.Generator | None = None,
+) -> Batch:
     """Random normal images in [0, 1] on the CPU whose categories cycle over ``k``.
 
     Returns:
@@ -57,15 +67,25 @@ def random_batch(batch_size: int, image_size: int, k: int, *, start: int = 0,
     return normal_batch(images, torch.arange(start, start + batch_size) % k, start)
 
 
-def random_batches(count: int, batch_size: int, image_size: int, k: int, *, start: int = 0,
-                   generator: torch.Generator | None = None) -> list[Batch]:
+def random_batches(
+    count: int,
+    batch_size: int,
+    image_size: int,
+    k: int,
+    *,
+    start: int = 0,
+    generator: torch.Generator | None = None,
+) -> list[Batch]:
     """``count`` consecutive `random_batch` es (their indices follow on from ``start``)."""
-    return [random_batch(batch_size, image_size, k, start=start + i * batch_size,
-                         generator=generator) for i in range(count)]
+    return [
+        random_batch(batch_size, image_size, k, start=start + i * batch_size, generator=generator)
+        for i in range(count)
+    ]
 
 
-def random_datamodule(k: int, image_size: int, batch_size: int, train_batches: int,
-                      test_batches: int) -> Any:
+def random_datamodule(
+    k: int, image_size: int, batch_size: int, train_batches: int, test_batches: int
+) -> Any:
     """A datamodule of random images with k named categories: ``train_batches`` training and
     ``test_batches`` predict batches, each seeded by its position (the same on every call)."""
     import lightning as L
@@ -73,8 +93,9 @@ def random_datamodule(k: int, image_size: int, batch_size: int, train_batches: i
 
     def loader(count: int, offset: int) -> DataLoader:
         generator = torch.Generator().manual_seed(offset)
-        batches = random_batches(count, batch_size, image_size, k, start=offset * batch_size,
-                                 generator=generator)
+        batches = random_batches(
+            count, batch_size, image_size, k, start=offset * batch_size, generator=generator
+        )
         return DataLoader(batches, batch_size=None)
 
     class RandomImages(L.LightningDataModule):
@@ -92,19 +113,39 @@ def random_datamodule(k: int, image_size: int, batch_size: int, train_batches: i
 
 
 # -- methods, sweeps and Lightning's messages ----------------------------------------------------
-def tiny_sweep(name: str, methods: Iterable[str], root: Path, categories: list[int],
-               trainer: dict[str, Any], **options: Any) -> dict[str, Any]:
+def tiny_sweep(
+    name: str,
+    methods: Iterable[str],
+    root: Path,
+    categories: list[int],
+    trainer: dict[str, Any],
+    **options: Any,
+) -> dict[str, Any]:
     """A sweep of ``methods``' tiny presets with one local launcher on the built-in synthetic
     data (32 px, 8 training and 8 test images per category, generated in ``root``); ``options``
     add or replace sweep keys (``seeds``, ``launcher``, ``plugins``, ...)."""
     return {
         "name": name,
         "methods": [{"name": method, "preset": "tiny"} for method in methods],
-        "datasets": [{"format": "synthetic", "root": str(root),
-                      "synthetic": {"n_categories": max(categories), "image_size": 32,
-                                    "n_train": 8, "n_test": 8, "seed": 0}}],
-        "categories": categories, "seeds": [0], "image_size": 32, "trainer": trainer,
-        "launcher": {"name": "local"}, **options,
+        "datasets": [
+            {
+                "format": "synthetic",
+                "root": str(root),
+                "synthetic": {
+                    "n_categories": max(categories),
+                    "image_size": 32,
+                    "n_train": 8,
+                    "n_test": 8,
+                    "seed": 0,
+                },
+            }
+        ],
+        "categories": categories,
+        "seeds": [0],
+        "image_size": 32,
+        "trainer": trainer,
+        "launcher": {"name": "local"},
+        **options,
     }
 
 
@@ -113,8 +154,11 @@ def with_preset(preset: str, names: Iterable[str] | None = None) -> list[str]:
     from adbench.registry import get_method_spec, list_methods
 
     registered = list_methods()
-    return [name for name in (registered if names is None else names)
-            if name in registered and preset in get_method_spec(name).presets]
+    return [
+        name
+        for name in (registered if names is None else names)
+        if name in registered and preset in get_method_spec(name).presets
+    ]
 
 
 def quiet() -> None:
@@ -128,9 +172,12 @@ def quiet() -> None:
     quiet_third_party()
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    for message in (r"The `srun` command", r"You defined a `validation_step`",
-                    r"`LightningModule.configure_optimizers` returned `None`",
-                    r"`training_step` returned `None`"):
+    for message in (
+        r"The `srun` command",
+        r"You defined a `validation_step`",
+        r"`LightningModule.configure_optimizers` returned `None`",
+        r"`training_step` returned `None`",
+    ):
         warnings.filterwarnings("ignore", message=message)
 
 
@@ -155,15 +202,26 @@ def seconds_per_call(fn: Callable[[], Any], repeats: int, device: str | torch.de
 def autocast(device: str | torch.device, precision: str) -> torch.autocast:
     """Autocast for ``precision``: bf16 or fp16 (also as Lightning's ``bf16-mixed`` /
     ``16-mixed``); anything else runs in float32."""
-    dtype = (torch.bfloat16 if "bf16" in precision
-             else torch.float16 if precision in ("fp16", "16", "16-mixed") else None)
-    return torch.autocast(torch.device(device).type, dtype=dtype or torch.float32,
-                          enabled=dtype is not None)
+    dtype = (
+        torch.bfloat16
+        if "bf16" in precision
+        else torch.float16
+        if precision in ("fp16", "16", "16-mixed")
+        else None
+    )
+    return torch.autocast(
+        torch.device(device).type, dtype=dtype or torch.float32, enabled=dtype is not None
+    )
 
 
-def training_step(method: Any, batch: Batch, optimizer: torch.optim.Optimizer,
-                  device: str, precision: str,
-                  after: Callable[[int], None] | None = None) -> Callable[[], None]:
+def training_step(
+    method: Any,
+    batch: Batch,
+    optimizer: torch.optim.Optimizer,
+    device: str,
+    precision: str,
+    after: Callable[[int], None] | None = None,
+) -> Callable[[], None]:
     """One optimiser step of ``method`` on ``batch`` without a Trainer, as a function to time.
 
     Autocast follows ``precision`` (`autocast`), fp16 scales the loss, the method's ``log``
@@ -187,8 +245,9 @@ def training_step(method: Any, batch: Batch, optimizer: torch.optim.Optimizer,
     return step
 
 
-def inference_step(method: Any, images: Tensor, device: str, precision: str,
-                   *args: Any) -> Callable[[], None]:
+def inference_step(
+    method: Any, images: Tensor, device: str, precision: str, *args: Any
+) -> Callable[[], None]:
     """One forward pass of ``method`` on ``images`` (B, 3, H, W) (and ``args``) without
     gradients, autocast as `autocast`, as a function to time."""
     cast = autocast(device, precision)
@@ -200,9 +259,14 @@ def inference_step(method: Any, images: Tensor, device: str, precision: str,
     return infer
 
 
-def train_and_infer_speed(method: Any, train_step: Callable[[], None],
-                          infer: Callable[[], None], steps: int, device: str,
-                          batch_size: int) -> dict[str, float]:
+def train_and_infer_speed(
+    method: Any,
+    train_step: Callable[[], None],
+    infer: Callable[[], None],
+    steps: int,
+    device: str,
+    batch_size: int,
+) -> dict[str, float]:
     """``train_img_s`` and ``infer_img_s`` of ``batch_size`` images a call: ``steps`` training
     steps in train mode, then ``steps`` inference calls in eval mode, each after a warm-up call
     (`seconds_per_call`); the peak GPU memory is reset first."""
@@ -259,8 +323,16 @@ class Timings:
     test: list[float]
 
 
-def timed_fit(method: Any, datamodule: Any, steps: int, device: str, *, predict: bool = False,
-              seed: int = 0, **trainer_options: Any) -> Timings:
+def timed_fit(
+    method: Any,
+    datamodule: Any,
+    steps: int,
+    device: str,
+    *,
+    predict: bool = False,
+    seed: int = 0,
+    **trainer_options: Any,
+) -> Timings:
     """Train ``method`` for ``steps`` steps (one epoch at most) through `adbench.fit` on one
     ``device``, then, if ``predict``, score the datamodule's predict batches with the same
     Trainer. ``trainer_options`` go to the Trainer (e.g. ``precision``)."""
@@ -268,9 +340,19 @@ def timed_fit(method: Any, datamodule: Any, steps: int, device: str, *, predict:
 
     timer = step_timer()
     start = time.perf_counter()
-    trainer = adbench.fit(method, datamodule, seed=seed, max_steps=steps, max_epochs=1,
-                          accelerator=device, devices=1, enable_progress_bar=False,
-                          callbacks=[timer], limit_val_batches=0, **trainer_options)
+    trainer = adbench.fit(
+        method,
+        datamodule,
+        seed=seed,
+        max_steps=steps,
+        max_epochs=1,
+        accelerator=device,
+        devices=1,
+        enable_progress_bar=False,
+        callbacks=[timer],
+        limit_val_batches=0,
+        **trainer_options,
+    )
     fit_s = time.perf_counter() - start
     if predict:
         trainer.predict(method, datamodule=datamodule, return_predictions=False)
@@ -285,8 +367,10 @@ def parameters_M(module: torch.nn.Module, trainable: bool = False) -> float:
 def peak_memory(device: str | torch.device) -> dict[str, float | None]:
     """``peak_rss_GB`` of this process and, on CUDA, ``peak_gpu_GB`` allocated by torch."""
     cuda = torch.device(device).type == "cuda"
-    return {"peak_rss_GB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-            "peak_gpu_GB": torch.cuda.max_memory_allocated() / 2**30 if cuda else None}
+    return {
+        "peak_rss_GB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "peak_gpu_GB": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+    }
 
 
 # -- one fresh process per measurement ------------------------------------------------------------
@@ -296,8 +380,9 @@ def grid(**axes: Iterable[Any]) -> list[dict[str, Any]]:
     return [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())]
 
 
-def run_isolated(function: Callable[..., dict[str, Any]], env: dict[str, str] | None = None,
-                 **kwargs: Any) -> dict[str, Any]:
+def run_isolated(
+    function: Callable[..., dict[str, Any]], env: dict[str, str] | None = None, **kwargs: Any
+) -> dict[str, Any]:
     """``function(**kwargs)`` in a fresh Python process, so its peak memory is its own.
 
     ``function`` is a module-level function of an importable module returning a JSON-safe dict;
@@ -312,12 +397,19 @@ def run_isolated(function: Callable[..., dict[str, Any]], env: dict[str, str] | 
     if module == "__main__":  # the script itself: its importable name
         spec = sys.modules["__main__"].__spec__
         if spec is None:
-            raise ConfigError(f"{sys.argv[0]} runs measurements in fresh processes: run it as "
-                              "a module from the repository root, python -m benchmarks.perf.NAME")
+            raise ConfigError(
+                f"{sys.argv[0]} runs measurements in fresh processes: run it as "
+                "a module from the repository root, python -m benchmarks.perf.NAME"
+            )
         module = spec.name
-    done = subprocess.run([sys.executable, "-c", CHILD, module, function.__name__,
-                           json.dumps(kwargs)], cwd=REPO, env=env, capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, module, function.__name__, json.dumps(kwargs)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines() or ["(no output)"]
         return {"error": lines[-1]}
@@ -332,8 +424,12 @@ def child_main() -> None:
     print(json.dumps(row))
 
 
-def measure_each(function: Callable[..., dict[str, Any]], cases: Iterable[dict[str, Any]],
-                 env: dict[str, str] | None = None, **options: Any) -> list[dict[str, Any]]:
+def measure_each(
+    function: Callable[..., dict[str, Any]],
+    cases: Iterable[dict[str, Any]],
+    env: dict[str, str] | None = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
     """`run_isolated` ``function(**case, **options)`` for each case, printing each row.
 
     A failed case gives ``{**case, "error": ...}`` and the others still run.
@@ -347,8 +443,9 @@ def measure_each(function: Callable[..., dict[str, Any]], cases: Iterable[dict[s
 
 
 # -- the command line of the cost-vs-k scripts ----------------------------------------------------
-def cost_parser(description: str, out: str, presets: list[str],
-                batch_help: str) -> argparse.ArgumentParser:
+def cost_parser(
+    description: str, out: str, presets: list[str], batch_help: str
+) -> argparse.ArgumentParser:
     """``--presets --k --batch-size --steps --device --precision --out`` of a method's cost-vs-k
     script (``out``: its results' name in ``benchmarks/results``)."""
     parser = argparse.ArgumentParser(description=description)
@@ -362,11 +459,19 @@ def cost_parser(description: str, out: str, presets: list[str],
     return parser
 
 
-def measure_cost(measure: Callable[..., dict[str, Any]], args: argparse.Namespace, title: str,
-                 **options: Any) -> None:
+def measure_cost(
+    measure: Callable[..., dict[str, Any]], args: argparse.Namespace, title: str, **options: Any
+) -> None:
     """Measure each (preset, k) of ``args`` (`cost_parser`) in a fresh process, then print and
     write the table. ``measure`` takes preset, k, batch_size, steps, device, precision and
     ``options``."""
-    rows = measure_each(measure, grid(preset=args.presets, k=args.k), batch_size=args.batch_size,
-                        steps=args.steps, device=args.device, precision=args.precision, **options)
+    rows = measure_each(
+        measure,
+        grid(preset=args.presets, k=args.k),
+        batch_size=args.batch_size,
+        steps=args.steps,
+        device=args.device,
+        precision=args.precision,
+        **options,
+    )
     write_tables(args.out, title, {"rows": rows})

@@ -71,8 +71,15 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
 
     def record(task: str, data: str, workers: int, seconds: float | None, rate: float) -> None:
-        rows.append({"task": task, "data": data, "workers": workers, "seconds": seconds,
-                     "images_per_s": rate})
+        rows.append(
+            {
+                "task": task,
+                "data": data,
+                "workers": workers,
+                "seconds": seconds,
+                "images_per_s": rate,
+            }
+        )
         print(rows[-1], flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,15 +100,25 @@ def main() -> None:
         }
         for name, index in sources.items():
             for workers in args.workers:
-                record("loader", name, workers, None,
-                       loader_rate(index, workers, args.size, 16, args.epochs))
+                record(
+                    "loader",
+                    name,
+                    workers,
+                    None,
+                    loader_rate(index, workers, args.size, 16, args.epochs),
+                )
         for workers in sorted({max(w, 1) for w in args.workers}):  # 0 workers: in-process = 1
             out = tmp / f"cache{workers}"
             result = prepare_cache(
                 tmp / "large", "folder", out=out, size=args.size, workers=workers, progress=False
             )
-            record("prepare", f"JPEG {args.large_side} px -> {args.size}", workers,
-                   result.seconds, result.total / result.seconds)
+            record(
+                "prepare",
+                f"JPEG {args.large_side} px -> {args.size}",
+                workers,
+                result.seconds,
+                result.total / result.seconds,
+            )
             shutil.rmtree(out)
     write_tables(args.out, "adbench data benchmark", {"rows": rows}, floatfmt=".1f")
 

@@ -57,8 +57,12 @@ METHOD_COLUMNS = ("method", "k", "image_size", "train_img_s", "test_img_s", "pea
 # feature_size) and fewer DDIM steps for GLAD; every other method: data.image_size 64
 REDUCED: dict[str, dict[str, Any]] = {
     "dpdiff_ad": {"data.image_size": 56, "backbone.timm_kwargs": {"img_size": 56}},
-    "glad": {"data.image_size": 64, "autoencoder.size": 64, "scoring.feature_size": 64,
-             "sampler.steps": 3},
+    "glad": {
+        "data.image_size": 64,
+        "autoencoder.size": 64,
+        "scoring.feature_size": 64,
+        "sampler.steps": 3,
+    },
     "anomalib.dinomaly": {"data.image_size": 64, "crop_size": 56},
     "anomalib.inp_former": {"data.image_size": 56, "crop_size": 56},
 }
@@ -108,8 +112,9 @@ class Budget:
 
 
 # -- running a step --------------------------------------------------------------------------
-def run_step(name: str, budget: Budget, estimate: float,
-             body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def run_step(
+    name: str, budget: Budget, estimate: float, body: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
     """Run ``body`` if ``estimate`` seconds are left, recording its status and duration.
 
     ``body`` returns details for the record; it may set ``status`` itself (a skip with its
@@ -117,17 +122,27 @@ def run_step(name: str, budget: Budget, estimate: float,
     """
     record: dict[str, Any] = {"step": name}
     if budget.left() < estimate:
-        return {**record, "status": SKIPPED_BUDGET, "seconds": 0.0,
-                "reason": f"{budget.left():.0f} s left, needs about {estimate:.0f} s"}
+        return {
+            **record,
+            "status": SKIPPED_BUDGET,
+            "seconds": 0.0,
+            "reason": f"{budget.left():.0f} s left, needs about {estimate:.0f} s",
+        }
     started = time.perf_counter()
     try:
         record.update({"status": PASSED, **body()})
     except Exception as error:  # a failing step is recorded and the check goes on
-        record.update(status=FAILED, error=relative(f"{type(error).__name__}: {error}"),
-                      traceback=relative(traceback.format_exc(limit=-4)))
+        record.update(
+            status=FAILED,
+            error=relative(f"{type(error).__name__}: {error}"),
+            traceback=relative(traceback.format_exc(limit=-4)),
+        )
     record["seconds"] = round(time.perf_counter() - started, 2)
-    print(f"[{budget.elapsed():6.0f} s] {name}: {record['status']}"
-          + (f" - {record['error']}" if "error" in record else ""), flush=True)
+    print(
+        f"[{budget.elapsed():6.0f} s] {name}: {record['status']}"
+        + (f" - {record['error']}" if "error" in record else ""),
+        flush=True,
+    )
     return record
 
 
@@ -141,27 +156,48 @@ def contract_targets(methods: list[str] | None) -> list[str]:
     """The whole contract file, or the contract tests of ``methods``."""
     if methods is None:
         return [CONTRACT]
-    return [f"{CONTRACT}::{test}[{name}]" for name in methods
-            for test in ("test_method_contract", "test_unknown_override_is_an_error")]
+    return [
+        f"{CONTRACT}::{test}[{name}]"
+        for name in methods
+        for test in ("test_method_contract", "test_unknown_override_is_an_error")
+    ]
 
 
 def contract(mode: Mode, methods: list[str] | None, work: Path, timeout: float) -> dict[str, Any]:
     """The contract tests in a pytest subprocess on ``mode.device``."""
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-               "--basetemp", str(work / "pytest"), *contract_targets(methods)]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--basetemp",
+        str(work / "pytest"),
+        *contract_targets(methods),
+    ]
     env = {**os.environ, "ADBENCH_TEST_DEVICE": mode.device}
     try:
-        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                              timeout=max(timeout, 1.0), check=False)
+        done = subprocess.run(
+            command,
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=max(timeout, 1.0),
+            check=False,
+        )
     except subprocess.TimeoutExpired as error:
         raise TimeoutError(f"stopped after {timeout:.0f} s, the budget left") from error
     lines = done.stdout.strip().splitlines()
     summary = lines[-1].strip("= ") if lines else ""
     if done.returncode != 0:
-        raise RuntimeError(f"pytest exit code {done.returncode}: {summary}\n"
-                           + "\n".join(lines[-25:]) + done.stderr[-2000:])
-    return {"device": mode.device, "tests": " ".join(contract_targets(methods)),
-            "summary": summary}
+        raise RuntimeError(
+            f"pytest exit code {done.returncode}: {summary}\n"
+            + "\n".join(lines[-25:])
+            + done.stderr[-2000:]
+        )
+    return {"device": mode.device, "tests": " ".join(contract_targets(methods)), "summary": summary}
 
 
 # -- steps 2 and 4: runner sweeps ------------------------------------------------------------
@@ -174,16 +210,19 @@ def run_cells(sweep: dict[str, Any], out: Path) -> dict[str, Any]:
     summary = report.summary().replace(str(out), out.name)  # no machine paths in the results
     if report.failed or len(report.statuses) < len(report.cells):
         raise RuntimeError(summary)
-    return {"trainer": sweep["trainer"], "summary": summary,
-            "cells": [{"method": c.label, "k": c.k, "status": report.statuses[c.id]}
-                      for c in report.cells]}
+    return {
+        "trainer": sweep["trainer"],
+        "summary": summary,
+        "cells": [
+            {"method": c.label, "k": c.k, "status": report.statuses[c.id]} for c in report.cells
+        ],
+    }
 
 
 def sweep_step(mode: Mode, methods: list[str], work: Path) -> dict[str, Any]:
     """Step 2: the tiny presets of ``methods`` (naive if none has one), through the runner."""
     tiny = common.with_preset("tiny", methods) or ["naive"]
-    trainer = {"accelerator": "cpu" if mode.dry else "gpu", "devices": 1,
-               "max_epochs": mode.epochs}
+    trainer = {"accelerator": "cpu" if mode.dry else "gpu", "devices": 1, "max_epochs": mode.epochs}
     sweep = common.tiny_sweep("gpu_check", tiny, work / "data", [2], trainer)
     return run_cells(sweep, work / "sweep")
 
@@ -198,10 +237,8 @@ def ddp_step(mode: Mode, method: str, work: Path) -> dict[str, Any]:
     gpus = visible_gpus(mode)
     if gpus < 2:
         reason = "dry run on the CPU" if mode.dry else f"{gpus} GPU visible"
-        return {"status": "skipped", "reason": f"{reason}: DDP needs at least 2 GPUs",
-                "gpus": gpus}
-    trainer = {"accelerator": "gpu", "devices": gpus, "strategy": "ddp",
-               "max_epochs": mode.epochs}
+        return {"status": "skipped", "reason": f"{reason}: DDP needs at least 2 GPUs", "gpus": gpus}
+    trainer = {"accelerator": "gpu", "devices": gpus, "strategy": "ddp", "max_epochs": mode.epochs}
     sweep = common.tiny_sweep("gpu_check", [method], work / "data", [2], trainer)
     return {"gpus": gpus, **run_cells(sweep, work / "ddp")}
 
@@ -234,21 +271,25 @@ def measure_paper(mode: Mode, name: str, k: int | None) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*random_weights=True.*")
-        method = adbench.create(name, "paper", random_weights=True, seed=0, num_classes=k,
-                                **paper_overrides(mode, name))
+        method = adbench.create(
+            name, "paper", random_weights=True, seed=0, num_classes=k, **paper_overrides(mode, name)
+        )
     size, batch = method.config.data.image_size, method.config.data.batch_size
     data = common.random_datamodule(k or 1, size, batch, mode.train_steps, 1 + cuda)
     options = {"precision": "32-true"} if mode.dry else {}  # on the GPU: the preset's
-    timed = common.timed_fit(method, data, mode.train_steps, mode.device, predict=True,
-                             **options)
+    timed = common.timed_fit(method, data, mode.train_steps, mode.device, predict=True, **options)
     train = timed.train[1:] if len(timed.train) > 1 else timed.train  # the first step warms up
     test = timed.test[1:] if cuda else timed.test
-    row = {"image_size": size, "batch_size": batch, "train_steps": len(timed.train),
-           "precision": str(timed.trainer.precision),
-           "params_M": round(common.parameters_M(method), 2),
-           "train_img_s": round(batch * len(train) / sum(train), 2),
-           "test_img_s": round(batch * len(test) / sum(test), 2),
-           "peak_gpu_MiB": round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None}
+    row = {
+        "image_size": size,
+        "batch_size": batch,
+        "train_steps": len(timed.train),
+        "precision": str(timed.trainer.precision),
+        "params_M": round(common.parameters_M(method), 2),
+        "train_img_s": round(batch * len(train) / sum(train), 2),
+        "test_img_s": round(batch * len(test) / sum(test), 2),
+        "peak_gpu_MiB": round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None,
+    }
     del method, timed
     gc.collect()
     return row
@@ -264,8 +305,12 @@ def paper_step(mode: Mode, methods: list[str], budget: Budget) -> dict[str, Any]
             ks = [None]
         for k in ks:
             label = name if k is None else f"{name} (k={k})"
-            record = run_step(f"paper: {label}", budget, mode.estimate(f"paper:{name}"),
-                              lambda name=name, k=k: measure_paper(mode, name, k))
+            record = run_step(
+                f"paper: {label}",
+                budget,
+                mode.estimate(f"paper:{name}"),
+                lambda name=name, k=k: measure_paper(mode, name, k),
+            )
             rows.append({"method": name, "k": k, **record})
     failed = [row["step"].removeprefix("paper: ") for row in rows if row["status"] == FAILED]
     if failed:
@@ -283,24 +328,38 @@ def environment(mode: Mode) -> dict[str, Any]:
     from adbench.provenance import environment as captured
 
     env = captured()
-    return {"mode": "dry run (CPU)" if mode.dry else "GPU check",
-            "device": "cpu" if mode.dry else env["gpus"][0], "gpus": len(env["gpus"]),
-            "torch": torch.__version__, "cuda": env["cuda"], "cpu_threads": torch.get_num_threads()}
+    return {
+        "mode": "dry run (CPU)" if mode.dry else "GPU check",
+        "device": "cpu" if mode.dry else env["gpus"][0],
+        "gpus": len(env["gpus"]),
+        "torch": torch.__version__,
+        "cuda": env["cuda"],
+        "cpu_threads": torch.get_num_threads(),
+    }
 
 
 def markdown(data: dict[str, Any]) -> str:
     """The steps table and the paper-architecture table."""
     env = data["environment"]
-    lines = [f"GPU check, {env['mode']}: {env['device']}, torch {env['torch']}, CUDA "
-             f"{env['cuda']}; budget {data['budget_s']:.0f} s, took {data['elapsed_s']:.0f} s.",
-             "", "| step | status | seconds | detail |", "|---|---|---:|---|"]
+    lines = [
+        f"GPU check, {env['mode']}: {env['device']}, torch {env['torch']}, CUDA "
+        f"{env['cuda']}; budget {data['budget_s']:.0f} s, took {data['elapsed_s']:.0f} s.",
+        "",
+        "| step | status | seconds | detail |",
+        "|---|---|---:|---|",
+    ]
     for step in data["steps"]:
         detail = step.get("error") or step.get("reason") or step.get("summary") or ""
         detail = detail.splitlines()[0] if detail else ""
-        lines.append(f"| {step['step']} | {step['status']} | {step['seconds']:.1f} | "
-                     f"{detail.replace('|', '/')} |")
-    lines += ["", "| method | k | resolution | train img/s | test img/s | peak memory MiB | "
-              "status |", "|---|---:|---:|---:|---:|---:|---|"]
+        lines.append(
+            f"| {step['step']} | {step['status']} | {step['seconds']:.1f} | "
+            f"{detail.replace('|', '/')} |"
+        )
+    lines += [
+        "",
+        "| method | k | resolution | train img/s | test img/s | peak memory MiB | status |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
     for row in data["methods"]:
         cells = ["-" if row.get(key) is None else str(row[key]) for key in METHOD_COLUMNS]
         status = row["status"] + (f": {row['error'].splitlines()[0]}" if "error" in row else "")
@@ -309,60 +368,102 @@ def markdown(data: dict[str, Any]) -> str:
 
 
 # -- the command ---------------------------------------------------------------------------------
-def check(mode: Mode, methods: list[str] | None, budget: Budget, work: Path,
-          ddp_method: str) -> dict[str, Any]:
+def check(
+    mode: Mode, methods: list[str] | None, budget: Budget, work: Path, ddp_method: str
+) -> dict[str, Any]:
     """Run the four steps in order and return the results."""
     import adbench
 
     names = methods or adbench.list_methods()
-    steps = [run_step("contract", budget, mode.estimate("contract"),
-                      lambda: contract(mode, methods, work, budget.left()))]
-    steps.append(run_step("sweep", budget, mode.estimate("sweep"),
-                          lambda: sweep_step(mode, names, work)))
+    steps = [
+        run_step(
+            "contract",
+            budget,
+            mode.estimate("contract"),
+            lambda: contract(mode, methods, work, budget.left()),
+        )
+    ]
+    steps.append(
+        run_step("sweep", budget, mode.estimate("sweep"), lambda: sweep_step(mode, names, work))
+    )
     # each paper measurement checks the budget itself; a DDP step with under 2 GPUs runs nothing
     paper = run_step("paper", budget, -math.inf, lambda: paper_step(mode, names, budget))
     rows = paper.pop("rows", [])
     steps.append(paper)
     ddp = mode.estimate("ddp") if visible_gpus(mode) >= 2 else -math.inf
     steps.append(run_step("ddp", budget, ddp, lambda: ddp_step(mode, ddp_method, work)))
-    return {"environment": environment(mode), "budget_s": budget.seconds,
-            "elapsed_s": round(budget.elapsed(), 1), "steps": steps, "methods": rows}
+    return {
+        "environment": environment(mode),
+        "budget_s": budget.seconds,
+        "elapsed_s": round(budget.elapsed(), 1),
+        "steps": steps,
+        "methods": rows,
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--budget-s", type=float, default=600.0,
-                        help="wall-clock budget; a step that would not fit is skipped "
-                             "(default: 600)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="the short CPU run of every step (the default without CUDA)")
-    parser.add_argument("--methods", nargs="+",
-                        help="restrict the contract, the sweep and the paper step to these "
-                             "methods (default: every registered method)")
-    parser.add_argument("--k", nargs="+", type=int, default=[1, 15, 160],
-                        help="category counts for class-aware paper architectures "
-                             "(default: 1 15 160)")
-    parser.add_argument("--train-steps", type=int,
-                        help="training steps per paper architecture (default: 3; dry run 1)")
-    parser.add_argument("--batch-size", type=int,
-                        help="paper-architecture batch size (default: the preset's; dry run 2)")
-    parser.add_argument("--ddp-method", default="dpdiff_ad",
-                        help="method whose tiny preset the DDP cell runs (default: dpdiff_ad)")
-    parser.add_argument("--out", type=Path,
-                        help="folder of gpu_check.json and .md (default: benchmarks/results; "
-                             "dry run: runs/gpu_check_dry)")
-    parser.add_argument("--work", type=Path,
-                        help="scratch folder for data and run directories (default: "
-                             "runs/gpu_check, dry run: runs/gpu_check_dry/work)")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=600.0,
+        help="wall-clock budget; a step that would not fit is skipped (default: 600)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="the short CPU run of every step (the default without CUDA)",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        help="restrict the contract, the sweep and the paper step to these "
+        "methods (default: every registered method)",
+    )
+    parser.add_argument(
+        "--k",
+        nargs="+",
+        type=int,
+        default=[1, 15, 160],
+        help="category counts for class-aware paper architectures (default: 1 15 160)",
+    )
+    parser.add_argument(
+        "--train-steps",
+        type=int,
+        help="training steps per paper architecture (default: 3; dry run 1)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="paper-architecture batch size (default: the preset's; dry run 2)",
+    )
+    parser.add_argument(
+        "--ddp-method",
+        default="dpdiff_ad",
+        help="method whose tiny preset the DDP cell runs (default: dpdiff_ad)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="folder of gpu_check.json and .md (default: benchmarks/results; "
+        "dry run: runs/gpu_check_dry)",
+    )
+    parser.add_argument(
+        "--work",
+        type=Path,
+        help="scratch folder for data and run directories (default: "
+        "runs/gpu_check, dry run: runs/gpu_check_dry/work)",
+    )
     return parser.parse_args(argv)
 
 
 def make_mode(args: argparse.Namespace, cuda: bool) -> Mode:
     """The GPU check, or the dry run (asked for, or no CUDA)."""
     if args.dry_run or not cuda:
-        return Mode(True, args.train_steps or 1, args.batch_size or 2, tuple(args.k), 1,
-                    DRY_ESTIMATES)
+        return Mode(
+            True, args.train_steps or 1, args.batch_size or 2, tuple(args.k), 1, DRY_ESTIMATES
+        )
     return Mode(False, args.train_steps or 3, args.batch_size, tuple(args.k), 2, GPU_ESTIMATES)
 
 

@@ -19,8 +19,17 @@ from benchmarks.perf import common
 from benchmarks.perf.results_file import RESULTS, write_tables
 
 
-def measure(method: str, preset: str, k: int, image_size: int, batch_size: int,
-            train_steps: int, infer_batches: int, device: str, precision: str) -> dict[str, Any]:
+def measure(
+    method: str,
+    preset: str,
+    k: int,
+    image_size: int,
+    batch_size: int,
+    train_steps: int,
+    infer_batches: int,
+    device: str,
+    precision: str,
+) -> dict[str, Any]:
     """Measure one method at one k (runs in a fresh process)."""
     import adbench
 
@@ -50,8 +59,9 @@ def measure(method: str, preset: str, k: int, image_size: int, batch_size: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--methods", nargs="*",
-                        help="default: every registered method that has the preset")
+    parser.add_argument(
+        "--methods", nargs="*", help="default: every registered method that has the preset"
+    )
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--k", nargs="+", type=int, default=[1, 15, 60, 160])
     parser.add_argument("--image-size", type=int, default=64)
@@ -69,10 +79,17 @@ def main() -> None:
     left_out = [] if args.methods else sorted(set(adbench.list_methods()) - set(names))
     if left_out:
         print(f"left out (no preset '{args.preset}'): {', '.join(left_out)}")
-    rows = common.measure_each(measure, common.grid(method=names, k=args.k), preset=args.preset,
-                               image_size=args.image_size, batch_size=args.batch_size,
-                               train_steps=args.train_steps, infer_batches=args.infer_batches,
-                               device=args.device, precision=args.precision)
+    rows = common.measure_each(
+        measure,
+        common.grid(method=names, k=args.k),
+        preset=args.preset,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        train_steps=args.train_steps,
+        infer_batches=args.infer_batches,
+        device=args.device,
+        precision=args.precision,
+    )
     write_tables(args.out, "Methods", {"rows": rows})
 
 

@@ -40,8 +40,10 @@ def _category_images(k: int, size: int, per_category: int, root: Path) -> Any:
     frame = index.frame[index.frame["split"] == "train"]
     data = AnomalyDataset(frame, index.categories, size)
     samples = [data[i] for i in range(len(data))]
-    return (torch.stack([sample.image for sample in samples]),
-            torch.tensor([sample.category for sample in samples]))
+    return (
+        torch.stack([sample.image for sample in samples]),
+        torch.tensor([sample.category for sample in samples]),
+    )
 
 
 def _sharing(nearest: Any, category: Any) -> tuple[int, float]:
@@ -51,8 +53,17 @@ def _sharing(nearest: Any, category: Any) -> tuple[int, float]:
     return used, pairs.numel() / used
 
 
-def measure(preset: str, k: int, batch_size: int | None, steps: int, device: str,
-            precision: str, weights: str, root: str, settings: list[str]) -> dict[str, Any]:
+def measure(
+    preset: str,
+    k: int,
+    batch_size: int | None,
+    steps: int,
+    device: str,
+    precision: str,
+    weights: str,
+    root: str,
+    settings: list[str],
+) -> dict[str, Any]:
     """One (preset, k) measurement; run in a fresh process so peak memory is its own.
 
     Nothing in DPDiff-AD depends on k (the banks do not grow per class), so ``k`` changes only
@@ -72,28 +83,42 @@ def measure(preset: str, k: int, batch_size: int | None, steps: int, device: str
     pool, category = pool.to(device), category.to(device)
 
     with torch.no_grad():  # k-means initialisation on the k categories' tokens
-        samples = [model.initialization_sample(chunk, method.config.init.max_tokens)
-                   for chunk in pool.split(batch_size)]
-        model.initialize(torch.cat([s[0] for s in samples]), torch.cat([s[1] for s in samples]),
-                         torch.Generator().manual_seed(0))
+        samples = [
+            model.initialization_sample(chunk, method.config.init.max_tokens)
+            for chunk in pool.split(batch_size)
+        ]
+        model.initialize(
+            torch.cat([s[0] for s in samples]),
+            torch.cat([s[1] for s in samples]),
+            torch.Generator().manual_seed(0),
+        )
         tokens = torch.cat([model.extractor(chunk)[0] for chunk in pool.split(batch_size)])
         nearest_local = model.local(tokens).index[..., 0]  # (images, N)
         nearest_global = model.glob.similarity(model.glob.descriptor(tokens)).argmax(1)
-    sharing = {"local": _sharing(nearest_local, category[:, None].expand_as(nearest_local)),
-               "global": _sharing(nearest_global, category)}
+    sharing = {
+        "local": _sharing(nearest_local, category[:, None].expand_as(nearest_local)),
+        "global": _sharing(nearest_global, category),
+    }
 
     images = pool[torch.randperm(len(pool))[:batch_size]]  # a batch mixing the categories
     optimizer = torch.optim.AdamW(method.parameter_groups(), lr=method.config.optim.lr)
-    train_step = common.training_step(method, common.normal_batch(images), optimizer, device,
-                                      precision, after=model.update_ema)
+    train_step = common.training_step(
+        method, common.normal_batch(images), optimizer, device, precision, after=model.update_ema
+    )
     infer = common.inference_step(method, images, device, precision)
 
     speed = common.train_and_infer_speed(method, train_step, infer, steps, device, batch_size)
-    bank_bytes = sum(t.numel() * t.element_size() for t in (
-        *model.local.parameters(), *model.local.buffers(), *model.glob.parameters()))
+    bank_bytes = sum(
+        t.numel() * t.element_size()
+        for t in (*model.local.parameters(), *model.local.buffers(), *model.glob.parameters())
+    )
     return {
-        "preset": preset, "k": k, "image_size": size, "batch_size": batch_size,
-        "device": device, "precision": precision,
+        "preset": preset,
+        "k": k,
+        "image_size": size,
+        "batch_size": batch_size,
+        "device": device,
+        "precision": precision,
         **{f"{part}_M": common.parameters_M(getattr(model, part)) for part in PARTS},
         "trainable_M": common.parameters_M(method, trainable=True),
         "bank_MB": bank_bytes / 2**20,
@@ -107,20 +132,42 @@ def measure(preset: str, k: int, batch_size: int | None, steps: int, device: str
 
 
 def main() -> None:
-    parser = common.cost_parser(__doc__.split("\n")[0], "methods_dpdiff_ad", ["tiny"],
-                                "default: 8 for tiny, 2 for paper on CPU, 16 on GPU")
-    parser.add_argument("--paper-weights", default="none",
-                        help="backbone.weights for the paper preset ('pretrained' needs the hub "
-                             "cache; 'none' times the architecture)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, e.g. init.kmeans_iters=3 for a quick CPU run")
-    parser.add_argument("--data", type=Path, default=None,
-                        help="folder for the generated synthetic images (default: a temp dir)")
+    parser = common.cost_parser(
+        __doc__.split("\n")[0],
+        "methods_dpdiff_ad",
+        ["tiny"],
+        "default: 8 for tiny, 2 for paper on CPU, 16 on GPU",
+    )
+    parser.add_argument(
+        "--paper-weights",
+        default="none",
+        help="backbone.weights for the paper preset ('pretrained' needs the hub "
+        "cache; 'none' times the architecture)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, e.g. init.kmeans_iters=3 for a quick CPU run",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="folder for the generated synthetic images (default: a temp dir)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = (args.data or Path(tmp)).resolve()
-        common.measure_cost(measure, args, "DPDiff-AD cost vs k", weights=args.paper_weights,
-                            root=str(root), settings=args.set)
+        common.measure_cost(
+            measure,
+            args,
+            "DPDiff-AD cost vs k",
+            weights=args.paper_weights,
+            root=str(root),
+            settings=args.set,
+        )
 
 
 if __name__ == "__main__":

@@ -28,13 +28,25 @@ import torch
 from benchmarks.perf import common
 
 # Stable Diffusion v1.4 architectures (the diffusers configs of the published weights)
-SD_UNET = {"sample_size": 64, "in_channels": 4, "out_channels": 4, "cross_attention_dim": 768,
-           "block_out_channels": (320, 640, 1280, 1280), "layers_per_block": 2,
-           "attention_head_dim": 8}
-SD_VAE = {"in_channels": 3, "out_channels": 3, "latent_channels": 4, "sample_size": 512,
-          "block_out_channels": (128, 256, 512, 512), "layers_per_block": 2,
-          "down_block_types": ("DownEncoderBlock2D",) * 4,
-          "up_block_types": ("UpDecoderBlock2D",) * 4}
+SD_UNET = {
+    "sample_size": 64,
+    "in_channels": 4,
+    "out_channels": 4,
+    "cross_attention_dim": 768,
+    "block_out_channels": (320, 640, 1280, 1280),
+    "layers_per_block": 2,
+    "attention_head_dim": 8,
+}
+SD_VAE = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": 4,
+    "sample_size": 512,
+    "block_out_channels": (128, 256, 512, 512),
+    "layers_per_block": 2,
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
+}
 
 
 def random_paper_components() -> None:
@@ -43,10 +55,13 @@ def random_paper_components() -> None:
 
     from adbench.methods.glad import networks
 
-    def fake_load(model_class: type, source: str, subfolder: str | None = None,
-                  **kwargs: Any) -> Any:
-        return {"unet": lambda: UNet2DConditionModel(**SD_UNET),
-                "vae": lambda: AutoencoderKL(**SD_VAE)}[subfolder]()
+    def fake_load(
+        model_class: type, source: str, subfolder: str | None = None, **kwargs: Any
+    ) -> Any:
+        return {
+            "unet": lambda: UNet2DConditionModel(**SD_UNET),
+            "vae": lambda: AutoencoderKL(**SD_VAE),
+        }[subfolder]()
 
     networks.load_diffusers_component = fake_load
     networks.encode_prompts = lambda weights, prompts: [torch.randn(1, 77, 768) for _ in prompts]
@@ -64,8 +79,15 @@ def build(k: int, preset: str = "tiny", **overrides: Any) -> Any:
     return method
 
 
-def measure(preset: str, k: int, batch_size: int | None, steps: int, device: str,
-            precision: str, weights: str) -> dict[str, Any]:
+def measure(
+    preset: str,
+    k: int,
+    batch_size: int | None,
+    steps: int,
+    device: str,
+    precision: str,
+    weights: str,
+) -> dict[str, Any]:
     """One (preset, k) measurement; run in a fresh process so peak memory is its own."""
     batch_size = batch_size or (16 if preset == "tiny" else 1 if device == "cpu" else 8)
     overrides: dict[str, Any] = {}
@@ -77,8 +99,12 @@ def measure(preset: str, k: int, batch_size: int | None, steps: int, device: str
     model = method.model
     size = method.config.data.image_size
     optim = method.config.optim
-    optimizer = torch.optim.AdamW([p for p in method.parameters() if p.requires_grad],
-                                  lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
+    optimizer = torch.optim.AdamW(
+        [p for p in method.parameters() if p.requires_grad],
+        lr=optim.lr,
+        betas=optim.betas,
+        weight_decay=optim.weight_decay,
+    )
     batch = common.random_batch(batch_size, size, k).to(device)
     train_step = common.training_step(method, batch, optimizer, device, precision)
     cast = common.autocast(device, precision)
@@ -94,8 +120,9 @@ def measure(preset: str, k: int, batch_size: int | None, steps: int, device: str
             model.ads_discrepancy(z0, z0)
 
     names = method.datamodule_categories()
-    infer = common.inference_step(method, batch.image, device, precision,
-                                  [names[i] for i in batch.category.tolist()])
+    infer = common.inference_step(
+        method, batch.image, device, precision, [names[i] for i in batch.category.tolist()]
+    )
 
     method.reset_stop_steps()  # only inference counts them
     speed = common.train_and_infer_speed(method, train_step, infer, steps, device, batch_size)
@@ -104,8 +131,12 @@ def measure(preset: str, k: int, batch_size: int | None, steps: int, device: str
     histogram = method.stop_step_histogram()
     counts = sum(histogram.values())
     return {
-        "preset": preset, "k": k, "image_size": size, "batch_size": batch_size,
-        "device": device, "precision": precision,
+        "preset": preset,
+        "k": k,
+        "image_size": size,
+        "batch_size": batch_size,
+        "device": device,
+        "precision": precision,
         "params_M": common.parameters_M(method),
         "trainable_M": common.parameters_M(method, trainable=True),
         **speed,
@@ -113,17 +144,25 @@ def measure(preset: str, k: int, batch_size: int | None, steps: int, device: str
         "ads_check_ms": 1e3 * ads_s,
         "mean_stop_step": sum(t * c for t, c in histogram.items()) / max(counts, 1),
         "stop_steps": json.dumps(histogram),
-        "stats_MB": sum(b.numel() * b.element_size()
-                        for b in method.stationarity_stats.buffers()) / 2**20,
+        "stats_MB": sum(b.numel() * b.element_size() for b in method.stationarity_stats.buffers())
+        / 2**20,
         **common.peak_memory(device),
     }
 
 
 def main() -> None:
-    parser = common.cost_parser(__doc__.split("\n")[0], "methods_glad", ["tiny"],
-                                "default: 16 for tiny, 1 for paper on CPU, 8 on GPU")
-    parser.add_argument("--paper-weights", default="pretrained", choices=("pretrained", "none"),
-                        help="'none' times the paper architecture with random weights")
+    parser = common.cost_parser(
+        __doc__.split("\n")[0],
+        "methods_glad",
+        ["tiny"],
+        "default: 16 for tiny, 1 for paper on CPU, 8 on GPU",
+    )
+    parser.add_argument(
+        "--paper-weights",
+        default="pretrained",
+        choices=("pretrained", "none"),
+        help="'none' times the paper architecture with random weights",
+    )
     args = parser.parse_args()
     common.measure_cost(measure, args, "GLAD cost vs k", weights=args.paper_weights)
 

@@ -22,8 +22,15 @@ from benchmarks.perf import common
 PARTS = ("teacher", "bottleneck", "memory", "restoration", "identity")
 
 
-def measure(preset: str, k: int, batch_size: int | None, steps: int, device: str,
-            precision: str, weights: str) -> dict[str, Any]:
+def measure(
+    preset: str,
+    k: int,
+    batch_size: int | None,
+    steps: int,
+    device: str,
+    precision: str,
+    weights: str,
+) -> dict[str, Any]:
     """One (preset, k) measurement; run in a fresh process so peak memory is its own."""
     import adbench
 
@@ -35,16 +42,20 @@ def measure(preset: str, k: int, batch_size: int | None, steps: int, device: str
     model = method.model
     size = method.config.data.image_size
     batch = common.random_batch(batch_size, size, k).to(device)
-    optimizer = torch.optim.Adam([p for p in method.parameters() if p.requires_grad],
-                                 lr=method.config.optim.lr, betas=method.config.optim.betas)
+    optimizer = torch.optim.Adam(
+        [p for p in method.parameters() if p.requires_grad],
+        lr=method.config.optim.lr,
+        betas=method.config.optim.betas,
+    )
     train_step = common.training_step(method, batch, optimizer, device, precision)
     infer = common.inference_step(method, batch.image, device, precision)
     cast = common.autocast(device, precision)
 
     # the memory read alone on the bottleneck embedding, forward + backward
     side = size // model.bottleneck.out_stride
-    z = torch.randn(batch_size, model.memory.slots.shape[-1], side, side, device=device,
-                    requires_grad=True)
+    z = torch.randn(
+        batch_size, model.memory.slots.shape[-1], side, side, device=device, requires_grad=True
+    )
 
     def memory_read() -> None:
         with cast:
@@ -54,8 +65,12 @@ def measure(preset: str, k: int, batch_size: int | None, steps: int, device: str
     speed = common.train_and_infer_speed(method, train_step, infer, steps, device, batch_size)
     memory_s = common.seconds_per_call(memory_read, steps, device)
     return {
-        "preset": preset, "k": k, "image_size": size, "batch_size": batch_size,
-        "device": device, "precision": precision,
+        "preset": preset,
+        "k": k,
+        "image_size": size,
+        "batch_size": batch_size,
+        "device": device,
+        "precision": precision,
         **{f"{part}_M": common.parameters_M(getattr(model, part)) for part in PARTS},
         "trainable_M": common.parameters_M(method, trainable=True),
         "slots": k * method.config.memory.slots,
@@ -66,12 +81,20 @@ def measure(preset: str, k: int, batch_size: int | None, steps: int, device: str
 
 
 def main() -> None:
-    parser = common.cost_parser(__doc__.split("\n")[0], "methods_mddnet", ["tiny", "paper"],
-                                "default: 16 for tiny, 4 for paper on CPU, 16 on GPU")
-    parser.add_argument("--paper-weights", default="random", choices=("random", "pretrained"),
-                        help="paper preset: 'random' times the architecture in mechanics mode "
-                             "(random_weights=True); 'pretrained' needs the weights in the hub "
-                             "cache")
+    parser = common.cost_parser(
+        __doc__.split("\n")[0],
+        "methods_mddnet",
+        ["tiny", "paper"],
+        "default: 16 for tiny, 4 for paper on CPU, 16 on GPU",
+    )
+    parser.add_argument(
+        "--paper-weights",
+        default="random",
+        choices=("random", "pretrained"),
+        help="paper preset: 'random' times the architecture in mechanics mode "
+        "(random_weights=True); 'pretrained' needs the weights in the hub "
+        "cache",
+    )
     args = parser.parse_args()
     common.measure_cost(measure, args, "MDD-Net cost vs k", weights=args.paper_weights)
 

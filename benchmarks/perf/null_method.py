@@ -18,9 +18,17 @@ class NullConfig(MethodConfig):
     """No settings."""
 
 
-@adbench.method("perf_null", config=NullConfig, presets={"tiny": {
-    "data": {"image_size": 32, "batch_size": 8}, "trainer": {"max_epochs": 1},
-    "scoring": {"sigma": 0.0}}})
+@adbench.method(
+    "perf_null",
+    config=NullConfig,
+    presets={
+        "tiny": {
+            "data": {"image_size": 32, "batch_size": 8},
+            "trainer": {"max_epochs": 1},
+            "scoring": {"sigma": 0.0},
+        }
+    },
+)
 class NullMethod(AnomalyMethod):
     """Scores every pixel by its mean intensity; one scalar parameter to train."""
 

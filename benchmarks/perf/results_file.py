@@ -24,15 +24,19 @@ RESULTS = REPO / "benchmarks" / "results"
 def machine() -> str:
     """``<CPU> (<n> cores, <t> threads), torch <version>, <GPUs or "no GPU">``."""
     env = environment()
-    return (f"{env['cpu']} ({env['cpu_count']} cores, {torch.get_num_threads()} threads), "
-            f"torch {torch.__version__}, {', '.join(env['gpus']) or 'no GPU'}")
+    return (
+        f"{env['cpu']} ({env['cpu_count']} cores, {torch.get_num_threads()} threads), "
+        f"torch {torch.__version__}, {', '.join(env['gpus']) or 'no GPU'}"
+    )
 
 
 def provenance() -> dict[str, Any]:
     """Commit (and whether the tree had uncommitted changes), UTC time, load average, machine."""
+
     def git(*args: str) -> str:
-        done = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
-                              check=False)
+        done = subprocess.run(
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=False
+        )
         return done.stdout.strip() if done.returncode == 0 else ""
 
     status = git("status", "--porcelain", "--untracked-files=no")
@@ -49,8 +53,10 @@ def describe(stamp: dict[str, Any]) -> str:
     """One line: ``commit 1a2b3c4d, 2026-12-05T14:00:00+00:00, load average 1.0/0.8/0.5, ...``."""
     commit = stamp["commit"][:10] + (" with uncommitted changes" if stamp["dirty"] else "")
     load = "/".join(f"{value:.2f}" for value in stamp["load_average"])
-    return (f"commit {commit}, {stamp['measured_at']}, load average {load} (1/5/15 min), "
-            f"{stamp['machine']}")
+    return (
+        f"commit {commit}, {stamp['measured_at']}, load average {load} (1/5/15 min), "
+        f"{stamp['machine']}"
+    )
 
 
 def write_results(out: Path, data: dict[str, Any], markdown: str) -> None:
@@ -63,13 +69,15 @@ def write_results(out: Path, data: dict[str, Any], markdown: str) -> None:
         markdown: the human-readable table(s).
     """
     stamp = provenance()
-    write_atomic(out.with_suffix(".json"),
-                 json.dumps({**data, "provenance": stamp}, indent=1) + "\n")
+    write_atomic(
+        out.with_suffix(".json"), json.dumps({**data, "provenance": stamp}, indent=1) + "\n"
+    )
     write_atomic(out.with_suffix(".md"), f"Measured at {describe(stamp)}.\n\n{markdown.strip()}\n")
 
 
-def write_tables(out: Path, title: str, tables: dict[str, list[dict[str, Any]]],
-                 floatfmt: str = ".3g") -> None:
+def write_tables(
+    out: Path, title: str, tables: dict[str, list[dict[str, Any]]], floatfmt: str = ".3g"
+) -> None:
     """Print and write (`write_results`) rows as Markdown tables under a header naming the
     machine.
 

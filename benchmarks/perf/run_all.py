@@ -28,12 +28,39 @@ PAGE = REPO / "docs" / "performance.md"
 
 # script -> (quick arguments, full arguments); "--out" is added by `run`
 SETTINGS: dict[str, tuple[list[str], list[str]]] = {
-    "data": (["--size", "64", "--workers", "0", "--synthetic-categories", "1",
-              "--large-count", "4", "--large-side", "512", "--epochs", "1"], []),
-    "metrics": (["--maps", "40", "--size", "64", "--categories", "2", "--tools", "adbench"],
-                []),
-    "methods": (["--k", "1", "--image-size", "32", "--batch-size", "2", "--train-steps", "1",
-                 "--infer-batches", "1"], []),
+    "data": (
+        [
+            "--size",
+            "64",
+            "--workers",
+            "0",
+            "--synthetic-categories",
+            "1",
+            "--large-count",
+            "4",
+            "--large-side",
+            "512",
+            "--epochs",
+            "1",
+        ],
+        [],
+    ),
+    "metrics": (["--maps", "40", "--size", "64", "--categories", "2", "--tools", "adbench"], []),
+    "methods": (
+        [
+            "--k",
+            "1",
+            "--image-size",
+            "32",
+            "--batch-size",
+            "2",
+            "--train-steps",
+            "1",
+            "--infer-batches",
+            "1",
+        ],
+        [],
+    ),
     "runner": (["--cells", "4", "--worker-cells", "0"], []),
 }
 COLUMNS = ("area", "measurement", "setting", "result")
@@ -43,16 +70,35 @@ Row = dict[str, str]
 def run(results: Path, full: bool, gpu: bool) -> None:
     """Run every benchmark script; a failing one is reported and the others still run."""
     # runner.py takes the JSON file itself, the others a path without suffix
-    jobs = [(name, [*SETTINGS[name][int(full)], "--out",
-                    str(results / (f"{name}.json" if name == "runner" else name))])
-            for name in SETTINGS]
+    jobs = [
+        (
+            name,
+            [
+                *SETTINGS[name][int(full)],
+                "--out",
+                str(results / (f"{name}.json" if name == "runner" else name)),
+            ],
+        )
+        for name in SETTINGS
+    ]
     if gpu:
-        jobs.append(("methods", [*SETTINGS["methods"][int(full)], "--device", "cuda",
-                                 "--out", str(results / "methods_gpu")]))
+        jobs.append(
+            (
+                "methods",
+                [
+                    *SETTINGS["methods"][int(full)],
+                    "--device",
+                    "cuda",
+                    "--out",
+                    str(results / "methods_gpu"),
+                ],
+            )
+        )
     for name, arguments in jobs:
         print(f"== {name} {' '.join(arguments)}", flush=True)
-        done = subprocess.run([sys.executable, "-m", f"benchmarks.perf.{name}", *arguments],
-                              cwd=REPO, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", f"benchmarks.perf.{name}", *arguments], cwd=REPO, check=False
+        )
         if done.returncode != 0:
             print(f"!! {name} failed with exit code {done.returncode}", flush=True)
 
@@ -62,8 +108,14 @@ def _data_rows(data: dict[str, Any], stem: str) -> list[Row]:
     rows = []
     for row in data["rows"]:
         seconds = f", {row['seconds']:.1f} s" if row.get("seconds") is not None else ""
-        rows.append(_row("data", f"{row['task']}: {row['data']}", f"workers: {row['workers']}",
-                         f"{row['images_per_s']:.1f} img/s{seconds}"))
+        rows.append(
+            _row(
+                "data",
+                f"{row['task']}: {row['data']}",
+                f"workers: {row['workers']}",
+                f"{row['images_per_s']:.1f} img/s{seconds}",
+            )
+        )
     return rows
 
 
@@ -72,22 +124,39 @@ def _metrics_rows(data: dict[str, Any], stem: str) -> list[Row]:
     for row in data["rows"]:
         deviation = row["max_abs_deviation"]
         exact = "reference" if row["tool"] == "adbench exact" else f"max dev. {deviation:.1e}"
-        rows.append(_row("metrics", row["tool"], f"{row['maps']} maps of {size} px",
-                         f"{row['seconds']:.2f} s, {row['peak_extra_mb']:.0f} MB, {exact}"))
+        rows.append(
+            _row(
+                "metrics",
+                row["tool"],
+                f"{row['maps']} maps of {size} px",
+                f"{row['seconds']:.2f} s, {row['peak_extra_mb']:.0f} MB, {exact}",
+            )
+        )
     return rows
 
 
 def _memory_bank_rows(data: dict[str, Any]) -> list[Row]:
-    rows = [_row("methods", row["method"], f"k={row['k']}, {row['train_images']} train images, "
-                 f"{row['image_size']} px", f"bank {row['bank_MB']:.2f} MB, build "
-                 f"{row['build_s']:.2f} s, infer {row['infer_img_s']:.0f} img/s, peak RSS "
-                 f"{row['peak_rss_GB']:.2f} GB")
-            for row in data["memory_bank_vs_k"]]
-    rows += [_row("methods", f"coreset, {row['impl']}",
-                  f"{row['selected']} of {row['patches']} x {row['dims']}, malloc mmap "
-                  f"threshold {row['malloc_mmap_threshold']}",
-                  f"{row['seconds']:.2f} s, peak RSS {row['peak_rss_GB']:.2f} GB")
-             for row in data["coreset"]]
+    rows = [
+        _row(
+            "methods",
+            row["method"],
+            f"k={row['k']}, {row['train_images']} train images, {row['image_size']} px",
+            f"bank {row['bank_MB']:.2f} MB, build "
+            f"{row['build_s']:.2f} s, infer {row['infer_img_s']:.0f} img/s, peak RSS "
+            f"{row['peak_rss_GB']:.2f} GB",
+        )
+        for row in data["memory_bank_vs_k"]
+    ]
+    rows += [
+        _row(
+            "methods",
+            f"coreset, {row['impl']}",
+            f"{row['selected']} of {row['patches']} x {row['dims']}, malloc mmap "
+            f"threshold {row['malloc_mmap_threshold']}",
+            f"{row['seconds']:.2f} s, peak RSS {row['peak_rss_GB']:.2f} GB",
+        )
+        for row in data["coreset"]
+    ]
     return rows
 
 
@@ -101,8 +170,10 @@ def _methods_rows(data: dict[str, Any], stem: str) -> list[Row]:
         if "error" in row:
             rows.append(_row("methods", name, f"k={row['k']}", f"error: {row['error']}"))
             continue
-        setting = (f"{row['preset']}, k={row['k']}, {row['image_size']} px, batch "
-                   f"{row['batch_size']}, {row['device']} {row['precision']}")
+        setting = (
+            f"{row['preset']}, k={row['k']}, {row['image_size']} px, batch "
+            f"{row['batch_size']}, {row['device']} {row['precision']}"
+        )
         memory = f"peak RSS {row['peak_rss_GB']:.2f} GB"
         if row.get("peak_gpu_GB") is not None:
             memory += f", peak GPU {row['peak_gpu_GB']:.2f} GB"
@@ -112,14 +183,26 @@ def _methods_rows(data: dict[str, Any], stem: str) -> list[Row]:
 
 
 def _runner_rows(data: dict[str, Any], stem: str) -> list[Row]:
-    rows = [_row("runner", f"overhead per cell, {row['mode']}", f"{row['cells']} cells",
-                 f"{row['overhead_s_per_cell']:.2f} s (fit + predict "
-                 f"{row['fit_predict_s_per_cell']:.2f} s)")
-            for row in data["overhead"]]
+    rows = [
+        _row(
+            "runner",
+            f"overhead per cell, {row['mode']}",
+            f"{row['cells']} cells",
+            f"{row['overhead_s_per_cell']:.2f} s (fit + predict "
+            f"{row['fit_predict_s_per_cell']:.2f} s)",
+        )
+        for row in data["overhead"]
+    ]
     quick = data.get("quickstart")
     if quick:
-        rows.append(_row("runner", "quick-start sweep", f"{quick['cells']} cells",
-                         f"{quick['total_s']:.0f} s"))
+        rows.append(
+            _row(
+                "runner",
+                "quick-start sweep",
+                f"{quick['cells']} cells",
+                f"{quick['total_s']:.0f} s",
+            )
+        )
     return rows
 
 
@@ -151,7 +234,6 @@ def collect(results: Path) -> tuple[list[Row], list[str]]:
     return rows, sources
 
 
-
 def hardware() -> dict[str, str]:
     """CPU, cores, memory, GPU and package versions of this machine, and today's date (UTC)."""
     from adbench.provenance import environment
@@ -164,8 +246,8 @@ def hardware() -> dict[str, str]:
         "cpu": f"{env['cpu']}, {env['cpu_count']} cores, {memory:.0f} GiB RAM",
         "gpu": ", ".join(env["gpus"]) or "none",
         "versions": f"python {env['python']}, torch {packages['torch']}, lightning "
-                    f"{packages['lightning']}, timm {packages['timm']}, adbench "
-                    f"{packages['adbench-uad']}",
+        f"{packages['lightning']}, timm {packages['timm']}, adbench "
+        f"{packages['adbench-uad']}",
     }
 
 
@@ -173,13 +255,19 @@ def render(rows: list[Row], sources: list[str], machine: dict[str, str], command
     """The page: the ``command`` that made it and where, then one Markdown table."""
     escape = str.maketrans({"|": "\\|"})
     gpu_rows = [r for r in rows if "cuda" in r["setting"]]
-    gpu_note = ("GPU figures are the rows on `cuda`; the record of their file below names the "
-                "GPU and the date." if gpu_rows else "No GPU figures yet: run this script on a "
-                "machine with a GPU to add the method benchmark on `cuda`.")
-    gpu_note += (" On a GPU machine, `python -m benchmarks.perf.gpu_check --budget-s 600` also "
-                 "runs the method contract on CUDA, a tiny sweep, every paper architecture with "
-                 "random weights (img/s and peak GPU memory) and a DDP cell, into "
-                 "`benchmarks/results/gpu_check.md`.")
+    gpu_note = (
+        "GPU figures are the rows on `cuda`; the record of their file below names the "
+        "GPU and the date."
+        if gpu_rows
+        else "No GPU figures yet: run this script on a "
+        "machine with a GPU to add the method benchmark on `cuda`."
+    )
+    gpu_note += (
+        " On a GPU machine, `python -m benchmarks.perf.gpu_check --budget-s 600` also "
+        "runs the method contract on CUDA, a tiny sweep, every paper architecture with "
+        "random weights (img/s and peak GPU memory) and a DDP cell, into "
+        "`benchmarks/results/gpu_check.md`."
+    )
     lines = [
         "# Performance",
         "",
@@ -207,10 +295,16 @@ def render(rows: list[Row], sources: list[str], machine: dict[str, str], command
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--full", action="store_true", help="the documented (slow) settings")
-    parser.add_argument("--collect-only", action="store_true",
-                        help="run nothing; summarise the JSON files already in --results")
-    parser.add_argument("--results", type=Path,
-                        help="results folder (default: results/, or results/quick for quick runs)")
+    parser.add_argument(
+        "--collect-only",
+        action="store_true",
+        help="run nothing; summarise the JSON files already in --results",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help="results folder (default: results/, or results/quick for quick runs)",
+    )
     parser.add_argument("--page", type=Path, default=PAGE, help="Markdown page to write")
     args = parser.parse_args()
     quick = not (args.full or args.collect_only)

@@ -27,9 +27,17 @@ NULL_METHOD = Path(__file__).resolve().with_name("null_method.py")  # registers 
 
 
 def _sweep(root: Path, isolate: bool, ks: list[int], seeds: list[int]) -> dict:
-    return tiny_sweep("perf", ["perf_null"], root, ks, {"accelerator": "cpu", "devices": 1},
-                      seeds=seeds, checkpoints=True, plugins=[str(NULL_METHOD)],
-                      launcher={"name": "local", "isolate": isolate})
+    return tiny_sweep(
+        "perf",
+        ["perf_null"],
+        root,
+        ks,
+        {"accelerator": "cpu", "devices": 1},
+        seeds=seeds,
+        checkpoints=True,
+        plugins=[str(NULL_METHOD)],
+        launcher={"name": "local", "isolate": isolate},
+    )
 
 
 def measure_overhead(work: Path, isolate: bool, ks: list[int], seeds: list[int]) -> dict:
@@ -75,50 +83,74 @@ def measure_quickstart(work: Path) -> dict:
     finally:
         os.chdir(cwd)
     cells = load_cells(work / "quickstart")
-    per_method = (cells.groupby("method")[["train_s", "inference_s", "total_s", "peak_rss_mb"]]
-                  .mean().round(2).reset_index().to_dict(orient="records"))
-    return {"total_s": total, "cells": len(report.cells),
-            "failed": [c.label for c in report.failed], "per_method": per_method}
+    per_method = (
+        cells.groupby("method")[["train_s", "inference_s", "total_s", "peak_rss_mb"]]
+        .mean()
+        .round(2)
+        .reset_index()
+        .to_dict(orient="records")
+    )
+    return {
+        "total_s": total,
+        "cells": len(report.cells),
+        "failed": [c.label for c in report.failed],
+        "per_method": per_method,
+    }
 
 
 def _markdown(result: dict) -> str:
-    lines = [f"Runner overhead ({result['machine']})", "",
-             "| mode | cells | fit+predict s/cell | overhead s/cell | plan s | store write s |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Runner overhead ({result['machine']})",
+        "",
+        "| mode | cells | fit+predict s/cell | overhead s/cell | plan s | store write s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for row in result["overhead"]:
-        lines.append(f"| {row['mode']} | {row['cells']} | {row['fit_predict_s_per_cell']:.3f} | "
-                     f"{row['overhead_s_per_cell']:.3f} | {row['plan_s']:.2f} | "
-                     f"{row['store_write_s']:.2f} |")
+        lines.append(
+            f"| {row['mode']} | {row['cells']} | {row['fit_predict_s_per_cell']:.3f} | "
+            f"{row['overhead_s_per_cell']:.3f} | {row['plan_s']:.2f} | "
+            f"{row['store_write_s']:.2f} |"
+        )
     quick = result.get("quickstart")
     if quick:
-        lines += ["", f"Quick start: {quick['cells']} cells in {quick['total_s']:.0f} s "
-                  f"(failed: {', '.join(quick['failed']) or 'none'})", "",
-                  "| method | train s | inference s | total s | peak RSS MiB |",
-                  "|---|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            f"Quick start: {quick['cells']} cells in {quick['total_s']:.0f} s "
+            f"(failed: {', '.join(quick['failed']) or 'none'})",
+            "",
+            "| method | train s | inference s | total s | peak RSS MiB |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for row in quick["per_method"]:
-            lines.append(f"| {row['method']} | {row['train_s']:.1f} | {row['inference_s']:.1f} | "
-                         f"{row['total_s']:.1f} | {row['peak_rss_mb']:.0f} |")
+            lines.append(
+                f"| {row['method']} | {row['train_s']:.1f} | {row['inference_s']:.1f} | "
+                f"{row['total_s']:.1f} | {row['peak_rss_mb']:.0f} |"
+            )
     return "\n".join(lines)
 
 
 def main() -> None:
     """Measure, print a Markdown table, write JSON (and the table next to it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=RESULTS / "runner.json",
-                        help="JSON result file")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS / "runner.json", help="JSON result file"
+    )
     parser.add_argument("--cells", type=int, default=12, help="in-process cells (k x seeds)")
     parser.add_argument("--worker-cells", type=int, default=2, help="worker-process cells")
     parser.add_argument("--quickstart", action="store_true", help="also run the quick start")
     args = parser.parse_args()
     seeds = list(range(max(1, args.cells // 4)))
-    result = {"machine": f"{machine()}, load average {os.getloadavg()[0]:.1f} at start",
-              "overhead": []}
+    result = {
+        "machine": f"{machine()}, load average {os.getloadavg()[0]:.1f} at start",
+        "overhead": [],
+    }
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         result["overhead"].append(measure_overhead(work, False, [1, 2, 3, 4], seeds))
         if args.worker_cells:
             result["overhead"].append(
-                measure_overhead(work, True, list(range(1, args.worker_cells + 1)), [0]))
+                measure_overhead(work, True, list(range(1, args.worker_cells + 1)), [0])
+            )
         if args.quickstart:
             result["quickstart"] = measure_quickstart(work)
     text = _markdown(result)

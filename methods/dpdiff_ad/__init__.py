@@ -15,7 +15,7 @@ SPEC = MethodSpec(
     config=DPDiffADConfig,
     presets=presets_from_folder(Path(__file__).parent / "presets"),
     paper="Feng et al., Dual Prototype-Conditioned Diffusion Model for Scalable Multi-Class "
-          "Unsupervised Anomaly Detection in Large Category Spaces, arXiv:2605.24402 (2026)",
+    "Unsupervised Anomaly Detection in Large Category Spaces, arXiv:2605.24402 (2026)",
 )
 
 __all__ = ["SPEC", "DPDiffAD", "DPDiffADConfig"]

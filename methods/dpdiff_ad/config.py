@@ -66,13 +66,21 @@ class LocalPrototypeConfig:
 
     def __post_init__(self) -> None:
         _check(self.num >= 1, "local_prototypes.num", self.num, ">= 1")
-        _check(1 <= self.topk <= self.num, "local_prototypes.topk", self.topk,
-               f"in [1, local_prototypes.num = {self.num}]")
+        _check(
+            1 <= self.topk <= self.num,
+            "local_prototypes.topk",
+            self.topk,
+            f"in [1, local_prototypes.num = {self.num}]",
+        )
         _check(self.temperature > 0, "local_prototypes.temperature", self.temperature, "> 0")
         _check(0 <= self.momentum < 1, "local_prototypes.momentum", self.momentum, "in [0, 1)")
         _check(self.reseed_every >= 1, "local_prototypes.reseed_every", self.reseed_every, ">= 1")
-        _check(0 < self.reseed_threshold <= 1, "local_prototypes.reseed_threshold",
-               self.reseed_threshold, "in (0, 1]")
+        _check(
+            0 < self.reseed_threshold <= 1,
+            "local_prototypes.reseed_threshold",
+            self.reseed_threshold,
+            "in (0, 1]",
+        )
 
 
 @dataclass(frozen=True)
@@ -113,12 +121,20 @@ class GlobalPrototypeConfig:
     def __post_init__(self) -> None:
         _check(self.num >= 1, "global_prototypes.num", self.num, ">= 1")
         _check(self.queue_size >= 1, "global_prototypes.queue_size", self.queue_size, ">= 1")
-        _check(self.unbalanced_reg_m > 0, "global_prototypes.unbalanced_reg_m",
-               self.unbalanced_reg_m, "> 0")
+        _check(
+            self.unbalanced_reg_m > 0,
+            "global_prototypes.unbalanced_reg_m",
+            self.unbalanced_reg_m,
+            "> 0",
+        )
         _check(self.temperature > 0, "global_prototypes.temperature", self.temperature, "> 0")
         _check(self.sinkhorn_eps > 0, "global_prototypes.sinkhorn_eps", self.sinkhorn_eps, "> 0")
-        _check(self.sinkhorn_iters >= 1, "global_prototypes.sinkhorn_iters",
-               self.sinkhorn_iters, ">= 1")
+        _check(
+            self.sinkhorn_iters >= 1,
+            "global_prototypes.sinkhorn_iters",
+            self.sinkhorn_iters,
+            ">= 1",
+        )
 
 
 @dataclass(frozen=True)
@@ -165,11 +181,18 @@ class DenoiserConfig:
     conditions: tuple[Literal["local", "global"], ...] = ("local", "global")
 
     def __post_init__(self) -> None:
-        _check(len(self.conditions) >= 1 and len(set(self.conditions)) == len(self.conditions),
-               "denoiser.conditions", self.conditions,
-               "one or both of 'local' and 'global', each once")
-        _check(self.width % self.heads == 0, "denoiser.width", self.width,
-               f"divisible by denoiser.heads = {self.heads}")
+        _check(
+            len(self.conditions) >= 1 and len(set(self.conditions)) == len(self.conditions),
+            "denoiser.conditions",
+            self.conditions,
+            "one or both of 'local' and 'global', each once",
+        )
+        _check(
+            self.width % self.heads == 0,
+            "denoiser.width",
+            self.width,
+            f"divisible by denoiser.heads = {self.heads}",
+        )
         _check(self.depth >= 1, "denoiser.depth", self.depth, ">= 1")
         _check(0 <= self.ema_decay < 1, "denoiser.ema_decay", self.ema_decay, "in [0, 1)")
 
@@ -188,8 +211,12 @@ class InferenceConfig:
     def __post_init__(self) -> None:
         _check(self.t_start >= 0, "inference.t_start", self.t_start, ">= 0")
         _check(self.steps >= 1, "inference.steps", self.steps, ">= 1")
-        _check(0 <= self.prototype_weight <= 1, "inference.prototype_weight",
-               self.prototype_weight, "in [0, 1]")
+        _check(
+            0 <= self.prototype_weight <= 1,
+            "inference.prototype_weight",
+            self.prototype_weight,
+            "in [0, 1]",
+        )
 
 
 @dataclass(frozen=True)
@@ -206,9 +233,14 @@ class DPDiffADConfig(MethodConfig):
 
     # spec: DINOv2-with-registers ViT-B/14 at 392 px (28 x 28 tokens, C = 768); choice: blocks
     # 2-9 of 12 as "the middle blocks"
-    backbone: BackboneConfig = field(default_factory=lambda: BackboneConfig(
-        name=DINOV2_REG_VITB14, layers=(2, 3, 4, 5, 6, 7, 8, 9), weights="pretrained",
-        timm_kwargs={"img_size": 392}))
+    backbone: BackboneConfig = field(
+        default_factory=lambda: BackboneConfig(
+            name=DINOV2_REG_VITB14,
+            layers=(2, 3, 4, 5, 6, 7, 8, 9),
+            weights="pretrained",
+            timm_kwargs={"img_size": 392},
+        )
+    )
     features: FeatureConfig = field(default_factory=FeatureConfig)
     local_prototypes: LocalPrototypeConfig = field(default_factory=LocalPrototypeConfig)
     global_prototypes: GlobalPrototypeConfig = field(default_factory=GlobalPrototypeConfig)
@@ -222,37 +254,67 @@ class DPDiffADConfig(MethodConfig):
     data: DataDefaults = field(default_factory=lambda: DataDefaults(image_size=392, batch_size=16))
     # spec: AdamW, lr 1e-4 for the denoiser, cosine schedule; choice: PyTorch's AdamW weight
     # decay (0.01, denoiser only) and 500 warm-up steps for the adaLN transformer
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
-        name="adamw", lr=1e-4, weight_decay=0.01, schedule="cosine", warmup_steps=500))
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(
+            name="adamw", lr=1e-4, weight_decay=0.01, schedule="cosine", warmup_steps=500
+        )
+    )
     # spec: Gaussian sigma = 4, image score = mean of the top 1 % of pixels
-    scoring: ScoringConfig = field(default_factory=lambda: ScoringConfig(
-        sigma=4.0, pooling="topk_mean", topk_fraction=0.01))
+    scoring: ScoringConfig = field(
+        default_factory=lambda: ScoringConfig(sigma=4.0, pooling="topk_mean", topk_fraction=0.01)
+    )
     # choice: 20k steps (the budget feature-reconstruction methods use for unified MVTec
     # training), bf16 autocast and gradient clipping for the transformer
-    trainer: TrainerDefaults = field(default_factory=lambda: TrainerDefaults(
-        max_steps=20_000, precision="bf16-mixed", gradient_clip_val=1.0))
+    trainer: TrainerDefaults = field(
+        default_factory=lambda: TrainerDefaults(
+            max_steps=20_000, precision="bf16-mixed", gradient_clip_val=1.0
+        )
+    )
 
     def __post_init__(self) -> None:
         steps = self.schedule.num_train_timesteps
-        _check(self.inference.t_start < steps, "inference.t_start", self.inference.t_start,
-               f"below schedule.num_train_timesteps = {steps}")
+        _check(
+            self.inference.t_start < steps,
+            "inference.t_start",
+            self.inference.t_start,
+            f"below schedule.num_train_timesteps = {steps}",
+        )
         _check(self.prototype_lr > 0, "prototype_lr", self.prototype_lr, "> 0")
         # choice: with update "ema" the bank has no gradient, so L_loc would train nothing
         if self.local_prototypes.update == "ema":
-            _check(self.loss.local == 0, "loss.local", self.loss.local,
-                   "0 with local_prototypes.update = 'ema' (L_loc has no gradient path)")
+            _check(
+                self.loss.local == 0,
+                "loss.local",
+                self.loss.local,
+                "0 with local_prototypes.update = 'ema' (L_loc has no gradient path)",
+            )
         if self.global_prototypes.ot_acts_on == "adapter":
-            _check(self.loss.ot != 0, "loss.ot", self.loss.ot,
-                   "non-zero with global_prototypes.ot_acts_on = 'adapter' (L_OT alone trains "
-                   "the adapter)")
+            _check(
+                self.loss.ot != 0,
+                "loss.ot",
+                self.loss.ot,
+                "non-zero with global_prototypes.ot_acts_on = 'adapter' (L_OT alone trains "
+                "the adapter)",
+            )
         # ablations that drop a prototype set drop what only that set serves, never silently
         conditions = self.denoiser.conditions
         if "global" not in conditions:
-            _check(self.loss.ot == 0, "loss.ot", self.loss.ot,
-                   "0 without 'global' in denoiser.conditions (L_OT would shape nothing)")
+            _check(
+                self.loss.ot == 0,
+                "loss.ot",
+                self.loss.ot,
+                "0 without 'global' in denoiser.conditions (L_OT would shape nothing)",
+            )
         if "local" not in conditions:
-            _check(self.loss.local == 0, "loss.local", self.loss.local,
-                   "0 without 'local' in denoiser.conditions (the ablation has no local bank)")
-            _check(self.inference.prototype_weight == 0, "inference.prototype_weight",
-                   self.inference.prototype_weight,
-                   "0 without 'local' in denoiser.conditions (the ablation has no local bank)")
+            _check(
+                self.loss.local == 0,
+                "loss.local",
+                self.loss.local,
+                "0 without 'local' in denoiser.conditions (the ablation has no local bank)",
+            )
+            _check(
+                self.inference.prototype_weight == 0,
+                "inference.prototype_weight",
+                self.inference.prototype_weight,
+                "0 without 'local' in denoiser.conditions (the ablation has no local bank)",
+            )

@@ -29,8 +29,9 @@ def sincos_2d(h: int, w: int, dim: int, device: torch.device) -> Tensor:
     """Fixed 2D sine-cosine position embedding (h * w, dim), half of the channels per axis."""
     quarter = dim // 4
     omega = 1.0 / 10_000 ** (torch.arange(quarter, device=device) / max(quarter, 1))
-    ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device),
-                            indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij"
+    )
     parts = []
     for coord in (ys.flatten(), xs.flatten()):
         angles = coord.float()[:, None] * omega[None]
@@ -94,20 +95,21 @@ class DenoiserBlock(nn.Module):
     def __init__(self, width: int, heads: int, mlp_ratio: float) -> None:
         super().__init__()
         self.heads = heads
-        self.norms = nn.ModuleList(nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-                                   for _ in range(3))
+        self.norms = nn.ModuleList(
+            nn.LayerNorm(width, elementwise_affine=False, eps=1e-6) for _ in range(3)
+        )
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
         self.cross = PrototypeCrossAttention(width, heads)
         hidden = int(width * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"),
-                                 nn.Linear(hidden, width))
+        self.mlp = nn.Sequential(
+            nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, width)
+        )
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 9 * width))
         nn.init.zeros_(self.ada[1].weight)
         nn.init.zeros_(self.ada[1].bias)
 
-    def forward(self, x: Tensor, temb: Tensor, local: Tensor | None,
-                glob: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, temb: Tensor, local: Tensor | None, glob: Tensor | None) -> Tensor:
         """One block on tokens x (B, N, D) -> (B, N, D).
 
         Args:
@@ -144,8 +146,9 @@ class PrototypeDenoiser(nn.Module):
         self.condition = nn.Linear(channels, width)
         self.type_embedding = nn.Parameter(torch.zeros(2, width))  # 0 local, 1 global
         nn.init.normal_(self.type_embedding, std=0.02)
-        self.blocks = nn.ModuleList(DenoiserBlock(width, config.heads, config.mlp_ratio)
-                                    for _ in range(config.depth))
+        self.blocks = nn.ModuleList(
+            DenoiserBlock(width, config.heads, config.mlp_ratio) for _ in range(config.depth)
+        )
         self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
         self.head = nn.Linear(width, channels)
@@ -153,8 +156,14 @@ class PrototypeDenoiser(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def forward(self, x_t: Tensor, t: Tensor, grid: tuple[int, int], local: Tensor | None,
-                glob: Tensor | None) -> Tensor:
+    def forward(
+        self,
+        x_t: Tensor,
+        t: Tensor,
+        grid: tuple[int, int],
+        local: Tensor | None,
+        glob: Tensor | None,
+    ) -> Tensor:
         """Predict eps or x0 (as trained) for noisy tokens.
 
         Args:

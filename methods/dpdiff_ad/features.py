@@ -32,11 +32,15 @@ class TokenExtractor(nn.Module):
         self.backbone = FeatureExtractor(backbone, frozen=True, random_weights=random_weights)
         widths = self.backbone.channels
         if not 0 <= config.grid_level < len(widths):
-            raise ConfigError(f"features.grid_level must index backbone.layers "
-                              f"({len(widths)} levels), got {config.grid_level}")
+            raise ConfigError(
+                f"features.grid_level must index backbone.layers "
+                f"({len(widths)} levels), got {config.grid_level}"
+            )
         if config.fusion == "mean" and len(set(widths)) > 1:
-            raise ConfigError(f"features.fusion='mean' needs levels of equal width, got {widths}; "
-                              "use features.fusion='concat'")
+            raise ConfigError(
+                f"features.fusion='mean' needs levels of equal width, got {widths}; "
+                "use features.fusion='concat'"
+            )
         self.channels = widths[0] if config.fusion == "mean" else sum(widths)
         self.register_buffer("mean", torch.zeros(self.channels))
         self.register_buffer("std", torch.ones(self.channels))
@@ -53,8 +57,11 @@ class TokenExtractor(nn.Module):
         """
         resized = levels_on_grid(self.backbone(images), self.config.grid_level)
         size = resized[0].shape[-2:]
-        fused = torch.stack(resized).mean(0) if self.config.fusion == "mean" else torch.cat(
-            resized, dim=1)
+        fused = (
+            torch.stack(resized).mean(0)
+            if self.config.fusion == "mean"
+            else torch.cat(resized, dim=1)
+        )
         return rearrange(fused, "b c h w -> b (h w) c"), (int(size[0]), int(size[1]))
 
     def normalize(self, tokens: Tensor) -> Tensor:
@@ -91,4 +98,3 @@ class FeatureAdapter(nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         """Tokens (B, N, C) -> adapted tokens F_a (B, N, C)."""
         return tokens + self.linear(tokens)
-

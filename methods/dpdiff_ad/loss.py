@@ -44,14 +44,21 @@ def sinkhorn_plan(similarity: Tensor, eps: float, max_iters: int) -> Tensor:
     """
     cost = 1.0 - similarity.detach().double().cpu().numpy()
     b, k = cost.shape
-    plan = ot.sinkhorn(np.full(b, 1.0 / b), np.full(k, 1.0 / k), cost, eps,
-                       method="sinkhorn_log", numItermax=max_iters, stopThr=1e-7, warn=False)
+    plan = ot.sinkhorn(
+        np.full(b, 1.0 / b),
+        np.full(k, 1.0 / k),
+        cost,
+        eps,
+        method="sinkhorn_log",
+        numItermax=max_iters,
+        stopThr=1e-7,
+        warn=False,
+    )
     return torch.from_numpy(plan).to(device=similarity.device, dtype=similarity.dtype)
 
 
 @torch.no_grad()
-def sinkhorn_log_torch(similarity: Tensor, eps: float, max_iters: int,
-                       tol: float = 1e-7) -> Tensor:
+def sinkhorn_log_torch(similarity: Tensor, eps: float, max_iters: int, tol: float = 1e-7) -> Tensor:
     """The balanced entropic plan of `sinkhorn_plan` by the same log-domain iterations, in torch.
 
     It runs on the tensor's device (float64 on a CPU, float32 elsewhere).
@@ -77,8 +84,14 @@ def sinkhorn_log_torch(similarity: Tensor, eps: float, max_iters: int,
 
 
 @torch.no_grad()
-def ot_targets(similarity: Tensor, eps: float, max_iters: int, solver: str = "balanced",
-               reg_m: float = 0.05, extra: Tensor | None = None) -> Tensor:
+def ot_targets(
+    similarity: Tensor,
+    eps: float,
+    max_iters: int,
+    solver: str = "balanced",
+    reg_m: float = 0.05,
+    extra: Tensor | None = None,
+) -> Tensor:
     """OT targets Q (B, K) of the first B rows of an assignment problem, rows summing to 1.
 
     The problem has the rows of ``similarity`` and of ``extra`` (e.g. a queue of recent
@@ -113,8 +126,15 @@ def ot_targets(similarity: Tensor, eps: float, max_iters: int, solver: str = "ba
         with warnings.catch_warnings():  # POT warns when the iteration cap is reached
             warnings.simplefilter("ignore")
             plan = ot.unbalanced.sinkhorn_unbalanced(
-                np.full(n, 1.0 / n), np.full(k, 1.0 / k), cost, eps, (float("inf"), reg_m),
-                method="sinkhorn_stabilized", numItermax=max_iters, stopThr=1e-7)
+                np.full(n, 1.0 / n),
+                np.full(k, 1.0 / k),
+                cost,
+                eps,
+                (float("inf"), reg_m),
+                method="sinkhorn_stabilized",
+                numItermax=max_iters,
+                stopThr=1e-7,
+            )
         plan = torch.from_numpy(plan).to(device=similarity.device, dtype=similarity.dtype)
     else:
         raise ConfigError(f"solver must be 'balanced' or 'unbalanced', got {solver!r}")

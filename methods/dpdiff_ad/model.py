@@ -70,8 +70,9 @@ class DPDiffModel(nn.Module):
     def __init__(self, config: DPDiffADConfig) -> None:
         super().__init__()
         self.config = config
-        self.extractor = TokenExtractor(config.backbone, config.features,
-                                        random_weights=config.random_weights)
+        self.extractor = TokenExtractor(
+            config.backbone, config.features, random_weights=config.random_weights
+        )
         channels = self.extractor.channels
         self.local = LocalPrototypes(channels, config.local_prototypes)
         self.glob = GlobalPrototypes(channels, config.global_prototypes)
@@ -80,8 +81,9 @@ class DPDiffModel(nn.Module):
         trained = self._trained_banks()
         self.glob.weight.requires_grad_("global" in trained)
         self.local.weight.requires_grad_(self.local.weight.requires_grad and "local" in trained)
-        self.adapter = (FeatureAdapter(channels)
-                        if config.global_prototypes.ot_acts_on == "adapter" else None)
+        self.adapter = (
+            FeatureAdapter(channels) if config.global_prototypes.ot_acts_on == "adapter" else None
+        )
         self.denoiser = PrototypeDenoiser(channels, config.denoiser)
         self.ema_denoiser = copy.deepcopy(self.denoiser).requires_grad_(False)
         self.schedule = NoiseSchedule(config.schedule)
@@ -94,10 +96,14 @@ class DPDiffModel(nn.Module):
         sees are not detached.
         """
         config = self.config
-        through_denoiser = set() if config.denoiser.detach_conditions else set(
-            config.denoiser.conditions)
-        own = {name for name, weight in (("local", config.loss.local), ("global", config.loss.ot))
-               if weight != 0}
+        through_denoiser = (
+            set() if config.denoiser.detach_conditions else set(config.denoiser.conditions)
+        )
+        own = {
+            name
+            for name, weight in (("local", config.loss.local), ("global", config.loss.ot))
+            if weight != 0
+        }
         return own | through_denoiser
 
     # -- features ---------------------------------------------------------------------------
@@ -122,8 +128,11 @@ class DPDiffModel(nn.Module):
         config = self.config
         local = glob = None
         if "local" in config.denoiser.conditions:
-            local = (match.aggregate[:, :, None] if config.local_prototypes.keys == "aggregate"
-                     else self.local.weight[match.index])
+            local = (
+                match.aggregate[:, :, None]
+                if config.local_prototypes.keys == "aggregate"
+                else self.local.weight[match.index]
+            )
         if "global" in config.denoiser.conditions:
             glob = F.normalize(self.glob.weight, dim=-1) * math.sqrt(self.glob.weight.shape[1])
         if config.denoiser.detach_conditions:
@@ -131,8 +140,9 @@ class DPDiffModel(nn.Module):
         return local, glob
 
     # -- training ---------------------------------------------------------------------------
-    def training_losses(self, images: Tensor,
-                        generator: torch.Generator | None = None) -> TrainingLosses:
+    def training_losses(
+        self, images: Tensor, generator: torch.Generator | None = None
+    ) -> TrainingLosses:
         """All loss terms for a batch of normal images (B, 3, H, W) in [0, 1]."""
         config = self.config
         adapted, grid = self.tokens(images)
@@ -146,7 +156,7 @@ class DPDiffModel(nn.Module):
             l_ot = descriptors.new_zeros(())
         else:
             similarity = self.glob.similarity(descriptors, self.ot_projection())
-            q = self.ot_targets(gathered)[offset: offset + tokens.shape[0]]
+            q = self.ot_targets(gathered)[offset : offset + tokens.shape[0]]
             if config.global_prototypes.ot_loss == "cross_entropy":
                 l_ot = ot_cross_entropy(similarity, q, config.global_prototypes.temperature)
             else:
@@ -160,8 +170,9 @@ class DPDiffModel(nn.Module):
         l_diff = diffusion_loss(prediction, target)
 
         total = l_diff + config.loss.local * l_local + config.loss.ot * l_ot
-        return TrainingLosses(total, l_diff, l_local, l_ot, tokens.detach(), match.index[..., 0],
-                              gathered)
+        return TrainingLosses(
+            total, l_diff, l_local, l_ot, tokens.detach(), match.index[..., 0], gathered
+        )
 
     def ot_projection(self) -> Tensor | None:
         """The map OT similarities are taken after.
@@ -186,8 +197,9 @@ class DPDiffModel(nn.Module):
         queued = self.glob.queued()
         extra = None if queued is None else self.glob.similarity(queued, projection)
         solver = "unbalanced" if glob.ot_target == "unbalanced" else "balanced"
-        return ot_targets(similarity, glob.sinkhorn_eps, glob.sinkhorn_iters, solver,
-                          glob.unbalanced_reg_m, extra)
+        return ot_targets(
+            similarity, glob.sinkhorn_eps, glob.sinkhorn_iters, solver, glob.unbalanced_reg_m, extra
+        )
 
     @torch.no_grad()
     def update_ema(self, step: int) -> None:
@@ -198,8 +210,9 @@ class DPDiffModel(nn.Module):
 
     # -- initialisation ---------------------------------------------------------------------
     @torch.no_grad()
-    def initialization_sample(self, images: Tensor, max_tokens: int,
-                              generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def initialization_sample(
+        self, images: Tensor, max_tokens: int, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
         """What `initialize` needs from one batch of training images (B, 3, H, W).
 
         Returns:
@@ -215,8 +228,9 @@ class DPDiffModel(nn.Module):
         return flat[keep.to(flat.device)], summary
 
     @torch.no_grad()
-    def initialize(self, raw_tokens: Tensor, summaries: Tensor,
-                   generator: torch.Generator | None = None) -> None:
+    def initialize(
+        self, raw_tokens: Tensor, summaries: Tensor, generator: torch.Generator | None = None
+    ) -> None:
         """Feature statistics and k-means initialisation of both banks (spec, local prototypes).
 
         K-means runs on rank 0 only; the other processes allocate tensors of the same shapes and
@@ -244,14 +258,25 @@ class DPDiffModel(nn.Module):
         self.local.initialize(centres, counts)
         self.glob.initialize(global_centres, descriptors)
         self.initialized.fill_(True)
-        for tensor in (self.extractor.mean, self.extractor.std, *self.local.state_tensors(),
-                       self.glob.weight.data, *self.glob.buffers()):
+        for tensor in (
+            self.extractor.mean,
+            self.extractor.std,
+            *self.local.state_tensors(),
+            self.glob.weight.data,
+            *self.glob.buffers(),
+        ):
             broadcast(tensor)
 
     # -- inference --------------------------------------------------------------------------
     @torch.no_grad()
-    def reconstruct(self, tokens: Tensor, grid: tuple[int, int], local: Tensor | None,
-                    glob: Tensor | None, noise: Tensor) -> Tensor:
+    def reconstruct(
+        self,
+        tokens: Tensor,
+        grid: tuple[int, int],
+        local: Tensor | None,
+        glob: Tensor | None,
+        noise: Tensor,
+    ) -> Tensor:
         """F_hat (B, N, C): noise tokens to t_s, then DDIM (eta = 0) or one x0 step, EMA weights.
 
         Args:
@@ -273,8 +298,9 @@ class DPDiffModel(nn.Module):
             x = schedule.ddim_step(x0, eps, torch.full_like(start, t_prev))
         return x
 
-    def _predict(self, x: Tensor, t: Tensor, grid: tuple[int, int], local: Tensor | None,
-                 glob: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _predict(
+        self, x: Tensor, t: Tensor, grid: tuple[int, int], local: Tensor | None, glob: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
         """(x0, eps) estimates at step t from the EMA denoiser, whichever it predicts."""
         out = self.ema_denoiser(x, t, grid, local, glob).float()
         if self.config.denoiser.prediction == "eps":

@@ -17,8 +17,9 @@ from .config import DPDiffADConfig
 from .model import DPDiffModel
 
 
-def stratified_indices(categories: Sequence[int], total: int,
-                       generator: torch.Generator | None = None) -> list[int]:
+def stratified_indices(
+    categories: Sequence[int], total: int, generator: torch.Generator | None = None
+) -> list[int]:
     """A sample of dataset positions with every category in it (``init.sampling="stratified"``).
 
     Each category gets one image, and the other ``total - C`` places are shared in proportion to
@@ -104,8 +105,7 @@ class DPDiffAD(AnomalyMethod):
         per_batch = max(1, self.config.init.max_tokens // len(chunks))
         tokens, summaries = [], []
         for load in chunks:
-            sample = self.model.initialization_sample(load().to(self.device), per_batch,
-                                                      generator)
+            sample = self.model.initialization_sample(load().to(self.device), per_batch, generator)
             tokens.append(sample[0])
             summaries.append(sample[1])
         self.model.initialize(torch.cat(tokens), torch.cat(summaries), generator)
@@ -122,8 +122,10 @@ class DPDiffAD(AnomalyMethod):
         if init.sampling == "stratified" and categories is not None:
             size = getattr(loader, "batch_size", None) or self.config.data.batch_size
             chosen = stratified_indices(categories, init.batches * size, generator)
-            return [functools.partial(_load, dataset, chosen[start: start + size])
-                    for start in range(0, len(chosen), size)]
+            return [
+                functools.partial(_load, dataset, chosen[start : start + size])
+                for start in range(0, len(chosen), size)
+            ]
         batches = [batch.image for batch in itertools.islice(loader, init.batches)]
         return [functools.partial(lambda image: image, image) for image in batches]
 
@@ -153,12 +155,14 @@ class DPDiffAD(AnomalyMethod):
         The denoiser (and the feature adapter, if any) at ``optim.lr``; both prototype banks at
         ``prototype_lr``, no decay.
         """
-        prototypes = [p for p in (self.model.local.weight, self.model.glob.weight)
-                      if p.requires_grad]
+        prototypes = [
+            p for p in (self.model.local.weight, self.model.glob.weight) if p.requires_grad
+        ]
         groups = [{"params": list(self.model.denoiser.parameters())}]
         if prototypes:  # none in the ablation without L_loc and L_OT
-            groups.append({"params": prototypes, "lr": self.config.prototype_lr,
-                           "weight_decay": 0.0})
+            groups.append(
+                {"params": prototypes, "lr": self.config.prototype_lr, "weight_decay": 0.0}
+            )
         if self.model.adapter is not None:
             groups.append({"params": list(self.model.adapter.parameters())})
         return groups

@@ -61,8 +61,9 @@ def broadcast(tensor: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def spherical_kmeans(points: Tensor, k: int, iters: int,
-                     generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+def spherical_kmeans(
+    points: Tensor, k: int, iters: int, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
     """K-means with cosine assignment: k-means++ seeding, then Lloyd iterations.
 
     Centres are the means of their members (they live in token space, like the tokens).
@@ -146,8 +147,7 @@ class LocalPrototypes(nn.Module):
         super().__init__()
         self.config = config
         num = config.num
-        self.weight = nn.Parameter(torch.randn(num, channels),
-                                   requires_grad=config.update == "vq")
+        self.weight = nn.Parameter(torch.randn(num, channels), requires_grad=config.update == "vq")
         self.register_buffer("usage", torch.full((num,), 1.0 / num))
         self.ema = config.update == "ema"
         if self.ema:
@@ -187,8 +187,9 @@ class LocalPrototypes(nn.Module):
     @torch.no_grad()
     def track_usage(self, nearest_index: Tensor) -> None:
         """EMA of each prototype's share of nearest-prototype assignments (B, N)."""
-        counts = all_reduce_sum(torch.bincount(nearest_index.flatten(),
-                                               minlength=self.config.num).float())
+        counts = all_reduce_sum(
+            torch.bincount(nearest_index.flatten(), minlength=self.config.num).float()
+        )
         share = counts / counts.sum().clamp(min=1)
         self.usage.lerp_(share, 1 - self.config.momentum)
 
@@ -222,8 +223,9 @@ class LocalPrototypes(nn.Module):
         if dead.numel() == 0:
             return 0
         flat = tokens.reshape(-1, tokens.shape[-1]).float()
-        pick = torch.randint(flat.shape[0], (dead.numel(),), generator=generator,
-                             device="cpu").to(flat.device)
+        pick = torch.randint(flat.shape[0], (dead.numel(),), generator=generator, device="cpu").to(
+            flat.device
+        )
         self.weight[dead] = flat[pick]
         if self.ema:
             self.ema_count[dead] = self.ema_count.mean()

@@ -6,8 +6,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def anomaly_scores(tokens: Tensor, reconstruction: Tensor, nearest: Tensor,
-                   prototype_weight: float) -> Tensor:
+def anomaly_scores(
+    tokens: Tensor, reconstruction: Tensor, nearest: Tensor, prototype_weight: float
+) -> Tensor:
     """a_i = (1 - w) (1 - cos(F_i, F_hat_i)) + w (1 - max_m cos(F_i, P_L,m)).
 
     Args:

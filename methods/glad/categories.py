@@ -10,17 +10,49 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-FOREGROUND_CATEGORIES = frozenset({
-    # mode 1
-    "screw", "bottle", "capsule", "zipper", "bracket_black", "bracket_brown", "metal_plate",
-    # mode 2
-    "hazelnut", "pill", "metal_nut", "toothbrush", "candle", "cashew", "chewinggum", "fryum",
-    "macaroni1", "macaroni2", "pipe_fryum", "bracket_white",
-})
-WHOLE_IMAGE_CATEGORIES = frozenset({  # mode 3: textures and layouts, no foreground restriction
-    "tile", "grid", "cable", "carpet", "leather", "wood", "transistor", "capsules", "pcb1",
-    "pcb2", "pcb3", "pcb4", "connector", "tubes",
-})
+FOREGROUND_CATEGORIES = frozenset(
+    {
+        # mode 1
+        "screw",
+        "bottle",
+        "capsule",
+        "zipper",
+        "bracket_black",
+        "bracket_brown",
+        "metal_plate",
+        # mode 2
+        "hazelnut",
+        "pill",
+        "metal_nut",
+        "toothbrush",
+        "candle",
+        "cashew",
+        "chewinggum",
+        "fryum",
+        "macaroni1",
+        "macaroni2",
+        "pipe_fryum",
+        "bracket_white",
+    }
+)
+WHOLE_IMAGE_CATEGORIES = frozenset(
+    {  # mode 3: textures and layouts, no foreground restriction
+        "tile",
+        "grid",
+        "cable",
+        "carpet",
+        "leather",
+        "wood",
+        "transistor",
+        "capsules",
+        "pcb1",
+        "pcb2",
+        "pcb3",
+        "pcb4",
+        "connector",
+        "tubes",
+    }
+)
 BIDIRECTIONAL_CATEGORIES = frozenset({"transistor", "pcb1", "pcb4"})
 
 
@@ -44,5 +76,7 @@ def bidirectional_flags(names: Sequence[str], default: bool) -> list[bool]:
     The official list decides for official categories; ``default`` for the others.
     """
     official = FOREGROUND_CATEGORIES | WHOLE_IMAGE_CATEGORIES
-    return [name in BIDIRECTIONAL_CATEGORIES if name in official else default
-            for name in map(base_name, names)]
+    return [
+        name in BIDIRECTIONAL_CATEGORIES if name in official else default
+        for name in map(base_name, names)
+    ]

@@ -44,9 +44,11 @@ class AutoencoderConfig:
         if self.scaling_factor <= 0:
             raise ConfigError(f"autoencoder.scaling_factor must be > 0, got {self.scaling_factor}")
         if self.patch_size < 1 or (self.kind != "identity" and self.patch_size != 1):
-            raise ConfigError(f"autoencoder.patch_size must be >= 1, and 1 unless kind is "
-                              f"'identity' (the encoder sets its own latent size), got "
-                              f"{self.patch_size}")
+            raise ConfigError(
+                f"autoencoder.patch_size must be >= 1, and 1 unless kind is "
+                f"'identity' (the encoder sets its own latent size), got "
+                f"{self.patch_size}"
+            )
 
 
 @dataclass(frozen=True)
@@ -78,11 +80,13 @@ class DenoiserConfig:
         if self.kind == "unet2d" and self.guidance_scale != 1.0:
             raise ConfigError(
                 f"denoiser.guidance_scale must be 1.0 for kind 'unet2d' (an unconditional UNet "
-                f"has no prompt to guide with), got {self.guidance_scale}")
+                f"has no prompt to guide with), got {self.guidance_scale}"
+            )
         if self.kind == "unet2d" and self.test_prompt != "fixed":
             raise ConfigError(
                 f"denoiser.test_prompt must be 'fixed' for kind 'unet2d' (an unconditional UNet "
-                f"reads no prompt), got {self.test_prompt!r}")
+                f"reads no prompt), got {self.test_prompt!r}"
+            )
         try:
             self.class_prompt.format(category="")
         except (KeyError, IndexError, ValueError):
@@ -90,13 +94,17 @@ class DenoiserConfig:
         else:
             valid = "{category}" in self.class_prompt
         if not valid:
-            raise ConfigError(f"denoiser.class_prompt must be a template with the field "
-                              f"{{category}} and no other, got {self.class_prompt!r}")
+            raise ConfigError(
+                f"denoiser.class_prompt must be a template with the field "
+                f"{{category}} and no other, got {self.class_prompt!r}"
+            )
         if self.guidance_scale < 1.0:
             raise ConfigError(f"denoiser.guidance_scale must be >= 1, got {self.guidance_scale}")
         if any(c % self.norm_num_groups for c in self.block_out_channels):
-            raise ConfigError(f"denoiser.norm_num_groups={self.norm_num_groups} must divide every "
-                              f"block_out_channels {self.block_out_channels}")
+            raise ConfigError(
+                f"denoiser.norm_num_groups={self.norm_num_groups} must divide every "
+                f"block_out_channels {self.block_out_channels}"
+            )
 
 
 def _glad_synthesis() -> SynthesisConfig:
@@ -106,8 +114,15 @@ def _glad_synthesis() -> SynthesisConfig:
     # synthesis.foreground: True, choice), texture source (DTD when synthesis.dtd_root is set,
     # else scikit-image's CC0 textures, with a warning on the paper path); the DTD and self
     # sources get 3 random operations of DRAEM's photometric list (imgaug in the official code)
-    return SynthesisConfig(probability=0.5, perlin_scales=(0, 5), threshold=0.3, rotate=True,
-                           beta=(0.0, 0.8), foreground=True, augment=3)
+    return SynthesisConfig(
+        probability=0.5,
+        perlin_scales=(0, 5),
+        threshold=0.3,
+        rotate=True,
+        beta=(0.0, 0.8),
+        foreground=True,
+        augment=3,
+    )
 
 
 @dataclass(frozen=True)
@@ -122,8 +137,9 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.self_source_share <= 1.0:
-            raise ConfigError(f"training.self_source_share must be in [0, 1], got "
-                              f"{self.self_source_share}")
+            raise ConfigError(
+                f"training.self_source_share must be in [0, 1], got {self.self_source_share}"
+            )
 
 
 @dataclass(frozen=True)
@@ -156,8 +172,10 @@ class SamplerConfig:
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.score_topk < 1 or self.min_step < 1:
-            raise ConfigError(f"sampler.steps, sampler.score_topk and sampler.min_step must be "
-                              f">= 1, got {self.steps}, {self.score_topk} and {self.min_step}")
+            raise ConfigError(
+                f"sampler.steps, sampler.score_topk and sampler.min_step must be "
+                f">= 1, got {self.steps}, {self.score_topk} and {self.min_step}"
+            )
 
 
 @dataclass(frozen=True)
@@ -193,11 +211,15 @@ class GLADScoringConfig(ScoringConfig):
             value = getattr(self, name)
             radii = value if isinstance(value, tuple) else (value,)
             if not radii or any(r is not None and r < 0 for r in radii):
-                raise ConfigError(f"scoring.{name} must be null (all positions), >= 0, or a "
-                                  f"list of those per level, got {value}")
+                raise ConfigError(
+                    f"scoring.{name} must be null (all positions), >= 0, or a "
+                    f"list of those per level, got {value}"
+                )
         if self.stationary_threshold is not None and not 0.0 <= self.stationary_threshold <= 1.0:
-            raise ConfigError(f"scoring.stationary_threshold must be null (off) or in [0, 1] (a "
-                              f"share of variance), got {self.stationary_threshold}")
+            raise ConfigError(
+                f"scoring.stationary_threshold must be null (off) or in [0, 1] (a "
+                f"share of variance), got {self.stationary_threshold}"
+            )
         if not 0.0 <= self.global_weight <= 1.0:
             raise ConfigError(f"scoring.global_weight must be in [0, 1], got {self.global_weight}")
 
@@ -207,19 +229,35 @@ class GLADConfig(MethodConfig):
     """Everything that defines a GLAD model; defaults are the paper's MVTec AD setting."""
 
     data: DataDefaults = field(default_factory=lambda: DataDefaults(image_size=256, batch_size=32))
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
-        name="adamw", lr=5e-6, weight_decay=1e-2, schedule="constant"))  # paper/official
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(
+            name="adamw", lr=5e-6, weight_decay=1e-2, schedule="constant"
+        )
+    )  # paper/official
     scoring: GLADScoringConfig = field(default_factory=GLADScoringConfig)
-    trainer: TrainerDefaults = field(default_factory=lambda: TrainerDefaults(
-        max_steps=20_000, precision="16-mixed", gradient_clip_val=1.0))  # paper: 20k steps, AMP
+    trainer: TrainerDefaults = field(
+        default_factory=lambda: TrainerDefaults(
+            max_steps=20_000, precision="16-mixed", gradient_clip_val=1.0
+        )
+    )  # paper: 20k steps, AMP
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
-    schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(
-        num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
-        beta_end=0.012))  # paper: SD v1.4's training schedule
-    features: BackboneConfig = field(default_factory=lambda: BackboneConfig(
-        name="vit_base_patch8_224.dino", layers=(2, 5, 8, 11), weights="pretrained",
-        timm_kwargs={"dynamic_img_size": True}))  # paper: DINO ViT-B/8, blocks 3, 6, 9, 12
+    schedule: ScheduleConfig = field(
+        default_factory=lambda: ScheduleConfig(
+            num_train_timesteps=1000,
+            beta_schedule="scaled_linear",
+            beta_start=0.00085,
+            beta_end=0.012,
+        )
+    )  # paper: SD v1.4's training schedule
+    features: BackboneConfig = field(
+        default_factory=lambda: BackboneConfig(
+            name="vit_base_patch8_224.dino",
+            layers=(2, 5, 8, 11),
+            weights="pretrained",
+            timm_kwargs={"dynamic_img_size": True},
+        )
+    )  # paper: DINO ViT-B/8, blocks 3, 6, 9, 12
     training: TrainingConfig = field(default_factory=TrainingConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
@@ -228,38 +266,50 @@ class GLADConfig(MethodConfig):
             raise ConfigError(
                 f"denoiser.kind 'sd_unet' works in Stable Diffusion's 4-channel latent space and "
                 f"needs autoencoder.kind 'sd_vae', got {self.autoencoder.kind!r}; use "
-                "denoiser.kind 'unet2d' for pixel space")
+                "denoiser.kind 'unet2d' for pixel space"
+            )
         if self.autoencoder.kind == "features":
             if self.scoring.pixel_weight:
                 raise ConfigError(
                     f"scoring.pixel_weight must be 0 with autoencoder.kind 'features' (there is no "
-                    f"decoded image to take the pixel term of), got {self.scoring.pixel_weight}")
+                    f"decoded image to take the pixel term of), got {self.scoring.pixel_weight}"
+                )
             if self.autoencoder.size is not None:
-                raise ConfigError(f"autoencoder.size must be null with autoencoder.kind "
-                                  f"'features' (the extractor reads the input size), got "
-                                  f"{self.autoencoder.size}")
+                raise ConfigError(
+                    f"autoencoder.size must be null with autoencoder.kind "
+                    f"'features' (the extractor reads the input size), got "
+                    f"{self.autoencoder.size}"
+                )
             if self.sampler.feature_size is not None or self.sampler.ads_input != "raw":
                 raise ConfigError(
                     f"sampler.feature_size and sampler.ads_input do not apply with "
                     f"autoencoder.kind 'features' (ADS compares the latents' own level "
                     f"sampler.feature_level, nothing is decoded); leave them unset, got "
-                    f"{self.sampler.feature_size} and {self.sampler.ads_input!r}")
+                    f"{self.sampler.feature_size} and {self.sampler.ads_input!r}"
+                )
         levels = len(self.features.layers)
         for name in ("search_radius", "stationary_search_radius"):
             radius = getattr(self.scoring, name)
             if isinstance(radius, tuple) and len(radius) != levels:
                 raise ConfigError(
                     f"scoring.{name} lists {len(radius)} radii for the {levels} levels of "
-                    f"features.layers {list(self.features.layers)}")
+                    f"features.layers {list(self.features.layers)}"
+                )
         if self.autoencoder.kind == "features":
-            for name, level in (("autoencoder.grid_level", self.autoencoder.grid_level),
-                                ("sampler.feature_level", self.sampler.feature_level)):
+            for name, level in (
+                ("autoencoder.grid_level", self.autoencoder.grid_level),
+                ("sampler.feature_level", self.sampler.feature_level),
+            ):
                 if not -levels <= level < levels:
-                    raise ConfigError(f"{name} {level} is not a level of features.layers "
-                                      f"{list(self.features.layers)}")
+                    raise ConfigError(
+                        f"{name} {level} is not a level of features.layers "
+                        f"{list(self.features.layers)}"
+                    )
         T = self.schedule.num_train_timesteps
         if not 0 <= self.sampler.t_max < T:
             raise ConfigError(f"sampler.t_max must be in [0, {T}), got {self.sampler.t_max}")
         if self.sampler.steps > self.sampler.t_max + 1:
-            raise ConfigError(f"sampler.steps ({self.sampler.steps}) cannot exceed t_max + 1 "
-                              f"({self.sampler.t_max + 1})")
+            raise ConfigError(
+                f"sampler.steps ({self.sampler.steps}) cannot exceed t_max + 1 "
+                f"({self.sampler.t_max + 1})"
+            )

@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def mix_latents(z_normal: Tensor, z_anomalous: Tensor, t: Tensor,
-                num_train_timesteps: int) -> Tensor:
+def mix_latents(
+    z_normal: Tensor, z_anomalous: Tensor, t: Tensor, num_train_timesteps: int
+) -> Tensor:
     """``z~ = alpha z_a + (1 - alpha) z_n`` with ``alpha = t / T`` per sample.
 
     Args:
@@ -31,8 +32,9 @@ def mix_latents(z_normal: Tensor, z_anomalous: Tensor, t: Tensor,
     return alpha * z_anomalous + (1 - alpha) * z_normal
 
 
-def atp_noise_target(eps: Tensor, z_mixed: Tensor, z_normal: Tensor, abar: Tensor,
-                     sign: float = 1.0) -> Tensor:
+def atp_noise_target(
+    eps: Tensor, z_mixed: Tensor, z_normal: Tensor, abar: Tensor, sign: float = 1.0
+) -> Tensor:
     """The corrected noise target ``eps + sign * sqrt(abar) (z~ - z_n) / sqrt(1 - abar)``.
 
     With ``sign = +1`` this equals ``(x_t - sqrt(abar) z_n) / sqrt(1 - abar)`` for

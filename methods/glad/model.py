@@ -62,10 +62,17 @@ class GLADModel(nn.Module):
             latent, from which the noise estimate is derived).
     """
 
-    def __init__(self, codec: LatentCodec | FeatureCodec, denoiser: Denoiser,
-                 schedule: NoiseSchedule, features: FeatureExtractor, sampler: SamplerConfig,
-                 scoring: GLADScoringConfig,
-                 target_sign: float = 1.0, prediction: str = "eps") -> None:
+    def __init__(
+        self,
+        codec: LatentCodec | FeatureCodec,
+        denoiser: Denoiser,
+        schedule: NoiseSchedule,
+        features: FeatureExtractor,
+        sampler: SamplerConfig,
+        scoring: GLADScoringConfig,
+        target_sign: float = 1.0,
+        prediction: str = "eps",
+    ) -> None:
         super().__init__()
         self.codec = codec
         self.denoiser = denoiser
@@ -79,9 +86,11 @@ class GLADModel(nn.Module):
     @classmethod
     def from_config(cls, config: GLADConfig) -> GLADModel:
         """Build every part named by ``config`` (pretrained parts are loaded here)."""
+
         def extractor() -> FeatureExtractor:
-            return FeatureExtractor(config.features, frozen=True,
-                                    random_weights=config.random_weights)
+            return FeatureExtractor(
+                config.features, frozen=True, random_weights=config.random_weights
+            )
 
         if config.autoencoder.kind == "features":  # the extractor is the encoder
             features = extractor()
@@ -92,11 +101,23 @@ class GLADModel(nn.Module):
         size = config.autoencoder.size or config.data.image_size
         with torch.no_grad():
             shape = codec.encode(torch.zeros(1, 3, size, size)).shape
-        denoiser = build_denoiser(config.denoiser, image_size=shape[-1], channels=shape[1],
-                                  random_weights=config.random_weights)
+        denoiser = build_denoiser(
+            config.denoiser,
+            image_size=shape[-1],
+            channels=shape[1],
+            random_weights=config.random_weights,
+        )
         sign = 1.0 if config.training.target == "normal_x0" else -1.0
-        return cls(codec, denoiser, NoiseSchedule(config.schedule), features, config.sampler,
-                   config.scoring, sign, config.denoiser.prediction)
+        return cls(
+            codec,
+            denoiser,
+            NoiseSchedule(config.schedule),
+            features,
+            config.sampler,
+            config.scoring,
+            sign,
+            config.denoiser.prediction,
+        )
 
     @property
     def in_feature_space(self) -> bool:
@@ -104,9 +125,13 @@ class GLADModel(nn.Module):
         return isinstance(self.codec, FeatureCodec)
 
     # -- training: anomaly-oriented training (ATP) ----------------------------------------------
-    def training_loss(self, normal: Tensor, anomalous: Tensor,
-                      generator: torch.Generator | None = None,
-                      observe: Callable[[Tensor], None] | None = None) -> Tensor:
+    def training_loss(
+        self,
+        normal: Tensor,
+        anomalous: Tensor,
+        generator: torch.Generator | None = None,
+        observe: Callable[[Tensor], None] | None = None,
+    ) -> Tensor:
         """ATP loss for a batch of normal images and their synthetic anomalous versions.
 
         Args:
@@ -130,8 +155,9 @@ class GLADModel(nn.Module):
         if self.prediction == "x0":
             target = atp_x0_target(z_mixed, z_normal, self.target_sign)
         else:
-            target = atp_noise_target(eps, z_mixed, z_normal, self.schedule.abar(t, z_mixed),
-                                      self.target_sign)
+            target = atp_noise_target(
+                eps, z_mixed, z_normal, self.schedule.abar(t, z_mixed), self.target_sign
+            )
         return atp_loss(self.denoiser(x_t, t), target)
 
     def predict_noise(self, x_t: Tensor, t: Tensor, context: Tensor | None = None) -> Tensor:
@@ -166,8 +192,13 @@ class GLADModel(nn.Module):
         return nn_discrepancy(f_in, f_gen)
 
     @torch.no_grad()
-    def reconstruct(self, images: Tensor, seed: int = 0, noise: Tensor | None = None,
-                    context: Tensor | None = None) -> Reconstruction:
+    def reconstruct(
+        self,
+        images: Tensor,
+        seed: int = 0,
+        noise: Tensor | None = None,
+        context: Tensor | None = None,
+    ) -> Reconstruction:
         """Reconstruct a normal version of ``images`` (B, 3, H, W) in [0, 1].
 
         Every sample is noised to ``sampler.noise_step`` and follows the same DDIM trajectory
@@ -194,15 +225,17 @@ class GLADModel(nn.Module):
         stop_steps = torch.full((B,), -1, dtype=torch.long, device=device)
         stop_scores = torch.zeros(B, device=device)
         x_t = self.schedule.add_noise(z0, eps, torch.full((B,), cfg.noise_step, device=device))
-        for t_int, t_prev_int in self.schedule.ddim_timesteps(cfg.noise_step, cfg.steps,
-                                                              cfg.spacing):
+        for t_int, t_prev_int in self.schedule.ddim_timesteps(
+            cfg.noise_step, cfg.steps, cfg.spacing
+        ):
             t = torch.full((B,), t_int, device=device, dtype=torch.long)
             eps_hat = self.predict_noise(x_t, t, context)
             x0 = self.schedule.predict_x0(x_t, eps_hat, t)
             if bool(active.any()):
                 idx = active.nonzero().squeeze(1)
-                x0[idx], stopped, s = self._adapt(z0[idx], eps[idx], eps_hat[idx], x0[idx],
-                                                  t[idx], t_int)
+                x0[idx], stopped, s = self._adapt(
+                    z0[idx], eps[idx], eps_hat[idx], x0[idx], t[idx], t_int
+                )
                 stop_steps[idx[stopped]] = t_int
                 stop_scores[idx[stopped]] = s[stopped]
                 active[idx[stopped]] = False
@@ -211,8 +244,9 @@ class GLADModel(nn.Module):
         images = None if self.in_feature_space else self.codec.decode(x_t)
         return Reconstruction(images, x_t, z0, stop_steps, stop_scores)
 
-    def _adapt(self, z0: Tensor, eps: Tensor, eps_hat: Tensor, x0_gen: Tensor, t: Tensor,
-               t_int: int) -> tuple[Tensor, Tensor, Tensor]:
+    def _adapt(
+        self, z0: Tensor, eps: Tensor, eps_hat: Tensor, x0_gen: Tensor, t: Tensor, t_int: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """One ADS decision for the still-adapting samples (b of them).
 
         Returns:
@@ -223,14 +257,20 @@ class GLADModel(nn.Module):
         s = topk_mean(discrepancy, self.sampler.score_topk)
         fuse = s > self.sampler.tau
         stop = fuse | (t_int < self.sampler.min_step)
-        mask = torch.sigmoid(F.interpolate(discrepancy, size=x0_gen.shape[-2:], mode="bilinear",
-                                           align_corners=False))
+        mask = torch.sigmoid(
+            F.interpolate(discrepancy, size=x0_gen.shape[-2:], mode="bilinear", align_corners=False)
+        )
         fused = torch.where(fuse.view(-1, 1, 1, 1), mask * x0_gen + (1 - mask) * x0_in, x0_in)
         return torch.where(stop.view(-1, 1, 1, 1), fused, x0_gen), stop, s
 
     # -- scoring --------------------------------------------------------------------------------
-    def _discrepancy(self, feats: list[tuple[Tensor, Tensor]], size: tuple[int, int],
-                     both_directions: bool, radius: int | tuple[int | None, ...] | None) -> Tensor:
+    def _discrepancy(
+        self,
+        feats: list[tuple[Tensor, Tensor]],
+        size: tuple[int, int],
+        both_directions: bool,
+        radius: int | tuple[int | None, ...] | None,
+    ) -> Tensor:
         """`multi_level_map` (B, 1, *size) of the (input, reconstruction) level pairs.
 
         The search is within ``radius`` (one radius, or one per level), blended with the search
@@ -245,10 +285,15 @@ class GLADModel(nn.Module):
         return (1 - weight) * maps + weight * anywhere
 
     @torch.no_grad()
-    def anomaly_map(self, images: Tensor, reconstructions: Tensor,
-                    foreground: Tensor | None = None, bidirectional: Tensor | None = None,
-                    input_latents: Tensor | None = None,
-                    stationary: Tensor | None = None) -> Tensor:
+    def anomaly_map(
+        self,
+        images: Tensor,
+        reconstructions: Tensor,
+        foreground: Tensor | None = None,
+        bidirectional: Tensor | None = None,
+        input_latents: Tensor | None = None,
+        stationary: Tensor | None = None,
+    ) -> Tensor:
         """Multi-level NN feature discrepancy between input and reconstruction (B, 1, h, w).
 
         Args:
@@ -274,8 +319,14 @@ class GLADModel(nn.Module):
             latents = torch.cat([input_latents, reconstructions])
             feats = [f.chunk(2) for f in self.codec.levels(latents)]
         else:
-            pair = torch.cat([F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-                              if x.shape[-2:] != size else x for x in (images, reconstructions)])
+            pair = torch.cat(
+                [
+                    F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+                    if x.shape[-2:] != size
+                    else x
+                    for x in (images, reconstructions)
+                ]
+            )
             feats = [f.chunk(2) for f in self.features(pair)]
         if bidirectional is None:
             bidirectional = torch.full((batch,), cfg.bidirectional)
@@ -283,13 +334,16 @@ class GLADModel(nn.Module):
             stationary = torch.zeros(batch, dtype=torch.bool)
         maps = images.new_zeros((batch, 1, *size))
         for both in (False, True):  # each group of images with the same settings at once
-            for textured, radius in ((False, cfg.search_radius),
-                                     (True, cfg.stationary_search_radius)):
+            for textured, radius in (
+                (False, cfg.search_radius),
+                (True, cfg.stationary_search_radius),
+            ):
                 group = ((bidirectional.cpu() == both) & (stationary.cpu() == textured)).nonzero()
                 if len(group):
                     idx = group.squeeze(1).to(images.device)
-                    maps[idx] = self._discrepancy([(q[idx], r[idx]) for q, r in feats], size,
-                                                  both, radius)
+                    maps[idx] = self._discrepancy(
+                        [(q[idx], r[idx]) for q, r in feats], size, both, radius
+                    )
         if cfg.pixel_weight:
             normalised = self.features.normalize(pair).chunk(2)
             maps = add_pixel_term(maps, normalised[0], normalised[1], cfg.pixel_weight)

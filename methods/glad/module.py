@@ -46,14 +46,19 @@ class GLAD(AnomalyMethod):
         synthesis = self.config.training.synthesis
         self.synthesizer = AnomalySynthesizer(synthesis)
         self.self_synthesizer = AnomalySynthesizer(dataclasses.replace(synthesis, source="self"))
-        if (self.synthesizer.source_used == "textures" and self.config.denoiser.kind == "sd_unet"
-                and self.config.training.self_source_share < 1.0):
-            warnings.warn("GLAD: training.synthesis.dtd_root is not set, so anomalies are filled "
-                          "from scikit-image's CC0 textures instead of DTD as in the official "
-                          "code; the source used is recorded in the run record", stacklevel=2)
+        if (
+            self.synthesizer.source_used == "textures"
+            and self.config.denoiser.kind == "sd_unet"
+            and self.config.training.self_source_share < 1.0
+        ):
+            warnings.warn(
+                "GLAD: training.synthesis.dtd_root is not set, so anomalies are filled "
+                "from scikit-image's CC0 textures instead of DTD as in the official "
+                "code; the source used is recorded in the run record",
+                stacklevel=2,
+            )
         T = self.config.schedule.num_train_timesteps
-        self.register_buffer("stop_step_counts", torch.zeros(T, dtype=torch.long),
-                             persistent=False)
+        self.register_buffer("stop_step_counts", torch.zeros(T, dtype=torch.long), persistent=False)
         self.last_stop_steps: Tensor | None = None
         self.stationarity_stats = StationarityStats()
         self.stationarity: dict[str, float] = {}
@@ -75,13 +80,16 @@ class GLAD(AnomalyMethod):
                 ``scoring.bidirectional`` and ``scoring.search_radius``).
         """
         class_prompts = self.model.denoiser.class_prompts
-        context = (class_prompts(categories)
-                   if categories is not None and class_prompts is not None else None)
-        reconstruction = self.model.reconstruct(images, self.config.sampler.seed,
-                                                context=context)
+        context = (
+            class_prompts(categories)
+            if categories is not None and class_prompts is not None
+            else None
+        )
+        reconstruction = self.model.reconstruct(images, self.config.sampler.seed, context=context)
         self.last_stop_steps = reconstruction.stop_steps
-        self.stop_step_counts += torch.bincount(reconstruction.stop_steps,
-                                                minlength=len(self.stop_step_counts))
+        self.stop_step_counts += torch.bincount(
+            reconstruction.stop_steps, minlength=len(self.stop_step_counts)
+        )
         foreground = bidirectional = None
         scoring = self.config.scoring
         if categories is not None and scoring.per_category == "official":
@@ -89,11 +97,18 @@ class GLAD(AnomalyMethod):
             bidirectional = torch.tensor(bidirectional_flags(categories, scoring.bidirectional))
         stationary = self.stationary_flags(categories)
         if self.model.in_feature_space:
-            raw = self.model.anomaly_map(images, reconstruction.latents, foreground,
-                                         bidirectional, reconstruction.input_latents, stationary)
+            raw = self.model.anomaly_map(
+                images,
+                reconstruction.latents,
+                foreground,
+                bidirectional,
+                reconstruction.input_latents,
+                stationary,
+            )
         else:
-            raw = self.model.anomaly_map(images, reconstruction.images, foreground, bidirectional,
-                                         stationary=stationary)
+            raw = self.model.anomaly_map(
+                images, reconstruction.images, foreground, bidirectional, stationary=stationary
+            )
         return self.postprocess(raw, tuple(images.shape[-2:]))
 
     def score(self, batch: Batch) -> AnomalyOutput:
@@ -110,11 +125,12 @@ class GLAD(AnomalyMethod):
         if threshold is None or categories is None:
             return None
         if not self.stationarity:
-            raise AdbenchError("GLAD: scoring.stationary_threshold is set but no category's "
-                               "stationarity was measured: fit the model first (or load weights "
-                               "saved after fitting)")
-        return torch.tensor([self.stationarity.get(name, 0.0) >= threshold
-                             for name in categories])
+            raise AdbenchError(
+                "GLAD: scoring.stationary_threshold is set but no category's "
+                "stationarity was measured: fit the model first (or load weights "
+                "saved after fitting)"
+            )
+        return torch.tensor([self.stationarity.get(name, 0.0) >= threshold for name in categories])
 
     def on_train_epoch_start(self) -> None:
         """Measure the categories' stationarity anew in every epoch."""
@@ -126,25 +142,31 @@ class GLAD(AnomalyMethod):
         if self.config.scoring.stationary_threshold is None or names is None:
             return
         for name in ("count", "first", "second"):
-            setattr(stats, name, self.trainer.strategy.reduce(getattr(stats, name),
-                                                              reduce_op="sum"))
+            setattr(
+                stats, name, self.trainer.strategy.reduce(getattr(stats, name), reduce_op="sum")
+            )
         ratios = stats.ratios().tolist()
-        self.stationarity = {name: ratio for name, ratio in zip(names, ratios, strict=True)
-                             if ratio == ratio}  # NaN: no training images
+        self.stationarity = {
+            name: ratio for name, ratio in zip(names, ratios, strict=True) if ratio == ratio
+        }  # NaN: no training images
 
     def on_train_end(self) -> None:
         """Log which categories will be scored as stationary (rank 0)."""
         if self.stationarity:
-            _info(f"GLAD stationary categories (scoring.stationary_search_radius "
-                           f"{self.config.scoring.stationary_search_radius}): "
-                           f"{self.stationary_categories()}")
+            _info(
+                f"GLAD stationary categories (scoring.stationary_search_radius "
+                f"{self.config.scoring.stationary_search_radius}): "
+                f"{self.stationary_categories()}"
+            )
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """ATP: synthetic anomalies, noise-level mix and the noise target of the normal latent."""
         names, observe = self.datamodule_categories(), None
         if self.config.scoring.stationary_threshold is not None and names is not None:
+
             def observe(latents: Tensor) -> None:
                 self.stationarity_stats.update(latents, batch.category, len(names))
+
         anomalous = self.synthesize(batch.image, self.category_names(batch))
         loss = self.model.training_loss(batch.image, anomalous, observe=observe)
         self.log("train/loss", loss, batch_size=len(batch), prog_bar=True)
@@ -184,19 +206,28 @@ class GLAD(AnomalyMethod):
         """
         share = self.config.training.self_source_share
         textured = self.synthesizer.record() if share < 1.0 else None
-        record = {"synthesis": {"textured": textured, "self_source_share": share,
-                                "self": self.self_synthesizer.record() if share > 0.0 else None}}
+        record = {
+            "synthesis": {
+                "textured": textured,
+                "self_source_share": share,
+                "self": self.self_synthesizer.record() if share > 0.0 else None,
+            }
+        }
         if self.stationarity:  # measured in training (scoring.stationary_threshold)
-            record["stationarity"] = {name: round(ratio, 4)
-                                      for name, ratio in self.stationarity.items()}
+            record["stationarity"] = {
+                name: round(ratio, 4) for name, ratio in self.stationarity.items()
+            }
             record["stationary_categories"] = self.stationary_categories()
         return record
 
     def stationary_categories(self) -> list[str]:
         """The measured categories at or above ``scoring.stationary_threshold``, sorted."""
         threshold = self.config.scoring.stationary_threshold
-        return sorted(name for name, ratio in self.stationarity.items()
-                      if threshold is not None and ratio >= threshold)
+        return sorted(
+            name
+            for name, ratio in self.stationarity.items()
+            if threshold is not None and ratio >= threshold
+        )
 
     def get_extra_state(self) -> dict[str, Any]:
         """The measured stationarity travels with the weights."""

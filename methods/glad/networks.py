@@ -37,16 +37,18 @@ class LatentCodec(nn.Module):
     space-to-depth reshape (3, H, W) -> (3 p^2, H / p, W / p), and D its inverse.
     """
 
-    def __init__(self, vae: nn.Module | None, scaling_factor: float, size: int | None,
-                 patch_size: int = 1) -> None:
+    def __init__(
+        self, vae: nn.Module | None, scaling_factor: float, size: int | None, patch_size: int = 1
+    ) -> None:
         super().__init__()
         self.vae = vae
         self.scaling_factor = scaling_factor
         self.size = size
         self.patch_size = patch_size
 
-    def encode(self, images: Tensor, sample: bool = False,
-               generator: torch.Generator | None = None) -> Tensor:
+    def encode(
+        self, images: Tensor, sample: bool = False, generator: torch.Generator | None = None
+    ) -> Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, C_z, h_z, w_z) latents.
 
         Args:
@@ -101,8 +103,9 @@ class FeatureCodec(nn.Module):
         self.grid_level = grid_level
         self.scaling_factor = scaling_factor
 
-    def encode(self, images: Tensor, sample: bool = False,
-               generator: torch.Generator | None = None) -> Tensor:
+    def encode(
+        self, images: Tensor, sample: bool = False, generator: torch.Generator | None = None
+    ) -> Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, sum C_l, h, w), the grid of level ``grid_level``.
 
         ``sample`` and ``generator`` are unused: the encoder is deterministic.
@@ -130,13 +133,20 @@ class Denoiser(nn.Module):
         class_prompts: per-category test prompts (``denoiser.test_prompt: class_name``), or None.
     """
 
-    def __init__(self, unet: nn.Module, prompt: Tensor | None = None,
-                 empty_prompt: Tensor | None = None, guidance_scale: float = 1.0,
-                 class_prompts: ClassPrompts | None = None) -> None:
+    def __init__(
+        self,
+        unet: nn.Module,
+        prompt: Tensor | None = None,
+        empty_prompt: Tensor | None = None,
+        guidance_scale: float = 1.0,
+        class_prompts: ClassPrompts | None = None,
+    ) -> None:
         super().__init__()
         if (prompt is None) != (empty_prompt is None):
-            raise InvalidInputError("give both prompt and empty_prompt embeddings, or neither; got "
-                                    f"only {'prompt' if prompt is not None else 'empty_prompt'}")
+            raise InvalidInputError(
+                "give both prompt and empty_prompt embeddings, or neither; got "
+                f"only {'prompt' if prompt is not None else 'empty_prompt'}"
+            )
         self.unet = unet
         self.guidance_scale = guidance_scale
         self.class_prompts = class_prompts  # a plain object: its text encoder stays out of the
@@ -144,8 +154,9 @@ class Denoiser(nn.Module):
         self.register_buffer("prompt", prompt)
         self.register_buffer("empty_prompt", empty_prompt)
 
-    def forward(self, x_t: Tensor, t: Tensor, guided: bool = False,
-                context: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x_t: Tensor, t: Tensor, guided: bool = False, context: Tensor | None = None
+    ) -> Tensor:
         """Predict the noise (B, C, h, w) in ``x_t`` at timesteps t (B,).
 
         Args:
@@ -162,8 +173,9 @@ class Denoiser(nn.Module):
         if not guided or self.guidance_scale == 1.0:
             return self.unet(x_t, t, encoder_hidden_states=cond).sample
         context = torch.cat([self.empty_prompt.expand(B, -1, -1), cond])
-        eps_uncond, eps_cond = self.unet(torch.cat([x_t, x_t]), torch.cat([t, t]),
-                                         encoder_hidden_states=context).sample.chunk(2)
+        eps_uncond, eps_cond = self.unet(
+            torch.cat([x_t, x_t]), torch.cat([t, t]), encoder_hidden_states=context
+        ).sample.chunk(2)
         return guide(eps_uncond, eps_cond, self.guidance_scale)
 
 
@@ -232,8 +244,11 @@ def sd_config(part: str) -> dict:
     return json.loads((SD_CONFIGS / f"{part}.json").read_text())
 
 
-def build_codec(config: AutoencoderConfig, random_weights: bool = False,
-                extractor: FeatureExtractor | None = None) -> LatentCodec | FeatureCodec:
+def build_codec(
+    config: AutoencoderConfig,
+    random_weights: bool = False,
+    extractor: FeatureExtractor | None = None,
+) -> LatentCodec | FeatureCodec:
     """The frozen codec named by ``config``.
 
     The SD VAE for ``kind="sd_vae"``: loaded, or built from its configuration with random
@@ -241,21 +256,28 @@ def build_codec(config: AutoencoderConfig, random_weights: bool = False,
     """
     if config.kind == "features":
         if extractor is None:
-            raise InvalidInputError("autoencoder.kind 'features' encodes with the feature "
-                                    "extractor; pass it as extractor (got None)")
+            raise InvalidInputError(
+                "autoencoder.kind 'features' encodes with the feature "
+                "extractor; pass it as extractor (got None)"
+            )
         return FeatureCodec(extractor, config.grid_level, config.scaling_factor)
     vae = None
     if config.kind == "sd_vae":
         from diffusers import AutoencoderKL
 
-        vae = (AutoencoderKL.from_config(sd_config("vae")) if random_weights else
-               load_diffusers_component(AutoencoderKL, config.weights, "vae",
-                                        setting="autoencoder.weights"))
+        vae = (
+            AutoencoderKL.from_config(sd_config("vae"))
+            if random_weights
+            else load_diffusers_component(
+                AutoencoderKL, config.weights, "vae", setting="autoencoder.weights"
+            )
+        )
     return LatentCodec(vae, config.scaling_factor, config.size, config.patch_size)
 
 
-def build_denoiser(config: DenoiserConfig, image_size: int, channels: int,
-                   random_weights: bool = False) -> Denoiser:
+def build_denoiser(
+    config: DenoiserConfig, image_size: int, channels: int, random_weights: bool = False
+) -> Denoiser:
     """The denoiser named by ``config``.
 
     Args:
@@ -272,22 +294,30 @@ def build_denoiser(config: DenoiserConfig, image_size: int, channels: int,
         up = ["UpBlock2D"] * levels
         if config.attention:
             down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
-        unet = UNet2DModel(sample_size=image_size, in_channels=channels, out_channels=channels,
-                           block_out_channels=config.block_out_channels,
-                           layers_per_block=config.layers_per_block, down_block_types=tuple(down),
-                           up_block_types=tuple(up), norm_num_groups=config.norm_num_groups)
+        unet = UNet2DModel(
+            sample_size=image_size,
+            in_channels=channels,
+            out_channels=channels,
+            block_out_channels=config.block_out_channels,
+            layers_per_block=config.layers_per_block,
+            down_block_types=tuple(down),
+            up_block_types=tuple(up),
+            norm_num_groups=config.norm_num_groups,
+        )
         return Denoiser(unet)
     from diffusers import UNet2DConditionModel
 
     if random_weights:
         unet = UNet2DConditionModel.from_config(sd_config("unet"))
     else:
-        unet = load_diffusers_component(UNet2DConditionModel, config.weights, "unet",
-                                        setting="denoiser.weights")
+        unet = load_diffusers_component(
+            UNet2DConditionModel, config.weights, "unet", setting="denoiser.weights"
+        )
     encoder = build_prompt_encoder(config.weights, random_weights)
     prompt, empty = encoder([config.prompt, ""]).split(1)
-    class_prompts = (ClassPrompts(encoder, config.class_prompt)
-                     if config.test_prompt == "class_name" else None)
+    class_prompts = (
+        ClassPrompts(encoder, config.class_prompt) if config.test_prompt == "class_name" else None
+    )
     if config.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     return Denoiser(unet, prompt, empty, config.guidance_scale, class_prompts)
@@ -299,7 +329,8 @@ def _import_clip() -> tuple[type, type, type]:
     except ImportError as err:
         raise MissingDependencyError(
             "GLAD's sd_unet denoiser encodes its prompt with the Stable Diffusion text encoder, "
-            "which needs transformers: pip install 'adbench-uad[glad]'") from err
+            "which needs transformers: pip install 'adbench-uad[glad]'"
+        ) from err
     return CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 
@@ -311,15 +342,20 @@ def byte_tokens(prompts: list[str], bos: int, eos: int, length: int) -> Tensor:
     """
     rows = []
     for prompt in prompts:
-        ids = [bos, *prompt.encode()[:length - 2], eos]
+        ids = [bos, *prompt.encode()[: length - 2], eos]
         rows.append(ids + [eos] * (length - len(ids)))
     return torch.tensor(rows)
 
 
 def _clip_tokens(tokenizer: object, prompts: list[str]) -> Tensor:
     """CLIP token ids (N, 77), padded to the tokenizer's maximum length and truncated to it."""
-    return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
-                     truncation=True, return_tensors="pt").input_ids
+    return tokenizer(
+        prompts,
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
 
 
 def build_prompt_encoder(weights: str, random_weights: bool = False) -> PromptEncoder:
@@ -332,11 +368,19 @@ def build_prompt_encoder(weights: str, random_weights: bool = False) -> PromptEn
     clip_config, clip_model, clip_tokenizer = _import_clip()
     if random_weights:
         config = clip_config(**sd_config("text_encoder"))
-        return PromptEncoder(clip_model(config), partial(
-            byte_tokens, bos=config.bos_token_id, eos=config.eos_token_id,
-            length=config.max_position_embeddings))
-    tokenizer = load_diffusers_component(clip_tokenizer, weights, "tokenizer",
-                                         setting="denoiser.weights")
-    encoder = load_diffusers_component(clip_model, weights, "text_encoder",
-                                       setting="denoiser.weights")
+        return PromptEncoder(
+            clip_model(config),
+            partial(
+                byte_tokens,
+                bos=config.bos_token_id,
+                eos=config.eos_token_id,
+                length=config.max_position_embeddings,
+            ),
+        )
+    tokenizer = load_diffusers_component(
+        clip_tokenizer, weights, "tokenizer", setting="denoiser.weights"
+    )
+    encoder = load_diffusers_component(
+        clip_model, weights, "text_encoder", setting="denoiser.weights"
+    )
     return PromptEncoder(encoder, partial(_clip_tokens, tokenizer))

@@ -18,8 +18,9 @@ from adbench.errors import InvalidInputError
 from adbench.synthesis import otsu_foreground
 
 
-def nn_discrepancy(query: Tensor, reference: Tensor, bidirectional: bool = False,
-                   radius: int | None = None) -> Tensor:
+def nn_discrepancy(
+    query: Tensor, reference: Tensor, bidirectional: bool = False, radius: int | None = None
+) -> Tensor:
     """Nearest-neighbour cosine discrepancy ``A(p) = min_q (1 - cos(query(p), reference(q)))``.
 
     Every query position is compared with *all* reference positions of the same image (the
@@ -43,11 +44,15 @@ def nn_discrepancy(query: Tensor, reference: Tensor, bidirectional: bool = False
     r = F.normalize(rearrange(reference.float(), "b c h w -> b (h w) c"), dim=-1)
     distance = 1.0 - torch.bmm(q, r.transpose(1, 2))  # (B, N_query, N_reference)
     if radius is not None:
-        rows, cols = torch.meshgrid(torch.arange(h, device=query.device),
-                                    torch.arange(w, device=query.device), indexing="ij")
+        rows, cols = torch.meshgrid(
+            torch.arange(h, device=query.device),
+            torch.arange(w, device=query.device),
+            indexing="ij",
+        )
         rows, cols = rows.flatten(), cols.flatten()
         outside = ((rows[:, None] - rows[None]).abs() > radius) | (
-            (cols[:, None] - cols[None]).abs() > radius)  # (N, N)
+            (cols[:, None] - cols[None]).abs() > radius
+        )  # (N, N)
         distance = distance.masked_fill(outside, float("inf"))
     out = distance.amin(dim=2)
     if bidirectional:
@@ -61,9 +66,13 @@ def topk_mean(maps: Tensor, k: int) -> Tensor:
     return flat.topk(min(k, flat.shape[1]), dim=1).values.mean(dim=1)
 
 
-def multi_level_map(query: list[Tensor], reference: list[Tensor], size: tuple[int, int],
-                    bidirectional: bool = False,
-                    radius: int | Sequence[int | None] | None = None) -> Tensor:
+def multi_level_map(
+    query: list[Tensor],
+    reference: list[Tensor],
+    size: tuple[int, int],
+    bidirectional: bool = False,
+    radius: int | Sequence[int | None] | None = None,
+) -> Tensor:
     """Sum over feature levels of the upsampled `nn_discrepancy` maps.
 
     Args:

@@ -83,44 +83,62 @@ def _synthesis() -> SynthesisConfig:
     # SynthesisConfig.beta is the share of the image that is kept (1 - opacity), hence (0.0, 0.9).
     # Fill: DTD when synthesis.dtd_root is set, else the CC0 scikit-image textures ("auto"); the
     # source used is recorded in each run's run_record.
-    return SynthesisConfig(probability=0.5, perlin_scales=(0, 5), threshold=0.5, rotate=True,
-                           beta=(0.0, 0.9), source="auto")
+    return SynthesisConfig(
+        probability=0.5,
+        perlin_scales=(0, 5),
+        threshold=0.5,
+        rotate=True,
+        beta=(0.0, 0.9),
+        source="auto",
+    )
 
 
 @dataclass(frozen=True)
 class MDDNetConfig(MethodConfig):
     """Everything that defines an MDD-Net run; defaults = the paper's MVTec AD setting."""
 
-    backbone: BackboneConfig = field(default_factory=lambda: BackboneConfig(
-        name="wide_resnet50_2.tv_in1k", layers=(1, 2, 3), weights="pretrained"))  # paper
+    backbone: BackboneConfig = field(
+        default_factory=lambda: BackboneConfig(
+            name="wide_resnet50_2.tv_in1k", layers=(1, 2, 3), weights="pretrained"
+        )
+    )  # paper
     bottleneck: BottleneckConfig = field(default_factory=BottleneckConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     synthesis: SynthesisConfig = field(default_factory=_synthesis)
-    data: DataDefaults = field(default_factory=lambda: DataDefaults(
-        image_size=256, batch_size=16))  # paper: 256 px; batch: RD's 16
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
-        name="adam", lr=5e-3, betas=(0.5, 0.999)))  # choice: RD's optimiser (paper gives none)
+    data: DataDefaults = field(
+        default_factory=lambda: DataDefaults(image_size=256, batch_size=16)
+    )  # paper: 256 px; batch: RD's 16
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(name="adam", lr=5e-3, betas=(0.5, 0.999))
+    )  # choice: RD's optimiser (paper gives none)
     scoring: MDDNetScoringConfig = field(default_factory=MDDNetScoringConfig)
-    trainer: TrainerDefaults = field(default_factory=lambda: TrainerDefaults(
-        max_epochs=200))  # choice: RD's 200 epochs for MVTec-size unified training
+    trainer: TrainerDefaults = field(
+        default_factory=lambda: TrainerDefaults(max_epochs=200)
+    )  # choice: RD's 200 epochs for MVTec-size unified training
 
     def __post_init__(self) -> None:
         levels = len(self.backbone.layers)
         if len(self.decoder.blocks) != levels:
-            raise ConfigError(f"mddnet: decoder.blocks needs one entry per backbone level "
-                              f"({levels} for layers {list(self.backbone.layers)}), got "
-                              f"{list(self.decoder.blocks)}")
+            raise ConfigError(
+                f"mddnet: decoder.blocks needs one entry per backbone level "
+                f"({levels} for layers {list(self.backbone.layers)}), got "
+                f"{list(self.decoder.blocks)}"
+            )
         if min(self.decoder.blocks) < 1 or self.bottleneck.blocks < 1:
             raise ConfigError("mddnet: decoder.blocks and bottleneck.blocks must be >= 1")
         if self.bottleneck.stride not in (1, 2):
-            raise ConfigError(f"mddnet: bottleneck.stride must be 1 or 2, got "
-                              f"{self.bottleneck.stride}")
+            raise ConfigError(
+                f"mddnet: bottleneck.stride must be 1 or 2, got {self.bottleneck.stride}"
+            )
         if self.memory.num_classes < 0 or self.memory.slots < 1:
-            raise ConfigError(f"mddnet: memory.num_classes must be >= 0 (0 = from the data) and "
-                              f"memory.slots >= 1, got {self.memory.num_classes} and "
-                              f"{self.memory.slots}")
+            raise ConfigError(
+                f"mddnet: memory.num_classes must be >= 0 (0 = from the data) and "
+                f"memory.slots >= 1, got {self.memory.num_classes} and "
+                f"{self.memory.slots}"
+            )
         if self.memory.temperature <= 0:
-            raise ConfigError(f"mddnet: memory.temperature must be > 0, got "
-                              f"{self.memory.temperature}")
+            raise ConfigError(
+                f"mddnet: memory.temperature must be > 0, got {self.memory.temperature}"
+            )

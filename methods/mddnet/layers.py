@@ -32,23 +32,31 @@ class ResidualBlock(nn.Module):
     ``activate=False`` leaves out the final ReLU, for outputs that imitate signed features.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, mid_channels: int,
-                 mode: BlockMode = "same", activate: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        mid_channels: int,
+        mode: BlockMode = "same",
+        activate: bool = True,
+    ) -> None:
         super().__init__()
         if mode == "up":
-            spatial: nn.Module = nn.ConvTranspose2d(mid_channels, mid_channels, 2, stride=2,
-                                                    bias=False)
-            skip: nn.Module = nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2,
-                                                 bias=False)
+            spatial: nn.Module = nn.ConvTranspose2d(
+                mid_channels, mid_channels, 2, stride=2, bias=False
+            )
+            skip: nn.Module = nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2, bias=False)
         else:
             stride = 2 if mode == "down" else 1
-            spatial = nn.Conv2d(mid_channels, mid_channels, 3, stride=stride, padding=1,
-                                bias=False)
+            spatial = nn.Conv2d(mid_channels, mid_channels, 3, stride=stride, padding=1, bias=False)
             skip = nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
         self.body = nn.Sequential(
-            nn.Conv2d(in_channels, mid_channels, 1, bias=False), *_norm_act(mid_channels),
-            spatial, *_norm_act(mid_channels),
-            nn.Conv2d(mid_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels),
+            nn.Conv2d(in_channels, mid_channels, 1, bias=False),
+            *_norm_act(mid_channels),
+            spatial,
+            *_norm_act(mid_channels),
+            nn.Conv2d(mid_channels, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
         )
         if mode == "same" and in_channels == out_channels:
             self.skip: nn.Module = nn.Identity()
@@ -61,8 +69,14 @@ class ResidualBlock(nn.Module):
         return self.act(self.body(x) + self.skip(x))
 
 
-def residual_stage(in_channels: int, out_channels: int, blocks: int, mid_ratio: float,
-                   mode: BlockMode, last_relu: bool = True) -> nn.Sequential:
+def residual_stage(
+    in_channels: int,
+    out_channels: int,
+    blocks: int,
+    mid_ratio: float,
+    mode: BlockMode,
+    last_relu: bool = True,
+) -> nn.Sequential:
     """``blocks`` residual blocks.
 
     Only the first changes channels and resolution, only the last may leave out its final ReLU.
@@ -70,17 +84,23 @@ def residual_stage(in_channels: int, out_channels: int, blocks: int, mid_ratio: 
     mid = max(1, round(out_channels * mid_ratio))
     modes: list[BlockMode] = [mode] + ["same"] * (blocks - 1)
     widths = [in_channels] + [out_channels] * (blocks - 1)
-    return nn.Sequential(*[
-        ResidualBlock(width, out_channels, mid, block_mode, activate=last_relu or i < blocks - 1)
-        for i, (width, block_mode) in enumerate(zip(widths, modes, strict=True))
-    ])
+    return nn.Sequential(
+        *[
+            ResidualBlock(
+                width, out_channels, mid, block_mode, activate=last_relu or i < blocks - 1
+            )
+            for i, (width, block_mode) in enumerate(zip(widths, modes, strict=True))
+        ]
+    )
 
 
 def _log2_ratio(high: int, low: int, what: str) -> int:
     steps = math.log2(high / low)
     if steps < 0 or steps != int(steps):
-        raise ConfigError(f"mddnet: {what} must differ by a power of two, got strides {low} "
-                          f"and {high}; pick backbone.layers with strides that double per level")
+        raise ConfigError(
+            f"mddnet: {what} must differ by a power of two, got strides {low} "
+            f"and {high}; pick backbone.layers with strides that double per level"
+        )
     return int(steps)
 
 
@@ -92,8 +112,15 @@ class FusionBottleneck(nn.Module):
     stage of ``blocks`` blocks maps them to ``out_channels`` at ``stride`` times coarser resolution.
     """
 
-    def __init__(self, channels: list[int], strides: list[int], out_channels: int, blocks: int,
-                 mid_ratio: float, stride: int) -> None:
+    def __init__(
+        self,
+        channels: list[int],
+        strides: list[int],
+        out_channels: int,
+        blocks: int,
+        mid_ratio: float,
+        stride: int,
+    ) -> None:
         super().__init__()
         self.out_stride = strides[-1] * stride
         self.align = nn.ModuleList()
@@ -104,16 +131,18 @@ class FusionBottleneck(nn.Module):
             for step in range(steps):
                 target = level_stride * 2 ** (step + 1)
                 out = by_stride.get(target, channels[-1])
-                layers += [nn.Conv2d(width, out, 3, stride=2, padding=1, bias=False),
-                           *_norm_act(out)]
+                layers += [
+                    nn.Conv2d(width, out, 3, stride=2, padding=1, bias=False),
+                    *_norm_act(out),
+                ]
                 width = out
             if width != channels[-1]:
-                layers += [nn.Conv2d(width, channels[-1], 1, bias=False),
-                           *_norm_act(channels[-1])]
+                layers += [nn.Conv2d(width, channels[-1], 1, bias=False), *_norm_act(channels[-1])]
             self.align.append(nn.Sequential(*layers))
         mode: BlockMode = "down" if stride == 2 else "same"
-        self.fuse = residual_stage(channels[-1] * len(channels), out_channels, blocks, mid_ratio,
-                                   mode)
+        self.fuse = residual_stage(
+            channels[-1] * len(channels), out_channels, blocks, mid_ratio, mode
+        )
 
     def forward(self, features: list[Tensor]) -> Tensor:
         """Teacher levels [(B, C_l, h_l, w_l)] -> z (B, D, h_z, w_z)."""
@@ -130,20 +159,32 @@ class FeatureDecoder(nn.Module):
     outputs can take both signs, like the block outputs of EfficientNet.
     """
 
-    def __init__(self, in_channels: int, in_stride: int, channels: list[int], strides: list[int],
-                 blocks: tuple[int, ...], mid_ratio: float, output_relu: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        in_stride: int,
+        channels: list[int],
+        strides: list[int],
+        blocks: tuple[int, ...],
+        mid_ratio: float,
+        output_relu: bool = True,
+    ) -> None:
         super().__init__()
         self.stages = nn.ModuleList()
         width, stride = in_channels, in_stride
-        for level_channels, level_stride, count in zip(channels[::-1], strides[::-1], blocks,
-                                                       strict=True):
+        for level_channels, level_stride, count in zip(
+            channels[::-1], strides[::-1], blocks, strict=True
+        ):
             steps = _log2_ratio(stride, level_stride, "decoder input and backbone levels")
             if steps > 1:
-                raise ConfigError(f"mddnet: a decoder stage upsamples by at most 2, but stride "
-                                  f"{stride} -> {level_stride}; use bottleneck.stride 1 or 2")
+                raise ConfigError(
+                    f"mddnet: a decoder stage upsamples by at most 2, but stride "
+                    f"{stride} -> {level_stride}; use bottleneck.stride 1 or 2"
+                )
             mode: BlockMode = "up" if steps == 1 else "same"
-            self.stages.append(residual_stage(width, level_channels, count, mid_ratio, mode,
-                                              last_relu=output_relu))
+            self.stages.append(
+                residual_stage(width, level_channels, count, mid_ratio, mode, last_relu=output_relu)
+            )
             width, stride = level_channels, level_stride
 
     def forward(self, z: Tensor) -> list[Tensor]:

@@ -69,8 +69,9 @@ def class_evidence_loss(log_weights: Tensor, category: Tensor) -> Tensor:
     return F.nll_loss(log_evidence, category)
 
 
-def compactness_loss(tokens: Tensor, slots: Tensor, category: Tensor,
-                     normal: Tensor | None = None) -> Tensor:
+def compactness_loss(
+    tokens: Tensor, slots: Tensor, category: Tensor, normal: Tensor | None = None
+) -> Tensor:
     """L_cpt: mean squared distance of each normal token to the nearest slot of its own class.
 
     The squared Euclidean distance is averaged over the D channels and over the normal tokens of
@@ -132,10 +133,16 @@ def mddnet_loss(
         "id": global_cosine_loss(identity, teacher_corrupted),
         "dist": discrepancy_loss(restored, identity, mask),
         "cls": class_evidence_loss(read.log_weights, category),
-        "cpt": compactness_loss(read.tokens, slots, category,
-                                normal_tokens(mask, tuple(read.readout.shape[-2:]))),
+        "cpt": compactness_loss(
+            read.tokens, slots, category, normal_tokens(mask, tuple(read.readout.shape[-2:]))
+        ),
     }
-    scale = {"res": weights.restoration, "id": weights.identity, "dist": weights.discrepancy,
-             "cls": weights.class_evidence, "cpt": weights.compactness}
+    scale = {
+        "res": weights.restoration,
+        "id": weights.identity,
+        "dist": weights.discrepancy,
+        "cls": weights.class_evidence,
+        "cpt": weights.compactness,
+    }
     terms["loss"] = sum(scale[name] * value for name, value in terms.items())
     return terms

@@ -43,8 +43,9 @@ class ClassAwareMemory(nn.Module):
         init_std: standard deviation of the Gaussian initialisation of the slots.
     """
 
-    def __init__(self, num_classes: int, slots: int, dim: int, temperature: float,
-                 init_std: float) -> None:
+    def __init__(
+        self, num_classes: int, slots: int, dim: int, temperature: float, init_std: float
+    ) -> None:
         super().__init__()
         self.temperature = temperature
         self.slots = nn.Parameter(torch.randn(num_classes, slots, dim) * init_std)

@@ -46,19 +46,29 @@ class MDDNetModel(nn.Module):
     def __init__(self, config: MDDNetConfig) -> None:
         super().__init__()
         self.config = config
-        self.teacher = FeatureExtractor(config.backbone, frozen=True,
-                                        random_weights=config.random_weights)
+        self.teacher = FeatureExtractor(
+            config.backbone, frozen=True, random_weights=config.random_weights
+        )
         channels, strides = self.teacher.channels, self.teacher.strides
         neck = config.bottleneck
-        self.bottleneck = FusionBottleneck(channels, strides, neck.channels, neck.blocks,
-                                           neck.mid_ratio, neck.stride)
+        self.bottleneck = FusionBottleneck(
+            channels, strides, neck.channels, neck.blocks, neck.mid_ratio, neck.stride
+        )
         memory = config.memory
-        self.memory = ClassAwareMemory(memory.num_classes, memory.slots, neck.channels,
-                                       memory.temperature, memory.init_std)
+        self.memory = ClassAwareMemory(
+            memory.num_classes, memory.slots, neck.channels, memory.temperature, memory.init_std
+        )
         decoder = config.decoder
         width = neck.channels * (2 if decoder.inputs == "shared" else 1)
-        decoder_args = (width, self.bottleneck.out_stride, channels, strides, decoder.blocks,
-                        decoder.mid_ratio, decoder.output_relu)
+        decoder_args = (
+            width,
+            self.bottleneck.out_stride,
+            channels,
+            strides,
+            decoder.blocks,
+            decoder.mid_ratio,
+            decoder.output_relu,
+        )
         self.restoration = FeatureDecoder(*decoder_args)
         self.identity = FeatureDecoder(*decoder_args)
 

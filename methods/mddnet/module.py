@@ -48,9 +48,17 @@ class MDDNet(AnomalyMethod):
             both[changed] = level[B:]
             damaged.append(both)
         student = self.model.student(damaged)
-        terms = mddnet_loss(clean, damaged, student.restored, student.identity, mask,
-                            student.read, self.model.memory.slots, batch.category,
-                            self.config.loss)
+        terms = mddnet_loss(
+            clean,
+            damaged,
+            student.restored,
+            student.identity,
+            mask,
+            student.read,
+            self.model.memory.slots,
+            batch.category,
+            self.config.loss,
+        )
         parts = {f"train/{name}": value for name, value in terms.items() if name != "loss"}
         self.log_dict(parts, batch_size=B)
         self.log("train/loss", terms["loss"], batch_size=B, prog_bar=True)

@@ -32,16 +32,21 @@ def discrepancy_map(first: list[Tensor], second: list[Tensor], size: tuple[int, 
     """
     total = None
     for a, b in zip(first, second, strict=True):
-        level = F.interpolate(pixel_cosine_distance(a, b), size=size, mode="bilinear",
-                              align_corners=False)
+        level = F.interpolate(
+            pixel_cosine_distance(a, b), size=size, mode="bilinear", align_corners=False
+        )
         total = level if total is None else total + level
     if total is None:
         raise InvalidInputError("discrepancy_map needs at least one feature level, got none")
     return total
 
 
-def fuse_maps(teacher_restoration: Tensor, restoration_identity: Tensor, rule: str,
-              weights: tuple[float, float]) -> Tensor:
+def fuse_maps(
+    teacher_restoration: Tensor,
+    restoration_identity: Tensor,
+    rule: str,
+    weights: tuple[float, float],
+) -> Tensor:
     """Fuse A_TR and A_RI (each (B, 1, h, w)).
 
     Args:

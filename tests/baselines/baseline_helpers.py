@@ -15,14 +15,20 @@ def smooth_images(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
     """(n, 3, size, size) in [0, 1]: blurred noise, so features vary smoothly like photos."""
     generator = torch.Generator().manual_seed(seed)
     coarse = torch.rand(n, 3, size // 4, size // 4, generator=generator)
-    return torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear",
-                                           align_corners=False)
+    return torch.nn.functional.interpolate(
+        coarse, size=(size, size), mode="bilinear", align_corners=False
+    )
 
 
 def as_batch(images: torch.Tensor) -> Batch:
     B, _, H, W = images.shape
-    return Batch(image=images, mask=torch.zeros(B, 1, H, W), label=torch.zeros(B, dtype=torch.long),
-                 category=torch.zeros(B, dtype=torch.long), index=torch.arange(B))
+    return Batch(
+        image=images,
+        mask=torch.zeros(B, 1, H, W),
+        label=torch.zeros(B, dtype=torch.long),
+        category=torch.zeros(B, dtype=torch.long),
+        index=torch.arange(B),
+    )
 
 
 def fit_memory(method, images: torch.Tensor, batch_size: int = 4):

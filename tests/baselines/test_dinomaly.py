@@ -30,7 +30,10 @@ def test_paper_preset_is_the_papers_multi_class_setting():
     assert config.optim.weight_decay == 1e-4
     assert (config.trainer.max_steps, config.trainer.gradient_clip_val) == (10_000, 0.1)
     assert (config.hard_mining_p, config.hard_mining_steps, config.hard_mining_factor) == (
-        0.9, 1000, 0.1)
+        0.9,
+        1000,
+        0.1,
+    )
     assert "tiny" not in registry.get_method_spec("anomalib.dinomaly").presets
 
 
@@ -38,8 +41,9 @@ def test_offline_paper_preset_names_the_dinov2_weights(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_cache"))
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty_cache"))
-    with pytest.raises(WeightsNotFoundError,
-                       match=r"vit_base_patch14_reg4_dinov2\.lvd142m.*backbone\.weights="):
+    with pytest.raises(
+        WeightsNotFoundError, match=r"vit_base_patch14_reg4_dinov2\.lvd142m.*backbone\.weights="
+    ):
         adbench.create("anomalib.dinomaly", "paper")
 
 
@@ -54,12 +58,14 @@ def test_bad_settings_are_named_errors():
 
 @pytest.mark.slow
 def test_a_weights_file_reaches_the_encoder(tmp_path):
-    source = timm.create_model("vit_small_patch14_reg4_dinov2", pretrained=False,
-                               dynamic_img_size=True)
+    source = timm.create_model(
+        "vit_small_patch14_reg4_dinov2", pretrained=False, dynamic_img_size=True
+    )
     path = tmp_path / "dinov2_small.pth"
     torch.save(source.state_dict(), path)
-    method = adbench.create("anomalib.dinomaly", "paper", crop_size=28,
-                            backbone={**SMALL, "weights": str(path)})
+    method = adbench.create(
+        "anomalib.dinomaly", "paper", crop_size=28, backbone={**SMALL, "weights": str(path)}
+    )
     encoder = method.model.encoder.feature_extractor.state_dict()
     for key, value in source.state_dict().items():
         assert torch.equal(encoder[key], value), key
@@ -70,8 +76,14 @@ def test_a_weights_file_reaches_the_encoder(tmp_path):
 @pytest.mark.slow
 def test_mechanics_forward_and_backward_of_the_paper_architecture_at_56_px():
     torch.manual_seed(0)
-    method = adbench.create("anomalib.dinomaly", "paper", random_weights=True, seed=0,
-                            crop_size=56, data={"image_size": 64, "batch_size": 2})
+    method = adbench.create(
+        "anomalib.dinomaly",
+        "paper",
+        random_weights=True,
+        seed=0,
+        crop_size=56,
+        data={"image_size": 64, "batch_size": 2},
+    )
     assert len(method.model.decoder) == 8
     assert method.model.encoder.feature_extractor.embed_dim == 768  # ViT-B
     images = smooth_images(2, size=64, seed=3)
@@ -95,8 +107,7 @@ def test_mechanics_forward_and_backward_of_the_paper_architecture_at_56_px():
     torch.testing.assert_close(out.score, reference.pred_score.reshape(-1))
     # inside the crop the map (before smoothing) is anomalib's map; the border replicates it
     raw = torch.nn.functional.pad(reference.anomaly_map, (4, 4, 4, 4), mode="replicate")
-    torch.testing.assert_close(out.anomaly_map,
-                               method.postprocess(raw, (64, 64)).anomaly_map)
+    torch.testing.assert_close(out.anomaly_map, method.postprocess(raw, (64, 64)).anomaly_map)
 
 
 def test_hard_mining_loss_is_the_cosine_distance_of_the_flattened_groups():
@@ -104,17 +115,22 @@ def test_hard_mining_loss_is_the_cosine_distance_of_the_flattened_groups():
     en = [torch.randn(2, 5, 3, 3, generator=generator) for _ in range(2)]
     de = [torch.randn(2, 5, 3, 3, generator=generator, requires_grad=True) for _ in range(2)]
     loss = CosineHardMiningLoss()(en, de, global_step=0)
-    by_hand = sum(
-        (1 - torch.nn.functional.cosine_similarity(e.flatten(1), d.flatten(1))).mean()
-        for e, d in zip(en, de, strict=True)) / 2
+    by_hand = (
+        sum(
+            (1 - torch.nn.functional.cosine_similarity(e.flatten(1), d.flatten(1))).mean()
+            for e, d in zip(en, de, strict=True)
+        )
+        / 2
+    )
     torch.testing.assert_close(loss, by_hand)
 
 
 def test_unified_training_of_an_anomalib_model_on_several_categories(tmp_path):
     root = tmp_path / "synthetic"
     adbench.make_synthetic(root, n_categories=3, seed=0, image_size=64, n_train=4, n_test=6)
-    datamodule = adbench.UnifiedDataModule(adbench.load_index("synthetic", root), image_size=64,
-                                           batch_size=4, seed=0)
+    datamodule = adbench.UnifiedDataModule(
+        adbench.load_index("synthetic", root), image_size=64, batch_size=4, seed=0
+    )
     method = adbench.create("anomalib.stfpm", "tiny")
     seen = []
     original = method.training_step
@@ -124,10 +140,18 @@ def test_unified_training_of_an_anomalib_model_on_several_categories(tmp_path):
         return original(batch, batch_idx)
 
     method.training_step = record
-    adbench.fit(method, datamodule, max_epochs=1, accelerator="cpu", devices=1,
-                enable_progress_bar=False, default_root_dir=tmp_path)
+    adbench.fit(
+        method,
+        datamodule,
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+    )
     assert set(seen) == {0, 1, 2}  # one model trained on every category's images
-    table = adbench.evaluate(method, datamodule, accelerator="cpu", devices=1,
-                             enable_progress_bar=False).to_frame()
+    table = adbench.evaluate(
+        method, datamodule, accelerator="cpu", devices=1, enable_progress_bar=False
+    ).to_frame()
     assert list(table.index) == [*datamodule.categories, "mean"]
     assert table.loc["mean"].notna().all()

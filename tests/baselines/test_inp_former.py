@@ -23,23 +23,33 @@ def test_paper_preset_and_registration():
     assert (config.inp_num, config.optim.lr, config.final_lr) == (6, 1e-3, 1e-4)
     assert config.scoring.sigma == 0.0  # anomalib's model smooths already
     with pytest.raises(ConfigError, match="8 encoder blocks"):
-        adbench.resolve_config("anomalib.inp_former", "paper", {"backbone.layers": [2, 3, 4, 5],
-                                                                 "fuse_groups": [[0, 1], [2, 3]]})
+        adbench.resolve_config(
+            "anomalib.inp_former",
+            "paper",
+            {"backbone.layers": [2, 3, 4, 5], "fuse_groups": [[0, 1], [2, 3]]},
+        )
 
 
 def test_offline_paper_preset_names_the_dinov2_weights(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty"))
-    with pytest.raises(WeightsNotFoundError,
-                       match=r"vit_base_patch14_reg4_dinov2\.lvd142m.*backbone\.weights="):
+    with pytest.raises(
+        WeightsNotFoundError, match=r"vit_base_patch14_reg4_dinov2\.lvd142m.*backbone\.weights="
+    ):
         adbench.create("anomalib.inp_former", "paper")
 
 
 @pytest.mark.slow
 def test_mechanics_forward_and_backward_of_the_paper_architecture_at_56_px():
     torch.manual_seed(0)
-    method = adbench.create("anomalib.inp_former", "paper", random_weights=True, seed=0,
-                            crop_size=56, data={"image_size": 56, "batch_size": 2})
+    method = adbench.create(
+        "anomalib.inp_former",
+        "paper",
+        random_weights=True,
+        seed=0,
+        crop_size=56,
+        data={"image_size": 56, "batch_size": 2},
+    )
     assert method.model.encoder.feature_extractor.embed_dim == 768  # ViT-B
     images = smooth_images(2, size=56, seed=4)
     method.train()

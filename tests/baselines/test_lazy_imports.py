@@ -16,13 +16,21 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith("adbench.baseline
 """
 
 
-@pytest.mark.parametrize(("name", "modules"), [
-    ("anomalib.patchcore", ["adbench.baselines.adapter", "adbench.baselines.patchcore"]),
-    ("anomalib.stfpm", ["adbench.baselines.adapter", "adbench.baselines.stfpm"]),
-    ("naive", ["adbench.baselines.naive"]),
-])
+@pytest.mark.parametrize(
+    ("name", "modules"),
+    [
+        ("anomalib.patchcore", ["adbench.baselines.adapter", "adbench.baselines.patchcore"]),
+        ("anomalib.stfpm", ["adbench.baselines.adapter", "adbench.baselines.stfpm"]),
+        ("naive", ["adbench.baselines.naive"]),
+    ],
+)
 def test_creating_a_baseline_imports_only_its_own_module(name, modules):
-    result = subprocess.run([sys.executable, "-c", PROBE.format(name=name)], capture_output=True,
-                            text=True, check=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE.format(name=name)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
     imported = json.loads(result.stdout.strip().splitlines()[-1])
     assert imported == ["adbench.baselines", *modules]

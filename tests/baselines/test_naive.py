@@ -30,8 +30,9 @@ def test_scores_against_the_nearest_category_mean_by_hand():
     first, second = as_batch(torch.cat([_constant(0.1), _constant(0.3)])), as_batch(_constant(0.8))
     second.category[:] = 1
     _fit_by_hand(method, [first, second])
-    torch.testing.assert_close(method.means()[:, 0, 0, 0],
-                               torch.tensor([0.2, 0.8], dtype=torch.float64))
+    torch.testing.assert_close(
+        method.means()[:, 0, 0, 0], torch.tensor([0.2, 0.8], dtype=torch.float64)
+    )
     # 0.3 is nearest the mean 0.2 of category 0; 0.6 nearest 0.8 of category 1
     out = method(torch.cat([_constant(0.3, n=1), _constant(0.6, n=1)]))
     per_pixel = torch.tensor([3 * 0.1**2, 3 * 0.2**2])
@@ -49,14 +50,22 @@ def test_presets_are_identical_and_an_unfitted_model_is_a_named_error():
 def test_unified_training_on_several_categories_matches_the_mean_image_detector(tmp_path):
     root = tmp_path / "synthetic"
     adbench.make_synthetic(root, n_categories=3, seed=0, image_size=32, n_train=6, n_test=8)
-    datamodule = adbench.UnifiedDataModule(adbench.load_index("synthetic", root), image_size=32,
-                                           batch_size=6, seed=0)  # 18 = 3 full batches
+    datamodule = adbench.UnifiedDataModule(
+        adbench.load_index("synthetic", root), image_size=32, batch_size=6, seed=0
+    )  # 18 = 3 full batches
     method = adbench.create("naive", "tiny", **{"data.image_size": 32})
-    adbench.fit(method, datamodule, accelerator="cpu", devices=1, enable_progress_bar=False,
-                default_root_dir=tmp_path)
+    adbench.fit(
+        method,
+        datamodule,
+        accelerator="cpu",
+        devices=1,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+    )
     assert method.counts.tolist() == [6, 6, 6]  # one model saw every category's images
-    table = adbench.evaluate(method, datamodule, accelerator="cpu", devices=1,
-                             enable_progress_bar=False).to_frame()
+    table = adbench.evaluate(
+        method, datamodule, accelerator="cpu", devices=1, enable_progress_bar=False
+    ).to_frame()
     expected, mean = mean_image_auroc(datamodule)  # the independent per-category detector
     for category, auroc in expected.items():
         assert table.loc[category, "I-AUROC"] == pytest.approx(auroc, abs=1e-6)

@@ -161,7 +161,7 @@ def test_photometric_augment_draws_distinct_operations_of_the_list() -> None:
     # hand-computed cases: invert, gamma 0.5 + 1.5 r per channel, brightness x 1.0 - 15/255
     torch.testing.assert_close(_augment_one(image, 6, r), 1 - image)
     gamma = torch.tensor([1.25, 0.875, 0.5]).view(3, 1, 1)
-    torch.testing.assert_close(_augment_one(image, 0, r), image ** gamma)
+    torch.testing.assert_close(_augment_one(image, 0, r), image**gamma)
     torch.testing.assert_close(_augment_one(image, 1, r), image - 15 / 255)
     seen = []
     original = synthesis._augment_one
@@ -170,7 +170,7 @@ def test_photometric_augment_draws_distinct_operations_of_the_list() -> None:
         photometric_augment(images, 3, _gen(5))
     finally:
         synthesis._augment_one = original
-    ops = [seen[i:i + 3] for i in range(0, 9, 3)]
+    ops = [seen[i : i + 3] for i in range(0, 9, 3)]
     assert len(seen) == 9 and all(len(set(o)) == 3 for o in ops)
     with pytest.raises(ConfigError, match=r"synthesis\.augment"):
         SynthesisConfig(augment=11)

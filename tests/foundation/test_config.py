@@ -60,8 +60,11 @@ class Outer:
         sampler: Sampler = field(default_factory=Sampler)
         kwargs: dict = field(default_factory=dict)
 
-    stage: Stage = field(default_factory=lambda: Outer.Stage(
-        sampler=Sampler(steps=7, eta=0.5), kwargs={"img_size": 392}))
+    stage: Stage = field(
+        default_factory=lambda: Outer.Stage(
+            sampler=Sampler(steps=7, eta=0.5), kwargs={"img_size": 392}
+        )
+    )
 
 
 def test_a_section_given_in_part_keeps_the_field_default_not_the_class_default():
@@ -76,9 +79,11 @@ def test_a_section_given_in_part_keeps_the_field_default_not_the_class_default()
 def test_a_trainer_setting_keeps_the_method_budget():
     from adbench.registry import resolve_config
 
-    for name, preset, budget in (("anomalib.patchcore", "tiny", ("max_epochs", 1)),
-                                 ("mddnet", "paper", ("max_epochs", 200)),
-                                 ("anomalib.dinomaly", "paper", ("max_steps", 10_000))):
+    for name, preset, budget in (
+        ("anomalib.patchcore", "tiny", ("max_epochs", 1)),
+        ("mddnet", "paper", ("max_epochs", 200)),
+        ("anomalib.dinomaly", "paper", ("max_steps", 10_000)),
+    ):
         trainer = resolve_config(name, preset, {"trainer.precision": "32"}).trainer
         assert (trainer.precision, getattr(trainer, budget[0])) == ("32", budget[1]), name
 

@@ -16,11 +16,26 @@ ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+\S")  # a list item: "- x", "* x", "
 FENCE = re.compile(r"^\s*(```|~~~)")
 # lines a list may follow directly: a heading, an admonition or details title
 OPENERS = re.compile(r"^\s*(?:#{1,6}\s|!!!|\?\?\?)")
-NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-           "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12}
+NUMBERS = {
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+}
 # a count of baselines: "four anomalib baselines", "seven of anomalib's models", "6 baselines"
-COUNT = re.compile(r"\b(?P<n>\d+|" + "|".join(NUMBERS) + r")\s+(?:(?:of\s+)?(?:the\s+)?"
-                   r"anomalib(?:'s)?\s+(?:baselines|models)|baselines)\b", re.IGNORECASE)
+COUNT = re.compile(
+    r"\b(?P<n>\d+|" + "|".join(NUMBERS) + r")\s+(?:(?:of\s+)?(?:the\s+)?"
+    r"anomalib(?:'s)?\s+(?:baselines|models)|baselines)\b",
+    re.IGNORECASE,
+)
 
 
 def glued_lists(text: str) -> list[int]:
@@ -63,22 +78,46 @@ def glued_lists(text: str) -> list[int]:
 def test_the_glued_list_check_finds_what_renders_as_a_paragraph():
     assert glued_lists("What the study says:\n- first\n- second\n") == [2]
     assert glued_lists("Steps\n1. build\n2. run\n") == [2]
-    fine = "\n".join([
-        "---", "hide:", "  - toc", "---",  # front matter
-        "# Title", "- item", "",  # after a heading
-        "Text:", "", "- item that wraps", "  onto a second line", "- next", "",
-        "```", "code", "- not a list", "```", "",
-        "!!! note", "    - item", "",  # after an admonition title
-        "::: adbench.create", "    options:", "      members:", "        - forward", "",
-    ])
+    fine = "\n".join(
+        [
+            "---",
+            "hide:",
+            "  - toc",
+            "---",  # front matter
+            "# Title",
+            "- item",
+            "",  # after a heading
+            "Text:",
+            "",
+            "- item that wraps",
+            "  onto a second line",
+            "- next",
+            "",
+            "```",
+            "code",
+            "- not a list",
+            "```",
+            "",
+            "!!! note",
+            "    - item",
+            "",  # after an admonition title
+            "::: adbench.create",
+            "    options:",
+            "      members:",
+            "        - forward",
+            "",
+        ]
+    )
     assert glued_lists(fine) == []
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
 def test_lists_are_separated_from_the_paragraph_above(page):
     hits = glued_lists(page.read_text())
-    assert not hits, (f"{page.relative_to(REPO)}: list items at lines {hits} follow a paragraph "
-                      "line directly; add a blank line before the list")
+    assert not hits, (
+        f"{page.relative_to(REPO)}: list items at lines {hits} follow a paragraph "
+        "line directly; add a blank line before the list"
+    )
 
 
 def _shipped_methods() -> list[str]:
@@ -89,15 +128,19 @@ def _shipped_methods() -> list[str]:
 
 def _display_names() -> dict[str, str]:
     """Registry name -> the name the docs use, from the table of the methods page."""
-    rows = re.findall(r"^\| `([\w.]+)` \| \[([^\]]+)\]", (REPO / "docs" / "methods" / "index.md")
-                      .read_text(), flags=re.MULTILINE)
+    rows = re.findall(
+        r"^\| `([\w.]+)` \| \[([^\]]+)\]",
+        (REPO / "docs" / "methods" / "index.md").read_text(),
+        flags=re.MULTILINE,
+    )
     return dict(rows)
 
 
 def _methods_bullet(page: Path) -> str:
     """The "**Methods**" item of a page's feature list, on one line."""
-    match = re.search(r"^- \*\*Methods\*\*.*?(?=^- |^$)", page.read_text(),
-                      flags=re.MULTILINE | re.DOTALL)
+    match = re.search(
+        r"^- \*\*Methods\*\*.*?(?=^- |^$)", page.read_text(), flags=re.MULTILINE | re.DOTALL
+    )
     assert match, f"{page.relative_to(REPO)} has no '- **Methods**' item"
     return " ".join(match.group(0).split())
 
@@ -115,14 +158,20 @@ def test_the_methods_page_lists_every_registered_method():
 @pytest.mark.parametrize("page", ["docs/index.md", "README.md"])
 def test_the_feature_list_names_every_registered_method(page):
     bullet = _methods_bullet(REPO / page)
-    missing = [f"{display} ({name})" for name, display in _display_names().items()
-               if display not in bullet]
+    missing = [
+        f"{display} ({name})" for name, display in _display_names().items() if display not in bullet
+    ]
     assert not missing, f"{page}: the Methods item does not name {', '.join(missing)}"
 
 
 def test_the_count_check_reads_counts_in_words_and_digits():
-    counts = [m.group("n") for m in COUNT.finditer(
-        "plus four anomalib baselines; runs seven of anomalib's models as baselines; 6 baselines")]
+    counts = [
+        m.group("n")
+        for m in COUNT.finditer(
+            "plus four anomalib baselines; runs seven of anomalib's models as baselines; "
+            "6 baselines"
+        )
+    ]
     assert counts == ["four", "seven", "6"]
 
 
@@ -131,8 +180,11 @@ def test_counts_of_baselines_match_the_registry(page):
     anomalib = sum(name.startswith("anomalib.") for name in _shipped_methods())
     prose = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", page.read_text())  # links -> their text
     prose = " ".join(prose.split())
-    wrong = [m.group(0) for m in COUNT.finditer(prose)
-             if NUMBERS.get(m.group("n").lower(), None) != anomalib
-             and m.group("n") != str(anomalib)]
-    assert not wrong, (f"{page.relative_to(REPO)}: {wrong} but the registry has {anomalib} "
-                       "anomalib baselines")
+    wrong = [
+        m.group(0)
+        for m in COUNT.finditer(prose)
+        if NUMBERS.get(m.group("n").lower(), None) != anomalib and m.group("n") != str(anomalib)
+    ]
+    assert not wrong, (
+        f"{page.relative_to(REPO)}: {wrong} but the registry has {anomalib} anomalib baselines"
+    )

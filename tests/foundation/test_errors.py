@@ -17,7 +17,8 @@ ALLOWED = {
     "SystemExit",  # the command line's exit status
 }
 BUILTIN_EXCEPTIONS = {
-    name for name, value in vars(builtins).items()
+    name
+    for name, value in vars(builtins).items()
     if isinstance(value, type) and issubclass(value, BaseException)
 } - ALLOWED
 
@@ -72,11 +73,17 @@ def test_bad_inputs_raise_invalid_input_error_naming_the_value():
     from adbench.errors import InvalidInputError
     from adbench.metrics.ranking import auroc
 
-    with pytest.raises(InvalidInputError, match=r"scores and labels must have the same length, "
-                                                r"got 3 and 2"):
+    with pytest.raises(
+        InvalidInputError,
+        match=r"scores and labels must have the same length, "
+        r"got 3 and 2",
+    ):
         auroc(torch.rand(3), torch.tensor([0, 1]))
-    with pytest.raises(InvalidInputError, match=r"labels must be one-dimensional, got shape "
-                                                r"\(2, 1\)"):
+    with pytest.raises(
+        InvalidInputError,
+        match=r"labels must be one-dimensional, got shape "
+        r"\(2, 1\)",
+    ):
         auroc(torch.rand(2), torch.tensor([[0], [1]]))
     with pytest.raises(InvalidInputError, match="concat needs at least one SampleIndex"):
         concat([])

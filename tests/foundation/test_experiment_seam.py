@@ -13,7 +13,8 @@ import adbench
 from adbench import cli
 from adbench.config import num_classes_fields
 from adbench.errors import ConfigError
-from adbench.experiment import RESULT, Experiment, resolve
+from adbench.experiment import Experiment, resolve
+from adbench.run_files import RESULT
 
 SIZE = 32
 
@@ -32,12 +33,18 @@ def index(root):
 
 def test_resolve_layers_preset_file_settings_and_overrides_in_that_order(index, tmp_path):
     file = tmp_path / "extra.yaml"
-    file.write_text(yaml.safe_dump({"optim": {"lr": 0.5}, "data": {"image_size": 48,
-                                                                    "batch_size": 3}}))
-    experiment = resolve("mddnet", index, preset="tiny", files=[file],
-                         settings={"image_size": 40, "max_steps": 7, "accelerator": "cpu",
-                                   "max_epochs": None},
-                         overrides={"data.image_size": 24}, seed=4)
+    file.write_text(
+        yaml.safe_dump({"optim": {"lr": 0.5}, "data": {"image_size": 48, "batch_size": 3}})
+    )
+    experiment = resolve(
+        "mddnet",
+        index,
+        preset="tiny",
+        files=[file],
+        settings={"image_size": 40, "max_steps": 7, "accelerator": "cpu", "max_epochs": None},
+        overrides={"data.image_size": 24},
+        seed=4,
+    )
     config = experiment.config
     assert config.optim.lr == 0.5  # the file over the preset
     assert config.data.batch_size == 3  # the file, no setting given
@@ -55,8 +62,16 @@ def test_resolve_names_the_method_of_a_bad_key(index):
 
 
 def test_an_experiment_round_trips_through_its_record(index):
-    experiment = resolve("naive", index, preset="tiny", settings={"image_size": SIZE},
-                         seed=2, evaluation="exact", aupro_fpr_limit=0.05, label="floor")
+    experiment = resolve(
+        "naive",
+        index,
+        preset="tiny",
+        settings={"image_size": SIZE},
+        seed=2,
+        evaluation="exact",
+        aupro_fpr_limit=0.05,
+        label="floor",
+    )
     record = json.loads(json.dumps(experiment.to_record()))  # what config.yaml / cell.json hold
     again = Experiment.from_record(record, index)
     assert again == experiment
@@ -76,8 +91,7 @@ def test_fit_reseeds_only_when_given_a_seed(index, monkeypatch):
     seeds = []
     monkeypatch.setattr(L, "seed_everything", lambda seed, **_: seeds.append(seed))
     datamodule = adbench.UnifiedDataModule(index, image_size=SIZE, batch_size=4)
-    options = {"max_epochs": 1, "accelerator": "cpu", "devices": 1,
-               "enable_progress_bar": False}
+    options = {"max_epochs": 1, "accelerator": "cpu", "devices": 1, "enable_progress_bar": False}
     adbench.fit(_tiny_naive(index), datamodule, **options)
     assert seeds == []
     adbench.fit(_tiny_naive(index), datamodule, seed=11, **options)
@@ -95,14 +109,35 @@ def test_fit_refuses_a_datamodule_at_another_image_size(index):
 
 def test_cli_fit_leaves_the_files_of_a_sweep_cell(root, tmp_path):
     out = tmp_path / "fit"
-    code = cli.main(["fit", "naive", "--data", f"synthetic:{root}", "--preset", "tiny",
-                     "--image-size", str(SIZE), "--max-epochs", "1", "--accelerator", "cpu",
-                     "--devices", "1", "--out", str(out)])
+    code = cli.main(
+        [
+            "fit",
+            "naive",
+            "--data",
+            f"synthetic:{root}",
+            "--preset",
+            "tiny",
+            "--image-size",
+            str(SIZE),
+            "--max-epochs",
+            "1",
+            "--accelerator",
+            "cpu",
+            "--devices",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
-    sweep = {"name": "one", "methods": [{"name": "naive", "preset": "tiny"}],
-             "datasets": [{"format": "synthetic", "root": str(root)}], "categories": ["all"],
-             "image_size": SIZE, "trainer": {"accelerator": "cpu", "devices": 1,
-                                             "max_epochs": 1}}
+    sweep = {
+        "name": "one",
+        "methods": [{"name": "naive", "preset": "tiny"}],
+        "datasets": [{"format": "synthetic", "root": str(root)}],
+        "categories": ["all"],
+        "image_size": SIZE,
+        "trainer": {"accelerator": "cpu", "devices": 1, "max_epochs": 1},
+    }
     adbench.run_sweep(sweep, tmp_path / "sweep", progress=False, report=False, fail_fast=True)
     (cell,) = (tmp_path / "sweep" / "cells").iterdir()
     runner_only = {"cell.json", "runtime.json", "run.log", ".lock"}  # the runner's bookkeeping

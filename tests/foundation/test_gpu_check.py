@@ -20,10 +20,18 @@ STEPS = ["contract", "sweep", "paper", "ddp"]
 def dry_run(out: Path, *arguments: str) -> tuple[int, dict]:
     """Run the script's dry run into ``out``: (exit code, its JSON)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    command = [sys.executable, "-m", "benchmarks.perf.gpu_check", "--dry-run", "--out", str(out),
-               *arguments]
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=600, check=False)
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.perf.gpu_check",
+        "--dry-run",
+        "--out",
+        str(out),
+        *arguments,
+    ]
+    done = subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     path = out / "gpu_check.json"
     assert path.exists(), done.stdout[-3000:] + done.stderr[-3000:]
     return done.returncode, json.loads(path.read_text())
@@ -31,8 +39,9 @@ def dry_run(out: Path, *arguments: str) -> tuple[int, dict]:
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     """Every file under ``folder``: (modification time, size)."""
-    return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*")
-            if p.is_file()}
+    return {
+        str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*") if p.is_file()
+    }
 
 
 def steps(data: dict) -> dict[str, dict]:
@@ -42,8 +51,9 @@ def steps(data: dict) -> dict[str, dict]:
 @pytest.mark.slow
 def test_dry_run_records_every_step_and_writes_only_into_out(tmp_path):
     before = snapshot(RESULTS)
-    code, data = dry_run(tmp_path / "out", "--methods", "naive", "anomalib.stfpm", "mddnet",
-                         "--k", "1", "3")
+    code, data = dry_run(
+        tmp_path / "out", "--methods", "naive", "anomalib.stfpm", "mddnet", "--k", "1", "3"
+    )
     assert code == 0, data["steps"]
     assert snapshot(RESULTS) == before
     assert (tmp_path / "out" / "gpu_check.md").exists()
@@ -116,4 +126,5 @@ def test_contract_targets_are_the_file_or_the_tests_of_the_chosen_methods():
     assert gpu_check.contract_targets(None) == ["tests/methods/test_contract.py"]
     assert gpu_check.contract_targets(["naive"]) == [
         "tests/methods/test_contract.py::test_method_contract[naive]",
-        "tests/methods/test_contract.py::test_unknown_override_is_an_error[naive]"]
+        "tests/methods/test_contract.py::test_unknown_override_is_an_error[naive]",
+    ]

@@ -34,31 +34,76 @@ def test_the_distribution_has_a_name_of_its_own():
 @pytest.mark.slow
 def test_a_wheel_installs_in_a_fresh_venv_and_finds_every_method(tmp_path):
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                    "--no-build-isolation", "-w", str(wheels), str(REPO)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(wheels),
+            str(REPO),
+        ],
+        check=True,
+    )
     (wheel,) = wheels.glob("adbench_uad-*.whl")
     fresh = tmp_path / "fresh"
     venv.create(fresh, with_pip=False)
     python = fresh / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
-                    "--no-deps", str(wheel)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "-q",
+            "--no-deps",
+            str(wheel),
+        ],
+        check=True,
+    )
     # the dependencies come from this environment, without its own (editable) adbench
     deps = tmp_path / "deps"
     deps.mkdir()
     for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
         if not entry.name.lower().startswith(("adbench", "__editable__")):
             (deps / entry.name).symlink_to(entry)
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; "
-                                "print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     (site / "deps.pth").write_text(f"{deps}\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
-    where = subprocess.run([str(python), "-c", "import adbench, adbench.data.synthetic.products; "
-                            "print(adbench.__file__)"], env=env, check=True,
-                           capture_output=True, text=True, cwd=tmp_path).stdout
+    where = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import adbench, adbench.data.synthetic.products; print(adbench.__file__)",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    ).stdout
     assert where.startswith(str(site))
-    listing = subprocess.run([str(fresh / "bin" / "adbench"), "list"], env=env, check=True,
-                             capture_output=True, text=True, cwd=tmp_path).stdout
+    listing = subprocess.run(
+        [str(fresh / "bin" / "adbench"), "list"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    ).stdout
     assert "cannot be loaded" not in listing
     methods = [line.split()[0] for line in listing.split("dataset formats:")[0].splitlines()[1:]]
     assert methods == _entry_points()
@@ -81,14 +126,16 @@ def test_the_runner_has_no_import_cycles():
         parts = path.relative_to(REPO).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         modules[name] = path
-    graph = {name: {m for m in _runner_imports(path) if m in modules and m != name}
-             for name, path in modules.items()}
+    graph = {
+        name: {m for m in _runner_imports(path) if m in modules and m != name}
+        for name, path in modules.items()
+    }
     assert graph["adbench.runner.schema"] == set()  # the schema imports nothing of the runner
 
     def visit(name: str, stack: tuple[str, ...]) -> None:
         for child in graph[name]:
             if child in stack:
-                raise AssertionError(" -> ".join((*stack[stack.index(child):], child)))
+                raise AssertionError(" -> ".join((*stack[stack.index(child) :], child)))
             if child != "adbench.runner":  # the package's API module imports its parts
                 visit(child, (*stack, child))
 

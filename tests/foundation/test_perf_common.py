@@ -48,8 +48,11 @@ def test_the_random_datamodule_is_the_same_on_every_call() -> None:
 
 def test_grid_varies_the_last_axis_fastest() -> None:
     assert common.grid(preset=["tiny", "paper"], k=[1, 15]) == [
-        {"preset": "tiny", "k": 1}, {"preset": "tiny", "k": 15},
-        {"preset": "paper", "k": 1}, {"preset": "paper", "k": 15}]
+        {"preset": "tiny", "k": 1},
+        {"preset": "tiny", "k": 15},
+        {"preset": "paper", "k": 1},
+        {"preset": "paper", "k": 15},
+    ]
 
 
 def test_seconds_per_call_warms_up_once() -> None:
@@ -58,12 +61,18 @@ def test_seconds_per_call_warms_up_once() -> None:
     assert len(calls) == 5 and seconds >= 0.0
 
 
-@pytest.mark.parametrize(("precision", "dtype", "enabled"), [
-    ("fp32", torch.float32, False), ("32-true", torch.float32, False),
-    ("bf16", torch.bfloat16, True), ("bf16-mixed", torch.bfloat16, True),
-    ("fp16", torch.float16, True), ("16-mixed", torch.float16, True)])
-def test_autocast_follows_the_precision(precision: str, dtype: torch.dtype,
-                                        enabled: bool) -> None:
+@pytest.mark.parametrize(
+    ("precision", "dtype", "enabled"),
+    [
+        ("fp32", torch.float32, False),
+        ("32-true", torch.float32, False),
+        ("bf16", torch.bfloat16, True),
+        ("bf16-mixed", torch.bfloat16, True),
+        ("fp16", torch.float16, True),
+        ("16-mixed", torch.float16, True),
+    ],
+)
+def test_autocast_follows_the_precision(precision: str, dtype: torch.dtype, enabled: bool) -> None:
     with common.autocast("cpu", precision):
         assert torch.is_autocast_enabled("cpu") == enabled
         if enabled:
@@ -75,8 +84,14 @@ def test_a_training_step_without_a_trainer_updates_the_weights() -> None:
     method = ToyAutoencoder(ToyConfig(width=4))
     before = [p.detach().clone() for p in method.parameters()]
     steps: list[int] = []
-    step = common.training_step(method, common.random_batch(2, 16, 1), torch.optim.SGD(
-        method.parameters(), lr=0.1), "cpu", "fp32", after=steps.append)
+    step = common.training_step(
+        method,
+        common.random_batch(2, 16, 1),
+        torch.optim.SGD(method.parameters(), lr=0.1),
+        "cpu",
+        "fp32",
+        after=steps.append,
+    )
     step()
     step()  # the method's own ``self.log`` call is dropped, not an error
     assert steps == [1, 2]
@@ -134,13 +149,17 @@ def test_the_machine_description_comes_from_the_captured_environment() -> None:
     assert described.endswith(", ".join(env["gpus"]) or "no GPU")
     mode = gpu_check.Mode(True, 1, 2, (1,), 1)
     assert gpu_check.environment(mode) == {
-        "mode": "dry run (CPU)", "device": "cpu", "gpus": len(env["gpus"]),
-        "torch": torch.__version__, "cuda": env["cuda"], "cpu_threads": torch.get_num_threads()}
+        "mode": "dry run (CPU)",
+        "device": "cpu",
+        "gpus": len(env["gpus"]),
+        "torch": torch.__version__,
+        "cuda": env["cuda"],
+        "cpu_threads": torch.get_num_threads(),
+    }
 
 
 def test_with_preset_keeps_the_registered_methods_that_have_it() -> None:
-    assert common.with_preset("tiny", ["naive", "no_such_method", "mddnet"]) == [
-        "naive", "mddnet"]
+    assert common.with_preset("tiny", ["naive", "no_such_method", "mddnet"]) == ["naive", "mddnet"]
     assert "mddnet" in common.with_preset("tiny")
 
 

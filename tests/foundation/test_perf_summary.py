@@ -9,8 +9,12 @@ from pathlib import Path
 from benchmarks.perf import run_all
 
 REPO = Path(__file__).resolve().parents[2]
-MACHINE = {"date": "2030-01-02", "cpu": "Test CPU, 4 cores, 8 GiB RAM", "gpu": "none",
-           "versions": "python 3.x, torch 2.x, lightning 2.x, timm 1.x, adbench 0.x"}
+MACHINE = {
+    "date": "2030-01-02",
+    "cpu": "Test CPU, 4 cores, 8 GiB RAM",
+    "gpu": "none",
+    "versions": "python 3.x, torch 2.x, lightning 2.x, timm 1.x, adbench 0.x",
+}
 
 
 def test_stored_results_give_one_table_per_area(tmp_path: Path) -> None:
@@ -19,7 +23,8 @@ def test_stored_results_give_one_table_per_area(tmp_path: Path) -> None:
     (tmp_path / "unrelated.json").write_text("{}")
     rows, sources = run_all.collect(tmp_path)
     assert [r["area"] for r in rows] == sorted(
-        (r["area"] for r in rows), key=["data", "metrics", "methods", "runner"].index)
+        (r["area"] for r in rows), key=["data", "metrics", "methods", "runner"].index
+    )
     assert {r["area"] for r in rows} == {"data", "metrics", "methods", "runner"}
     assert len(sources) == 4 and not any("unrelated" in s for s in sources)
 
@@ -34,19 +39,36 @@ def test_stored_results_give_one_table_per_area(tmp_path: Path) -> None:
 
 
 def test_gpu_rows_and_failed_measurements_are_shown(tmp_path: Path) -> None:
-    gpu = {"method": "glad", "preset": "tiny", "k": 15, "image_size": 64, "batch_size": 8,
-           "device": "cuda", "precision": "bf16-mixed", "train_img_s": 120.0, "infer_img_s": 300.0,
-           "peak_rss_GB": 2.0, "peak_gpu_GB": 3.5}
+    gpu = {
+        "method": "glad",
+        "preset": "tiny",
+        "k": 15,
+        "image_size": 64,
+        "batch_size": 8,
+        "device": "cuda",
+        "precision": "bf16-mixed",
+        "train_img_s": 120.0,
+        "infer_img_s": 300.0,
+        "peak_rss_GB": 2.0,
+        "peak_gpu_GB": 3.5,
+    }
     failed = {"method": "mddnet", "k": 1, "error": "RuntimeError: out of memory"}
-    stamp = {"commit": "0123456789abcdef", "dirty": False, "measured_at": "2030-01-02T03:04:05",
-             "load_average": [0.5, 0.25, 0.125], "machine": "x86_64, 16 CPUs"}
+    stamp = {
+        "commit": "0123456789abcdef",
+        "dirty": False,
+        "measured_at": "2030-01-02T03:04:05",
+        "load_average": [0.5, 0.25, 0.125],
+        "machine": "x86_64, 16 CPUs",
+    }
     record = {"header": "H100", "rows": [gpu, failed], "provenance": stamp}
     (tmp_path / "methods_gpu.json").write_text(json.dumps(record))
     rows, sources = run_all.collect(tmp_path)
     page = run_all.render(rows, sources, {**MACHINE, "gpu": "NVIDIA H100"}, "run_all --full")
     assert "GPU figures are the rows on `cuda`" in page
-    assert ("`methods_gpu.json`: commit 0123456789, 2030-01-02T03:04:05, load average "
-            "0.50/0.25/0.12 (1/5/15 min), x86_64, 16 CPUs; H100") in page
+    assert (
+        "`methods_gpu.json`: commit 0123456789, 2030-01-02T03:04:05, load average "
+        "0.50/0.25/0.12 (1/5/15 min), x86_64, 16 CPUs; H100"
+    ) in page
     assert "| methods | glad | tiny, k=15, 64 px, batch 8, cuda bf16-mixed |" in page
     assert "peak GPU 3.50 GB" in page and "error: RuntimeError: out of memory" in page
 

@@ -14,18 +14,42 @@ import pytest
 import adbench
 from adbench.quiet import TERMINAL, cell_logs, show_messages
 
-FIT = ("import sys, adbench.quiet as q\n"
-       "if sys.argv[1] == 'loud': q.quiet_third_party = lambda: None\n"
-       "from adbench import cli\n"
-       "sys.exit(cli.main(sys.argv[2:]))\n")
+FIT = (
+    "import sys, adbench.quiet as q\n"
+    "if sys.argv[1] == 'loud': q.quiet_third_party = lambda: None\n"
+    "from adbench import cli\n"
+    "sys.exit(cli.main(sys.argv[2:]))\n"
+)
 
 
 def _fit_output(mode: str, root, out) -> str:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "default"}
     process = subprocess.run(
-        [sys.executable, "-c", FIT, mode, "fit", "anomalib.padim", "--data", f"synthetic:{root}",
-         "--preset", "tiny", "--image-size", "32", "--max-steps", "1", "--accelerator", "cpu",
-         "--out", str(out)], env=env, capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            "-c",
+            FIT,
+            mode,
+            "fit",
+            "anomalib.padim",
+            "--data",
+            f"synthetic:{root}",
+            "--preset",
+            "tiny",
+            "--image-size",
+            "32",
+            "--max-steps",
+            "1",
+            "--accelerator",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return process.stdout + process.stderr
 
 
@@ -49,8 +73,7 @@ def _cell_messages() -> None:
 
 
 @pytest.mark.parametrize("verbose", [False, True])
-def test_cell_logs_keep_a_cells_messages_in_its_file_and_off_the_terminal(tmp_path, capfd,
-                                                                          verbose):
+def test_cell_logs_keep_a_cells_messages_in_its_file_and_off_the_terminal(tmp_path, capfd, verbose):
     lightning = logging.getLogger("lightning.pytorch")
     before = (list(lightning.handlers), lightning.propagate, lightning.level)
     with cell_logs(tmp_path / "run.log", verbose=verbose):
@@ -58,8 +81,11 @@ def test_cell_logs_keep_a_cells_messages_in_its_file_and_off_the_terminal(tmp_pa
     assert (list(lightning.handlers), lightning.propagate, lightning.level) == before
     written = (tmp_path / "run.log").read_text()
     shown = capfd.readouterr().err
-    for text in ("GPU available: False", "GLAD stopping timesteps {}",
-                 "a warning raised in the cell"):
+    for text in (
+        "GPU available: False",
+        "GLAD stopping timesteps {}",
+        "a warning raised in the cell",
+    ):
         assert text in written
         assert (text in shown) == verbose
     if not verbose:
@@ -86,5 +112,6 @@ def test_show_messages_prints_adbench_messages_and_plain_warnings(capfd):
         logger.setLevel(level)
         warnings.showwarning = showwarning
     shown = capfd.readouterr().err
-    assert shown == ("leaving out: x (no preset 'tiny')\n"
-                     "UserWarning: a warning outside the cells\n")
+    assert shown == (
+        "leaving out: x (no preset 'tiny')\nUserWarning: a warning outside the cells\n"
+    )

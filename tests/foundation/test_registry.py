@@ -166,10 +166,17 @@ def test_pip_installed_third_party_plugin_is_discovered(tmp_path):
 
 
 def test_a_preset_extends_another_and_cycles_are_refused():
-    spec = registry.MethodSpec("toy_ext", ToyAutoencoder, ToyConfig, {
-        "base": {"data": {"image_size": 48, "batch_size": 4}},
-        "child": {"extends": "base", "data": {"batch_size": 2}},
-        "loop_a": {"extends": "loop_b"}, "loop_b": {"extends": "loop_a"}})
+    spec = registry.MethodSpec(
+        "toy_ext",
+        ToyAutoencoder,
+        ToyConfig,
+        {
+            "base": {"data": {"image_size": 48, "batch_size": 4}},
+            "child": {"extends": "base", "data": {"batch_size": 2}},
+            "loop_a": {"extends": "loop_b"},
+            "loop_b": {"extends": "loop_a"},
+        },
+    )
     assert spec.preset("child") == {"data": {"image_size": 48, "batch_size": 2}}
     with pytest.raises(ConfigError, match="loop_a -> loop_b -> loop_a"):
         spec.preset("loop_a")

@@ -32,12 +32,24 @@ UPDATE = os.environ.get("ADBENCH_UPDATE_GOLDEN") == "1"
 RTOL, ATOL = 1e-4, 1e-6
 # 2 categories x 4 training images in batches of 4: STEPS optimiser steps are one epoch, so the
 # methods that fit at the end of an epoch (memory banks, statistics) fit on every image
-FIXTURE = {"n_categories": 2, "seed": 0, "image_size": 64, "n_train": 4, "n_test": 5,
-           "batch_size": 4, "steps": 2, "threads": 1}
+FIXTURE = {
+    "n_categories": 2,
+    "seed": 0,
+    "image_size": 64,
+    "n_train": 4,
+    "n_test": 5,
+    "batch_size": 4,
+    "steps": 2,
+    "threads": 1,
+}
 STEPS = FIXTURE["steps"]
 # Dinomaly and INP-Former: no tiny preset and no offline weights; a random DINOv2-R ViT-S/14
-RANDOM_DINO = {"preset": "paper", "random_weights": True, "crop_size": 56,
-               "backbone.name": "vit_small_patch14_reg4_dinov2.lvd142m"}
+RANDOM_DINO = {
+    "preset": "paper",
+    "random_weights": True,
+    "crop_size": 56,
+    "backbone.name": "vit_small_patch14_reg4_dinov2.lvd142m",
+}
 CASES: dict[str, dict[str, Any]] = {
     "naive": {},
     "anomalib.padim": {},
@@ -57,12 +69,19 @@ POINTS = ((0, 0), (1, 2), (2, 1))  # map positions in quarters of its height and
 def datamodule(tmp_path_factory: pytest.TempPathFactory) -> adbench.UnifiedDataModule:
     """The fixed fixture: ``FIXTURE``'s synthetic categories, unshuffled test split."""
     root = adbench.make_synthetic(
-        tmp_path_factory.mktemp("golden") / "synthetic", n_categories=FIXTURE["n_categories"],
-        seed=FIXTURE["seed"], image_size=FIXTURE["image_size"], n_train=FIXTURE["n_train"],
-        n_test=FIXTURE["n_test"])
-    return adbench.UnifiedDataModule(adbench.load_index("synthetic", root),
-                                     image_size=FIXTURE["image_size"],
-                                     batch_size=FIXTURE["batch_size"], seed=FIXTURE["seed"])
+        tmp_path_factory.mktemp("golden") / "synthetic",
+        n_categories=FIXTURE["n_categories"],
+        seed=FIXTURE["seed"],
+        image_size=FIXTURE["image_size"],
+        n_train=FIXTURE["n_train"],
+        n_test=FIXTURE["n_test"],
+    )
+    return adbench.UnifiedDataModule(
+        adbench.load_index("synthetic", root),
+        image_size=FIXTURE["image_size"],
+        batch_size=FIXTURE["batch_size"],
+        seed=FIXTURE["seed"],
+    )
 
 
 @pytest.fixture
@@ -80,8 +99,9 @@ class Outputs(L.Callback):
     def __init__(self) -> None:
         self.by_index: dict[int, tuple[float, np.ndarray]] = {}
 
-    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
-                             dataloader_idx=0) -> None:
+    def on_predict_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         maps = outputs.anomaly_map[:, 0].double().cpu().numpy()
         for i, index in enumerate(batch.index.tolist()):
             self.by_index[index] = (float(outputs.score[i]), maps[i])
@@ -90,14 +110,24 @@ class Outputs(L.Callback):
 def golden_record(name: str, datamodule: adbench.UnifiedDataModule) -> dict[str, Any]:
     """Train case ``name`` for ``STEPS`` steps, score the test split: the numbers to pin."""
     options = {**CASES[name], "data.image_size": FIXTURE["image_size"]}
-    method = adbench.create(name, preset=options.pop("preset", "tiny"), seed=FIXTURE["seed"],
-                            num_classes=len(datamodule.categories), **options)
-    trainer = {"accelerator": "cpu", "devices": 1, "precision": "32-true",
-               "enable_progress_bar": False}
+    method = adbench.create(
+        name,
+        preset=options.pop("preset", "tiny"),
+        seed=FIXTURE["seed"],
+        num_classes=len(datamodule.categories),
+        **options,
+    )
+    trainer = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "precision": "32-true",
+        "enable_progress_bar": False,
+    }
     adbench.fit(method, datamodule, seed=FIXTURE["seed"], max_steps=STEPS, **trainer)
     outputs = Outputs()
-    table = adbench.evaluate(method, datamodule, mode="exact", callbacks=[outputs],
-                             **trainer).to_frame()
+    table = adbench.evaluate(
+        method, datamodule, mode="exact", callbacks=[outputs], **trainer
+    ).to_frame()
     indices = sorted(outputs.by_index)
     maps = np.stack([outputs.by_index[i][1] for i in indices])
     h, w = maps.shape[1:]
@@ -107,8 +137,10 @@ def golden_record(name: str, datamodule: adbench.UnifiedDataModule) -> dict[str,
         "map_mean": maps.mean(axis=(1, 2)).tolist(),
         "map_max": maps.max(axis=(1, 2)).tolist(),
         "map_points": [maps[:, a * h // 4, b * w // 4].tolist() for a, b in POINTS],
-        **{metric: table.loc[datamodule.categories, metric].tolist()
-           for metric in ("I-AUROC", "P-AUROC")},
+        **{
+            metric: table.loc[datamodule.categories, metric].tolist()
+            for metric in ("I-AUROC", "P-AUROC")
+        },
     }
 
 
@@ -134,5 +166,6 @@ def test_tiny_preset_matches_its_golden_outputs(name, datamodule, one_thread):
     assert record.keys() == expected.keys()
     assert record["map_shape"] == expected["map_shape"], name
     for key, value in record.items():
-        np.testing.assert_allclose(value, expected[key], rtol=RTOL, atol=ATOL,
-                                   err_msg=f"{name}: {key}")
+        np.testing.assert_allclose(
+            value, expected[key], rtol=RTOL, atol=ATOL, err_msg=f"{name}: {key}"
+        )

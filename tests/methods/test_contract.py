@@ -41,10 +41,20 @@ if DEVICE not in ("cpu", "cuda") or (DEVICE == "cuda" and not torch.cuda.is_avai
 # make the paper architecture small enough for the contract, built with random_weights=True
 MECHANICS = {
     # ViT-S/14 DINOv2-R instead of ViT-B, a 28 px centre crop (2 x 2 patches) of the 32 px images
-    "anomalib.dinomaly": {"crop_size": 28, "backbone": {
-        "name": "vit_small_patch14_reg4_dinov2.lvd142m", "layers": [2, 3, 4, 5, 6, 7, 8, 9]}},
-    "anomalib.inp_former": {"crop_size": 28, "backbone": {
-        "name": "vit_small_patch14_reg4_dinov2.lvd142m", "layers": [2, 3, 4, 5, 6, 7, 8, 9]}},
+    "anomalib.dinomaly": {
+        "crop_size": 28,
+        "backbone": {
+            "name": "vit_small_patch14_reg4_dinov2.lvd142m",
+            "layers": [2, 3, 4, 5, 6, 7, 8, 9],
+        },
+    },
+    "anomalib.inp_former": {
+        "crop_size": 28,
+        "backbone": {
+            "name": "vit_small_patch14_reg4_dinov2.lvd142m",
+            "layers": [2, 3, 4, 5, 6, 7, 8, 9],
+        },
+    },
 }
 
 
@@ -53,8 +63,10 @@ def contract_preset(name: str) -> tuple[str, dict, bool]:
     if "tiny" in registry.get_method_spec(name).presets:
         return "tiny", {}, False
     if name not in MECHANICS:
-        raise AssertionError(f"method '{name}' has no tiny preset: add its reduced mechanics-mode "
-                             "overrides to MECHANICS")
+        raise AssertionError(
+            f"method '{name}' has no tiny preset: add its reduced mechanics-mode "
+            "overrides to MECHANICS"
+        )
     return "paper", MECHANICS[name], True
 
 
@@ -69,8 +81,9 @@ def datamodule(tmp_path_factory):
 def build(name: str, k: int) -> adbench.AnomalyMethod:
     spec = registry.get_method_spec(name)
     preset, overrides, random_weights = contract_preset(name)
-    config = registry.resolve_config(name, preset, {**overrides, "random_weights": random_weights,
-                                                    "data.image_size": IMAGE_SIZE})
+    config = registry.resolve_config(
+        name, preset, {**overrides, "random_weights": random_weights, "data.image_size": IMAGE_SIZE}
+    )
     return spec.module(fill_num_classes(config, k))
 
 
@@ -84,8 +97,15 @@ def outputs(method: adbench.AnomalyMethod, images: torch.Tensor) -> AnomalyOutpu
 @pytest.mark.parametrize("name", adbench.list_methods())
 def test_method_contract(name, datamodule, tmp_path):
     method = build(name, k=len(datamodule.categories))
-    trainer = adbench.fit(method, datamodule, max_steps=2, accelerator=DEVICE, devices=1,
-                          enable_progress_bar=False, default_root_dir=tmp_path)
+    trainer = adbench.fit(
+        method,
+        datamodule,
+        max_steps=2,
+        accelerator=DEVICE,
+        devices=1,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+    )
     assert trainer.global_step == 2
 
     datamodule.setup("predict")
@@ -105,8 +125,9 @@ def test_method_contract(name, datamodule, tmp_path):
     torch.testing.assert_close(again.anomaly_map, out.anomaly_map)
     torch.testing.assert_close(again.score, out.score)
 
-    table = adbench.evaluate(reloaded, datamodule, accelerator=DEVICE, devices=1,
-                             enable_progress_bar=False).to_frame()
+    table = adbench.evaluate(
+        reloaded, datamodule, accelerator=DEVICE, devices=1, enable_progress_bar=False
+    ).to_frame()
     assert list(table.columns) == [*METRICS, "mAD"]
     assert list(table.index) == [*datamodule.categories, "mean"]
     assert all(0.0 <= v <= 1.0 for v in table.to_numpy().ravel() if not math.isnan(v))
@@ -135,8 +156,9 @@ def test_gaussian_blur_matches_scipy(sigma):
     from adbench.contract import gaussian_blur
 
     maps = torch.rand(2, 1, 40, 36, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    expected = [ndimage.gaussian_filter(m[0].numpy(), sigma, mode="mirror", truncate=4.0)
-                for m in maps]
+    expected = [
+        ndimage.gaussian_filter(m[0].numpy(), sigma, mode="mirror", truncate=4.0) for m in maps
+    ]
     got = gaussian_blur(maps, sigma)
     torch.testing.assert_close(got[:, 0], torch.from_numpy(np.stack(expected)))
     assert gaussian_blur(maps, 0.0) is maps

@@ -28,89 +28,158 @@ class Case(NamedTuple):
 
 
 CASES: tuple[Case, ...] = (
-    Case("Corrupt or truncated image (garbage bytes, cut PNG, cut JPEG)",
-         "trains or evaluates on a dataset holding it",
-         "`DatasetFormatError: cannot read image <path>: ...` when the sample is loaded, with the "
-         "fix (restore the file); every other sample loads",
-         (f"{REL}/test_bad_inputs.py::test_unreadable_image_names_its_path",
-          "tests/data/test_formats.py::test_truncated_image_names_its_path")),
-    Case("Empty image file", "reads the dataset root (any command)",
-         "`DatasetFormatError` listing `empty image file: <path>` and the expected layout",
-         (f"{REL}/test_bad_inputs.py::test_empty_image_file_is_refused_when_listing",)),
-    Case("Corrupt image inside a sweep", "`adbench run`, then restores the file and runs again",
-         "only the cell using the image fails; its `error.json` names the file, the other cells "
-         "finish; the re-run runs only that cell and leaves finished cells byte-identical",
-         (f"{REL}/test_bad_inputs.py::test_corrupt_image_fails_only_its_cell",)),
-    Case("Broken files found up front", "`adbench data check ROOT --format F`",
-         "lists every unreadable image, missing mask and mask of the wrong size with its path; "
-         "exit code 1",
-         ("tests/data/test_check.py::test_every_problem_is_listed",
-          "tests/data/test_check.py::test_check_command_exit_codes",
-          f"{REL}/test_bad_inputs.py::test_corrupt_image_fails_only_its_cell")),
-    Case("Wrong layout (root of another format, stray folders)",
-         "`adbench run` or `load_index` on it",
-         "exit code 2 before any cell runs: one message naming the root and the expected layout; "
-         "nothing is written",
-         (f"{REL}/test_bad_inputs.py::test_wrong_layout_stops_before_any_cell",
-          "tests/data/test_formats.py::TestReaderContract::test_wrong_layout",
-          "tests/data/test_formats.py::TestFolder::test_missing_mask_and_stray_folder")),
-    Case("Mask of the wrong size", "trains or evaluates on a dataset holding it",
-         "`DatasetFormatError: mask <path> is WxH px but its image <path> is WxH px` (never "
-         "stretched onto the image), also from `adbench data prepare`, which then writes no "
-         "manifest; `adbench data check` lists it too",
-         (f"{REL}/test_bad_inputs.py::test_mask_of_the_wrong_size_names_mask_image_and_sizes",
-          "tests/data/test_check.py::test_every_problem_is_listed")),
-    Case("Unreadable source file during `adbench data prepare`", "builds a resized cache",
-         "`DatasetFormatError` listing every file that failed; the other cached files are kept "
-         "and no manifest is written, so the unfinished cache is never used",
-         ("tests/data/test_cache.py::test_unreadable_sources_are_all_reported",
-          "tests/data/test_cache.py::test_partial_cache_is_not_used")),
-    Case("Interrupted `adbench data prepare` (SIGKILL)", "runs the same command again",
-         "complete files are verified and kept, the rest is written; the manifest is written last",
-         ("tests/data/test_cache.py::test_resume_after_kill",)),
-    Case("Torn cache file or leftover temporary file", "runs `adbench data prepare` again",
-         "the torn file is rewritten, the temporary file removed, every good file kept "
-         "byte-identical",
-         (f"{REL}/test_interrupts.py::test_prepare_resumes_over_a_torn_file_and_a_leftover_temp",)),
-    Case("NaN or inf in an anomaly map or score", "evaluates a method",
-         "`InvalidInputError` naming the sample index and its position in the batch; the batch "
-         "leaves no trace in the metric state",
-         ("tests/metrics/test_evaluator.py::test_non_finite_maps_name_the_sample",)),
-    Case("Method that outputs NaN maps inside a sweep", "`adbench run`",
-         "that cell fails (`InvalidInputError` in its `error.json`, naming the sample index, a row "
-         "of the cell's `index.parquet`) and writes no result; other cells finish; no NaN reaches "
-         "the results or the leaderboard",
-         (f"{REL}/test_nan_maps.py::test_nan_maps_fail_their_cell_and_name_the_sample",)),
-    Case("Runner killed (SIGKILL) during a cell", "runs the sweep again",
-         "finished cells are skipped with byte-identical results; the interrupted cell is run "
-         "again",
-         ("tests/runner/test_processes.py::test_resume_after_kill",)),
-    Case("Runner killed while writing a cell's `result.json`", "runs the sweep again",
-         "no partial `result.json` exists (only a temporary file); the dead runner's lock is "
-         "broken, the cell runs again and its folder ends clean; finished cells are untouched",
-         (f"{REL}/test_interrupts.py::test_run_killed_while_writing_a_result_resumes",
-          "tests/runner/test_execute.py::test_stale_locks_are_broken")),
-    Case("A cell raises", "`adbench run` (with or without `--fail-fast`)",
-         "the error and traceback go to the cell's `error.json`, the sweep goes on (or stops "
-         "with `--fail-fast`), exit code 1",
-         ("tests/runner/test_execute.py::test_failing_cell_is_recorded_and_the_sweep_goes_on",
-          "tests/runner/test_execute.py::test_fail_fast_stops_at_the_first_failure")),
-    Case("Two runners on one run directory", "starts `adbench run` twice",
-         "each cell runs once; a cell held by a live runner is left to it",
-         ("tests/runner/test_processes.py::test_two_runners_share_one_directory",
-          "tests/runner/test_execute.py::test_busy_cells_are_left_to_their_runner")),
-    Case("Disk full on any result write", "any command that writes a file",
-         "the previous file stays intact, no temporary file is left, the `OSError` names the file",
-         (f"{REL}/test_disk_full.py::test_failed_write_keeps_the_previous_file_and_names_it",
-          "tests/foundation/test_io.py::test_failed_write_keeps_previous_file")),
-    Case("Disk full while `adbench run` exports the results", "`adbench run` on a finished run",
-         "exit code 1 with one line `adbench: error: [Errno 28] No space left on device: "
-         "'<file>'`; every file of the run directory is byte-identical",
-         (f"{REL}/test_disk_full.py::test_disk_full_on_the_results_export_keeps_every_file",)),
-    Case("Disk full while a cell writes its `result.json`", "`adbench run`",
-         "that cell is recorded as failed (`error.json` names the file) with no partial or "
-         "temporary file; finished cells are untouched; a re-run retries it",
-         (f"{REL}/test_disk_full.py::test_disk_full_on_a_cell_result_fails_that_cell_only",)),
+    Case(
+        "Corrupt or truncated image (garbage bytes, cut PNG, cut JPEG)",
+        "trains or evaluates on a dataset holding it",
+        "`DatasetFormatError: cannot read image <path>: ...` when the sample is loaded, with the "
+        "fix (restore the file); every other sample loads",
+        (
+            f"{REL}/test_bad_inputs.py::test_unreadable_image_names_its_path",
+            "tests/data/test_formats.py::test_truncated_image_names_its_path",
+        ),
+    ),
+    Case(
+        "Empty image file",
+        "reads the dataset root (any command)",
+        "`DatasetFormatError` listing `empty image file: <path>` and the expected layout",
+        (f"{REL}/test_bad_inputs.py::test_empty_image_file_is_refused_when_listing",),
+    ),
+    Case(
+        "Corrupt image inside a sweep",
+        "`adbench run`, then restores the file and runs again",
+        "only the cell using the image fails; its `error.json` names the file, the other cells "
+        "finish; the re-run runs only that cell and leaves finished cells byte-identical",
+        (f"{REL}/test_bad_inputs.py::test_corrupt_image_fails_only_its_cell",),
+    ),
+    Case(
+        "Broken files found up front",
+        "`adbench data check ROOT --format F`",
+        "lists every unreadable image, missing mask and mask of the wrong size with its path; "
+        "exit code 1",
+        (
+            "tests/data/test_check.py::test_every_problem_is_listed",
+            "tests/data/test_check.py::test_check_command_exit_codes",
+            f"{REL}/test_bad_inputs.py::test_corrupt_image_fails_only_its_cell",
+        ),
+    ),
+    Case(
+        "Wrong layout (root of another format, stray folders)",
+        "`adbench run` or `load_index` on it",
+        "exit code 2 before any cell runs: one message naming the root and the expected layout; "
+        "nothing is written",
+        (
+            f"{REL}/test_bad_inputs.py::test_wrong_layout_stops_before_any_cell",
+            "tests/data/test_formats.py::TestReaderContract::test_wrong_layout",
+            "tests/data/test_formats.py::TestFolder::test_missing_mask_and_stray_folder",
+        ),
+    ),
+    Case(
+        "Mask of the wrong size",
+        "trains or evaluates on a dataset holding it",
+        "`DatasetFormatError: mask <path> is WxH px but its image <path> is WxH px` (never "
+        "stretched onto the image), also from `adbench data prepare`, which then writes no "
+        "manifest; `adbench data check` lists it too",
+        (
+            f"{REL}/test_bad_inputs.py::test_mask_of_the_wrong_size_names_mask_image_and_sizes",
+            "tests/data/test_check.py::test_every_problem_is_listed",
+        ),
+    ),
+    Case(
+        "Unreadable source file during `adbench data prepare`",
+        "builds a resized cache",
+        "`DatasetFormatError` listing every file that failed; the other cached files are kept "
+        "and no manifest is written, so the unfinished cache is never used",
+        (
+            "tests/data/test_cache.py::test_unreadable_sources_are_all_reported",
+            "tests/data/test_cache.py::test_partial_cache_is_not_used",
+        ),
+    ),
+    Case(
+        "Interrupted `adbench data prepare` (SIGKILL)",
+        "runs the same command again",
+        "complete files are verified and kept, the rest is written; the manifest is written last",
+        ("tests/data/test_cache.py::test_resume_after_kill",),
+    ),
+    Case(
+        "Torn cache file or leftover temporary file",
+        "runs `adbench data prepare` again",
+        "the torn file is rewritten, the temporary file removed, every good file kept "
+        "byte-identical",
+        (f"{REL}/test_interrupts.py::test_prepare_resumes_over_a_torn_file_and_a_leftover_temp",),
+    ),
+    Case(
+        "NaN or inf in an anomaly map or score",
+        "evaluates a method",
+        "`InvalidInputError` naming the sample index and its position in the batch; the batch "
+        "leaves no trace in the metric state",
+        ("tests/metrics/test_evaluator.py::test_non_finite_maps_name_the_sample",),
+    ),
+    Case(
+        "Method that outputs NaN maps inside a sweep",
+        "`adbench run`",
+        "that cell fails (`InvalidInputError` in its `error.json`, naming the sample index, a row "
+        "of the cell's `index.parquet`) and writes no result; other cells finish; no NaN reaches "
+        "the results or the leaderboard",
+        (f"{REL}/test_nan_maps.py::test_nan_maps_fail_their_cell_and_name_the_sample",),
+    ),
+    Case(
+        "Runner killed (SIGKILL) during a cell",
+        "runs the sweep again",
+        "finished cells are skipped with byte-identical results; the interrupted cell is run again",
+        ("tests/runner/test_processes.py::test_resume_after_kill",),
+    ),
+    Case(
+        "Runner killed while writing a cell's `result.json`",
+        "runs the sweep again",
+        "no partial `result.json` exists (only a temporary file); the dead runner's lock is "
+        "broken, the cell runs again and its folder ends clean; finished cells are untouched",
+        (
+            f"{REL}/test_interrupts.py::test_run_killed_while_writing_a_result_resumes",
+            "tests/runner/test_execute.py::test_stale_locks_are_broken",
+        ),
+    ),
+    Case(
+        "A cell raises",
+        "`adbench run` (with or without `--fail-fast`)",
+        "the error and traceback go to the cell's `error.json`, the sweep goes on (or stops "
+        "with `--fail-fast`), exit code 1",
+        (
+            "tests/runner/test_execute.py::test_failing_cell_is_recorded_and_the_sweep_goes_on",
+            "tests/runner/test_execute.py::test_fail_fast_stops_at_the_first_failure",
+        ),
+    ),
+    Case(
+        "Two runners on one run directory",
+        "starts `adbench run` twice",
+        "each cell runs once; a cell held by a live runner is left to it",
+        (
+            "tests/runner/test_processes.py::test_two_runners_share_one_directory",
+            "tests/runner/test_execute.py::test_busy_cells_are_left_to_their_runner",
+        ),
+    ),
+    Case(
+        "Disk full on any result write",
+        "any command that writes a file",
+        "the previous file stays intact, no temporary file is left, the `OSError` names the file",
+        (
+            f"{REL}/test_disk_full.py::test_failed_write_keeps_the_previous_file_and_names_it",
+            "tests/foundation/test_io.py::test_failed_write_keeps_previous_file",
+        ),
+    ),
+    Case(
+        "Disk full while `adbench run` exports the results",
+        "`adbench run` on a finished run",
+        "exit code 1 with one line `adbench: error: [Errno 28] No space left on device: "
+        "'<file>'`; every file of the run directory is byte-identical",
+        (f"{REL}/test_disk_full.py::test_disk_full_on_the_results_export_keeps_every_file",),
+    ),
+    Case(
+        "Disk full while a cell writes its `result.json`",
+        "`adbench run`",
+        "that cell is recorded as failed (`error.json` names the file) with no partial or "
+        "temporary file; finished cells are untouched; a re-run retries it",
+        (f"{REL}/test_disk_full.py::test_disk_full_on_a_cell_result_fails_that_cell_only",),
+    ),
 )
 
 UNKNOWN_TEST = f"{REL}/test_unknown_names.py::test_unknown_name_is_one_clear_line"
@@ -152,8 +221,9 @@ def render() -> str:
     ]
     for case in UNKNOWN:
         typed, suggested = (name.format(**EXAMPLE) for name in (case.typed, case.suggestion))
-        lines.append(f"| {case.kind} | `{case.shows}` | {case.says} `'{typed}'` | "
-                     f"`'{suggested}'` |")
+        lines.append(
+            f"| {case.kind} | `{case.shows}` | {case.says} `'{typed}'` | `'{suggested}'` |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -11,8 +11,11 @@ import adbench
 from adbench.batch import AnomalyOutput, Batch
 from adbench.contract import AnomalyMethod, MethodConfig
 
-TINY = {"data": {"image_size": 32, "batch_size": 4}, "trainer": {"max_steps": 2},
-        "scoring": {"sigma": 0.0}}
+TINY = {
+    "data": {"image_size": 32, "batch_size": 4},
+    "trainer": {"max_steps": 2},
+    "scoring": {"sigma": 0.0},
+}
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,12 @@ LINUX_FDS = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads
 
 def toy_sweep(root: Path, **changes: Any) -> dict[str, Any]:
     """A sweep of the toy method on the synthetic set at ``root``: k = 1 and 2, two steps each."""
-    defaults = {"name": "reliability", "categories": [1, 2], "checkpoints": False,
-                "trainer": {"accelerator": "cpu", "max_steps": 2}}
+    defaults = {
+        "name": "reliability",
+        "categories": [1, 2],
+        "checkpoints": False,
+        "trainer": {"accelerator": "cpu", "max_steps": 2},
+    }
     return runner_helpers.make_sweep(root, **{**defaults, **changes})
 
 

@@ -75,8 +75,9 @@ def test_mask_of_the_wrong_size_names_mask_image_and_sizes(tmp_path: Path) -> No
     assert not (out / MANIFEST).exists()  # a cache is never built around the bad mask
 
 
-def test_corrupt_image_fails_only_its_cell(small_root: Path, tmp_path: Path, plugins,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_corrupt_image_fails_only_its_cell(
+    small_root: Path, tmp_path: Path, plugins, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = Path(shutil.copytree(small_root, tmp_path / "data"))
     sweep = toy_sweep(root)
     _, (first, second) = plan(sweep)
@@ -103,8 +104,9 @@ def test_corrupt_image_fails_only_its_cell(small_root: Path, tmp_path: Path, plu
     assert not (cell_dir(out, second.id) / ERROR).exists()
 
 
-def test_wrong_layout_stops_before_any_cell(small_root: Path, tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_wrong_layout_stops_before_any_cell(
+    small_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "sweep.yaml"
     sweep = toy_sweep(small_root, datasets=[{"format": "realiad", "root": str(small_root)}])
     path.write_text(yaml.safe_dump(sweep))

@@ -22,7 +22,8 @@ def test_every_reliability_test_is_listed() -> None:
     listed = {UNKNOWN_TEST, *(test for case in CASES for test in case.tests)}
     found = {
         f"{REL}/{path.name}::{name}"
-        for path in (REPO / REL).glob("test_*.py") if path.name != "test_cases_table.py"
+        for path in (REPO / REL).glob("test_*.py")
+        if path.name != "test_cases_table.py"
         for name in re.findall(r"^def (test_\w+)", path.read_text(), re.M)
     }
     assert found - listed == set()
@@ -30,4 +31,5 @@ def test_every_reliability_test_is_listed() -> None:
 
 def test_the_page_is_up_to_date() -> None:
     assert PAGE.is_file() and PAGE.read_text() == render(), (
-        f"{PAGE.relative_to(REPO)} is out of date: run python {REL}/cases_table.py")
+        f"{PAGE.relative_to(REPO)} is out of date: run python {REL}/cases_table.py"
+    )

@@ -47,8 +47,9 @@ def fill_disk(monkeypatch: pytest.MonkeyPatch, full: Callable[[str], bool]) -> N
     monkeypatch.setattr(adbench.io.os, "fdopen", fdopen)
 
 
-def test_failed_write_keeps_the_previous_file_and_names_it(tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_write_keeps_the_previous_file_and_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "leaderboard.md"
     adbench.io.write_atomic(target, "previous table")
     fill_disk(monkeypatch, lambda name: True)
@@ -59,24 +60,28 @@ def test_failed_write_keeps_the_previous_file_and_names_it(tmp_path: Path,
     assert [p.name for p in tmp_path.iterdir()] == ["leaderboard.md"]
 
 
-def test_disk_full_on_the_results_export_keeps_every_file(run_copy: Path, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str],
-                                                          plugins) -> None:
+def test_disk_full_on_the_results_export_keeps_every_file(
+    run_copy: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    plugins,
+) -> None:
     path = tmp_path / "sweep.yaml"
     path.write_text((run_copy / "sweep.yaml").read_text())  # the sweep the run was made with
     before = snapshot(run_copy)
     fill_disk(monkeypatch, lambda name: name == "results.parquet")
-    code, _, err = run_cli(capsys, "run", str(path), "--out", str(run_copy), "--plugin", TOY,
-                           "--no-progress")
+    code, _, err = run_cli(
+        capsys, "run", str(path), "--out", str(run_copy), "--plugin", TOY, "--no-progress"
+    )
     assert code == 1 and "Traceback" not in err
     assert "No space left on device" in err and str(run_copy / "results.parquet") in err
     assert snapshot(run_copy) == before  # the skipped cells and every earlier export
 
 
-def test_disk_full_on_a_cell_result_fails_that_cell_only(small_root: Path, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch,
-                                                         plugins) -> None:
+def test_disk_full_on_a_cell_result_fails_that_cell_only(
+    small_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plugins
+) -> None:
     sweep = toy_sweep(small_root)
     _, (first, second) = plan(sweep)
     run_sweep(sweep, tmp_path, progress=False, report=False)

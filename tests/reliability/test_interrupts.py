@@ -52,16 +52,31 @@ KILLED_WHILE_WRITING = textwrap.dedent("""
 
 
 @LINUX_FDS
-def test_run_killed_while_writing_a_result_resumes(small_root: Path, tmp_path: Path,
-                                                   plugins) -> None:
+def test_run_killed_while_writing_a_result_resumes(
+    small_root: Path, tmp_path: Path, plugins
+) -> None:
     sweep = toy_sweep(small_root)
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep))
     out = tmp_path / "run"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     killed = subprocess.run(
-        [sys.executable, "-c", KILLED_WHILE_WRITING, "run", str(path), "--out", str(out),
-         "--no-progress", "--no-report"], env=env, capture_output=True, text=True, check=False)
+        [
+            sys.executable,
+            "-c",
+            KILLED_WHILE_WRITING,
+            "run",
+            str(path),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--no-report",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     _, (first, second) = plan(sweep)
     done, torn = cell_dir(out, first.id), cell_dir(out, second.id)
@@ -77,8 +92,9 @@ def test_run_killed_while_writing_a_result_resumes(small_root: Path, tmp_path: P
     assert not list(torn.glob(".*.tmp")) and not (torn / LOCK).exists()
 
 
-def test_prepare_resumes_over_a_torn_file_and_a_leftover_temp(small_root: Path,
-                                                              tmp_path: Path) -> None:
+def test_prepare_resumes_over_a_torn_file_and_a_leftover_temp(
+    small_root: Path, tmp_path: Path
+) -> None:
     root = Path(shutil.copytree(small_root, tmp_path / "data"))
     out = tmp_path / "cache"
     first = prepare_cache(root, "synthetic", out=out, size=16, workers=0, progress=False)

@@ -11,8 +11,9 @@ from adbench.runner import load_results, run_sweep
 from adbench.runner.rundir import ERROR, RESULT, cell_dir, read_json
 
 
-def test_nan_maps_fail_their_cell_and_name_the_sample(small_root: Path, tmp_path: Path,
-                                                      plugins) -> None:
+def test_nan_maps_fail_their_cell_and_name_the_sample(
+    small_root: Path, tmp_path: Path, plugins
+) -> None:
     methods = [{"name": "toy", "preset": "tiny"}, {"name": "toy_nan", "preset": "tiny"}]
     sweep = toy_sweep(small_root, methods=methods, categories=[1], plugins=[TOY, NAN_TOY])
     report = run_sweep(sweep, tmp_path, progress=False, report=False)

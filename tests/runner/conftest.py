@@ -50,9 +50,12 @@ def slurm_cluster() -> Iterator[str]:
     SLURM installed the tests skip, except under CI, where they fail."""
     missing = [tool for tool in SLURM_TOOLS if shutil.which(tool) is None]
     if missing or os.geteuid() != 0:
-        reason = (f"SLURM is not installed ({', '.join(missing)} missing): run "
-                  "'bash scripts/slurm_cluster.sh install' as root"
-                  if missing else "starting the SLURM cluster needs root")
+        reason = (
+            f"SLURM is not installed ({', '.join(missing)} missing): run "
+            "'bash scripts/slurm_cluster.sh install' as root"
+            if missing
+            else "starting the SLURM cluster needs root"
+        )
         skip_unless_ci(reason)
     state = Path(os.environ.get("ADBENCH_SLURM_DIR", "/var/lib/adbench-slurm"))
     state.mkdir(parents=True, exist_ok=True)
@@ -77,5 +80,6 @@ def slurm_cluster() -> Iterator[str]:
 
 
 def _slurm(command: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SLURM_SCRIPT), command], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        ["bash", str(SLURM_SCRIPT), command], capture_output=True, text=True, timeout=300
+    )

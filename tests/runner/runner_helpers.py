@@ -33,9 +33,14 @@ def make_sweep(root: Path, **changes: Any) -> dict[str, Any]:
 
 def run_child(code: str, *args: str) -> subprocess.Popen:
     """Start ``python -c code args...`` in a new process group (so a test can kill all of it)."""
-    return subprocess.Popen([sys.executable, "-c", code, *args], env=CHILD_ENV,
-                            start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        env=CHILD_ENV,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def skip_unless_ci(reason: str) -> NoReturn:

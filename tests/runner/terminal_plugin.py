@@ -32,7 +32,8 @@ class ToyTerminal(_Talking):
     """Trains and scores."""
 
 
-@adbench.method("toy_terminal_fails", config=toy.ToyConfig,
-                presets={"terminal": {**toy.TINY, "fail": True}})
+@adbench.method(
+    "toy_terminal_fails", config=toy.ToyConfig, presets={"terminal": {**toy.TINY, "fail": True}}
+)
 class ToyTerminalFails(_Talking):
     """Fails in its first training step."""

@@ -18,8 +18,15 @@ CPU_SWEEPS = ("quickstart", "scaling_synthetic", "glad_tiny_families")
 
 
 def test_every_benchmark_file_is_present():
-    assert {p.stem for p in FILES} >= {"quickstart", "mvtec", "visa", "mpdd", "realiad",
-                                       "variety160", "scaling"}
+    assert {p.stem for p in FILES} >= {
+        "quickstart",
+        "mvtec",
+        "visa",
+        "mpdd",
+        "realiad",
+        "variety160",
+        "scaling",
+    }
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])

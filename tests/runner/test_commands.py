@@ -38,7 +38,9 @@ def test_cli_run_leaderboard_and_plot(tmp_path, tiny_root, capsys):
 
     assert _main([*base, "--set", "seeds=[1]", "--dry-run"]) == 0
     assert [line.split()[-1] for line in capsys.readouterr().out.splitlines()[1:]] == [
-        "finished", "finished"]
+        "finished",
+        "finished",
+    ]
 
     assert _main(["leaderboard", str(out), "--format", "latex", "--per-category"]) == 0
     assert r"\begin{tabular}" in capsys.readouterr().out
@@ -54,23 +56,57 @@ def test_cli_run_leaderboard_and_plot(tmp_path, tiny_root, capsys):
     assert ",mean,train h," in capsys.readouterr().out
     assert _main(["leaderboard", str(out), "--per-gpu-hour"]) == 0
     assert "| method | I-AUROC (%) | train device-h | I-AUROC per device-h |" in (
-        capsys.readouterr().out)
+        capsys.readouterr().out
+    )
     assert _main(["leaderboard", str(out), "--per-gpu-hour", "mAD", "--format", "csv"]) == 0
     assert capsys.readouterr().out.startswith(
-        "dataset,k,method,metric,value,device_hours,per_device_hour,unit,n_seeds\nsynthetic,4,toy,mAD,")
+        "dataset,k,method,metric,value,device_hours,per_device_hour,unit,n_seeds\nsynthetic,4,toy,mAD,"
+    )
 
-    assert _main(["plot", "scaling", str(out), "--metric", "AUPRO", "--format", "svg",
-                  "--output-dir", str(tmp_path / "figs")]) == 0
+    assert (
+        _main(
+            [
+                "plot",
+                "scaling",
+                str(out),
+                "--metric",
+                "AUPRO",
+                "--format",
+                "svg",
+                "--output-dir",
+                str(tmp_path / "figs"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "figs" / "scaling_synthetic_AUPRO.svg").is_file()
     assert not (tmp_path / "figs" / "scaling_synthetic_AUPRO.png").exists()
-    assert _main(["plot", "scaling", str(out), "--metric", "peak GB", "--format", "svg",
-                  "--output-dir", str(tmp_path / "figs")]) == 0
+    assert (
+        _main(
+            [
+                "plot",
+                "scaling",
+                str(out),
+                "--metric",
+                "peak GB",
+                "--format",
+                "svg",
+                "--output-dir",
+                str(tmp_path / "figs"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "figs" / "scaling_synthetic_peak_GB.svg").is_file()
 
 
 def test_cli_run_exit_code_reports_failures(tmp_path, tiny_root, capsys):
-    sweep = make_sweep(tiny_root, categories=[2], plugins=[TOY],
-                       methods=[{"name": "toy", "preset": "tiny", "set": {"fail": True}}])
+    sweep = make_sweep(
+        tiny_root,
+        categories=[2],
+        plugins=[TOY],
+        methods=[{"name": "toy", "preset": "tiny", "set": {"fail": True}}],
+    )
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(sweep))
     code = _main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"])

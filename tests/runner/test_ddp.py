@@ -20,14 +20,23 @@ def test_two_process_ddp_cell_matches_one_process(tmp_path, tiny_root, toy):
     methods = [{"name": "toy", "preset": "tiny", "set": {"optim.lr": 0.0}}]
     results = {}
     for devices, strategy in ((1, "auto"), (2, "ddp")):
-        sweep = make_sweep(tiny_root, categories=[3], methods=methods,
-                           trainer={"accelerator": "cpu", "devices": devices,
-                                    "strategy": strategy, "max_epochs": 1})
+        sweep = make_sweep(
+            tiny_root,
+            categories=[3],
+            methods=methods,
+            trainer={
+                "accelerator": "cpu",
+                "devices": devices,
+                "strategy": strategy,
+                "max_epochs": 1,
+            },
+        )
         report = run_sweep(sweep, tmp_path / str(devices), progress=False, report=False)
         (cell,) = report.cells
         assert report.statuses[cell.id] == "finished", report.summary()
-        results[devices] = json.loads((cell_dir(tmp_path / str(devices), cell.id) / RESULT)
-                                      .read_text())
+        results[devices] = json.loads(
+            (cell_dir(tmp_path / str(devices), cell.id) / RESULT).read_text()
+        )
     assert results[1]["trainer"]["world_size"] == 1
     assert results[2]["trainer"]["world_size"] == 2
     assert results[2]["timings"]["n_test"] == 15
@@ -42,9 +51,17 @@ def run_gpu_cell(out: Path, tiny_root: Path, devices: int) -> dict:
     """Run the toy cell (lr 0) on ``devices`` GPUs and return its result after checking that the
     cell recorded the GPUs and their peak memory."""
     methods = [{"name": "toy", "preset": "tiny", "set": {"optim.lr": 0.0}}]
-    sweep = make_sweep(tiny_root, categories=[3], methods=methods,
-                       trainer={"accelerator": "gpu", "devices": devices, "max_epochs": 1,
-                                "strategy": "ddp" if devices > 1 else "auto"})
+    sweep = make_sweep(
+        tiny_root,
+        categories=[3],
+        methods=methods,
+        trainer={
+            "accelerator": "gpu",
+            "devices": devices,
+            "max_epochs": 1,
+            "strategy": "ddp" if devices > 1 else "auto",
+        },
+    )
     report = run_sweep(sweep, out, progress=False, report=False)
     (cell,) = report.cells
     assert report.statuses[cell.id] == "finished", report.summary()

@@ -48,7 +48,8 @@ def test_cell_directory_holds_every_record(finished):
         assert result["timings"]["n_train"] == 4 * cell.k
         assert result["timings"]["train_s"] > 0 and result["timings"]["inference_s"] > 0
         assert result["timings"]["images_per_s"] == pytest.approx(
-            result["timings"]["n_test"] / result["timings"]["inference_s"])
+            result["timings"]["n_test"] / result["timings"]["inference_s"]
+        )
         assert result["memory"]["peak_rss_mb"] > 0
         assert result["params"] == {"total": 4 * 3 + 4 + 4, "trainable": 4}
         assert result["trainer"]["kwargs"]["max_epochs"] == 1
@@ -71,22 +72,30 @@ def test_recorded_metrics_match_the_saved_checkpoint(finished):
 
 def test_rerun_skips_finished_cells(finished, tiny_root):
     out, report = finished
-    stamps = {c.id: os.stat(cell_dir(out, c.id) / "result.json").st_mtime_ns
-              for c in report.cells}
+    stamps = {c.id: os.stat(cell_dir(out, c.id) / "result.json").st_mtime_ns for c in report.cells}
     again = run_sweep(make_sweep(tiny_root), out, progress=False, report=False)
     assert set(again.statuses.values()) == {"skipped"}
-    assert stamps == {c.id: os.stat(cell_dir(out, c.id) / "result.json").st_mtime_ns
-                      for c in report.cells}
+    assert stamps == {
+        c.id: os.stat(cell_dir(out, c.id) / "result.json").st_mtime_ns for c in report.cells
+    }
 
 
 def test_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_root, toy):
-    sweep = make_sweep(tiny_root, methods=[
-        {"name": "toy", "preset": "tiny", "set": {"fail": True}, "label": "broken"},
-        {"name": "toy", "preset": "tiny"}])
+    sweep = make_sweep(
+        tiny_root,
+        methods=[
+            {"name": "toy", "preset": "tiny", "set": {"fail": True}, "label": "broken"},
+            {"name": "toy", "preset": "tiny"},
+        ],
+    )
     report = run_sweep(sweep, tmp_path, progress=False, report=False)
     by_label = {(c.label, c.k): report.statuses[c.id] for c in report.cells}
-    assert by_label == {("broken", 2): "failed", ("toy", 2): "finished",
-                        ("broken", 4): "failed", ("toy", 4): "finished"}
+    assert by_label == {
+        ("broken", 2): "failed",
+        ("toy", 2): "finished",
+        ("broken", 4): "failed",
+        ("toy", 4): "finished",
+    }
     broken = [c for c in report.cells if c.label == "broken"]
     error = json.loads((cell_dir(tmp_path, broken[0].id) / "error.json").read_text())
     assert error["type"] == "RuntimeError"
@@ -100,9 +109,13 @@ def test_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_root, toy
 
 
 def test_fail_fast_stops_at_the_first_failure(tmp_path, tiny_root, toy):
-    sweep = make_sweep(tiny_root, methods=[
-        {"name": "toy", "preset": "tiny", "set": {"fail": True}, "label": "broken"},
-        {"name": "toy", "preset": "tiny"}])
+    sweep = make_sweep(
+        tiny_root,
+        methods=[
+            {"name": "toy", "preset": "tiny", "set": {"fail": True}, "label": "broken"},
+            {"name": "toy", "preset": "tiny"},
+        ],
+    )
     with pytest.raises(CellFailed, match=r"broken.*toy failure requested"):
         run_sweep(sweep, tmp_path, progress=False, report=False, fail_fast=True)
     assert list(load_cells(tmp_path)["status"]) == ["failed"]
@@ -157,15 +170,23 @@ def test_ray_launcher_without_ray_names_the_extra(tmp_path, tiny_root, toy, monk
 
 
 @pytest.mark.parametrize("pooling", ["mean", "top2"])
-def test_view_pooling_of_the_sweep_reaches_the_object_metrics(tmp_path, realiad_root, toy,
-                                                              pooling, monkeypatch):
+def test_view_pooling_of_the_sweep_reaches_the_object_metrics(
+    tmp_path, realiad_root, toy, pooling, monkeypatch
+):
     import adbench.engine as engine
 
     used = []
-    monkeypatch.setattr(engine, "evaluate", lambda *args, **kwargs: (
-        used.append(kwargs["view_pooling"]) or evaluate(*args, **kwargs)))
-    sweep = make_sweep(realiad_root.root, categories=["all"], view_pooling=pooling,
-                       datasets=[{"format": "realiad", "root": str(realiad_root.root)}])
+    monkeypatch.setattr(
+        engine,
+        "evaluate",
+        lambda *args, **kwargs: used.append(kwargs["view_pooling"]) or evaluate(*args, **kwargs),
+    )
+    sweep = make_sweep(
+        realiad_root.root,
+        categories=["all"],
+        view_pooling=pooling,
+        datasets=[{"format": "realiad", "root": str(realiad_root.root)}],
+    )
     report = run_sweep(sweep, tmp_path, progress=False)
     (cell,) = report.cells
     assert report.statuses[cell.id] == "finished" and cell.config["view_pooling"] == pooling
@@ -174,10 +195,12 @@ def test_view_pooling_of_the_sweep_reaches_the_object_metrics(tmp_path, realiad_
     result = json.loads((folder / "result.json").read_text())
     method = get_method_spec("toy").module.from_checkpoint(str(folder / result["checkpoint"]))
     index = load_index("realiad", cell.config["dataset"]["root"])
-    datamodule = UnifiedDataModule(index, image_size=cell.config["data"]["image_size"],
-                                   batch_size=3)
-    expected = evaluate(method, datamodule, view_pooling=pooling, accelerator="cpu",
-                        enable_progress_bar=False).to_frame()
+    datamodule = UnifiedDataModule(
+        index, image_size=cell.config["data"]["image_size"], batch_size=3
+    )
+    expected = evaluate(
+        method, datamodule, view_pooling=pooling, accelerator="cpu", enable_progress_bar=False
+    ).to_frame()
     assert "S-AUROC" in expected.columns
     for category, row in expected[["S-AUROC", "S-AP", "S-F1max"]].iterrows():
         for metric, value in row.items():

@@ -25,9 +25,22 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _frame(values, dataset="mvtec", k=15):
     """A results table from {(method, seed, category): {metric: value}}."""
-    rows = [{"cell_id": f"{m}{s}", "method": m, "name": m, "preset": "paper",
-             "dataset": dataset, "k": k, "seed": s, "category": c, "metric": metric, "value": v}
-            for (m, s, c), metrics in values.items() for metric, v in metrics.items()]
+    rows = [
+        {
+            "cell_id": f"{m}{s}",
+            "method": m,
+            "name": m,
+            "preset": "paper",
+            "dataset": dataset,
+            "k": k,
+            "seed": s,
+            "category": c,
+            "metric": metric,
+            "value": v,
+        }
+        for (m, s, c), metrics in values.items()
+        for metric, v in metrics.items()
+    ]
     return pd.DataFrame(rows)
 
 
@@ -47,10 +60,12 @@ def test_shipped_reference_rows_hold_the_published_numbers():
 
 
 def test_reference_rows_are_shown_marked_and_never_ranked():
-    frame = _frame({
-        ("naive", 0, "mean"): {"I-AUROC": 0.70, "P-AUROC": 0.60},
-        ("anomalib.patchcore", 0, "mean"): {"I-AUROC": 0.95, "P-AUROC": 0.90},
-    })
+    frame = _frame(
+        {
+            ("naive", 0, "mean"): {"I-AUROC": 0.70, "P-AUROC": 0.60},
+            ("anomalib.patchcore", 0, "mean"): {"I-AUROC": 0.95, "P-AUROC": 0.90},
+        }
+    )
     plain = leaderboard(frame, per_category=[])
     text = leaderboard(frame, per_category=[], reference=True)
     assert plain in text  # the measured table is unchanged: the published rows are not mixed in
@@ -74,21 +89,30 @@ def test_reference_rows_are_shown_marked_and_never_ranked():
     assert r"Dinomaly (published) & 99.6 & 98.4 & 94.8 & 15 &" in latex
 
 
-ROW = {"method": "X", "dataset": "d", "k": 3, "protocol": "p", "metrics": {"I-AUROC": 90},
-       "source": "S, Table 1"}
+ROW = {
+    "method": "X",
+    "dataset": "d",
+    "k": 3,
+    "protocol": "p",
+    "metrics": {"I-AUROC": 90},
+    "source": "S, Table 1",
+}
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"metric": 1}, r"unknown key 'metric'; did you mean 'metrics'\?"),
-    ({"metrics": {"I-AUROC": 101}}, r"I-AUROC = 101 is not a percentage in \[0, 100\]"),
-    ({"metrics": {"I-AUROC": "high"}}, r"I-AUROC = 'high' is not a percentage"),
-    ({"metrics": {"AUC": 90}}, r"unknown metric 'AUC'"),
-    ({"metrics": {}}, r"'metrics' must map metric names"),
-    ({"k": "15"}, r"k must be int, got '15'"),
-    ({"k": 0}, r"k must be a positive number"),
-    ({"source": " "}, r"'source' must name the paper and table"),
-    ({"protocol": None}, r"missing 1 required positional argument: 'protocol'"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"metric": 1}, r"unknown key 'metric'; did you mean 'metrics'\?"),
+        ({"metrics": {"I-AUROC": 101}}, r"I-AUROC = 101 is not a percentage in \[0, 100\]"),
+        ({"metrics": {"I-AUROC": "high"}}, r"I-AUROC = 'high' is not a percentage"),
+        ({"metrics": {"AUC": 90}}, r"unknown metric 'AUC'"),
+        ({"metrics": {}}, r"'metrics' must map metric names"),
+        ({"k": "15"}, r"k must be int, got '15'"),
+        ({"k": 0}, r"k must be a positive number"),
+        ({"source": " "}, r"'source' must name the paper and table"),
+        ({"protocol": None}, r"missing 1 required positional argument: 'protocol'"),
+    ],
+)
 def test_a_bad_reference_row_is_refused_naming_file_and_row(tmp_path, change, message):
     good = dict(ROW, method="Good")
     bad = {key: value for key, value in {**ROW, **change}.items() if value is not None}
@@ -113,8 +137,7 @@ def test_reference_files_and_folders_that_are_not_rows_are_refused(tmp_path):
         load_reference(tmp_path)
 
 
-def test_the_shipped_rows_are_package_data_found_through_importlib_resources(monkeypatch,
-                                                                           tmp_path):
+def test_the_shipped_rows_are_package_data_found_through_importlib_resources(monkeypatch, tmp_path):
     folder = Path(str(shipped_reference()))
     package = Path(adbench.runner.__file__).parent
     assert folder.parent == package

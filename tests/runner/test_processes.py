@@ -28,8 +28,11 @@ print(json.dumps(report.statuses))
 
 
 def _slow_sweep(root: Path, sleep: float) -> dict:
-    return make_sweep(root, categories=[1, 2, 3, 4], methods=[
-        {"name": "toy", "preset": "tiny", "set": {"step_sleep_s": sleep}}])
+    return make_sweep(
+        root,
+        categories=[1, 2, 3, 4],
+        methods=[{"name": "toy", "preset": "tiny", "set": {"step_sleep_s": sleep}}],
+    )
 
 
 def _wait(predicate, process, timeout=180.0):

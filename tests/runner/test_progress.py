@@ -17,8 +17,15 @@ def test_cell_progress_shows_the_epoch_step_and_scoring_batches(tiny_root, toy):
     method = adbench.create("toy", preset="tiny", num_classes=2)
     with tqdm(total=1, file=io.StringIO()) as bar:
         progress = CellProgress(bar, "toy | synthetic | k=2 | seed=0")
-        trainer = adbench.fit(method, datamodule, accelerator="cpu", max_epochs=2, max_steps=-1,
-                              callbacks=[progress], enable_progress_bar=False)
+        trainer = adbench.fit(
+            method,
+            datamodule,
+            accelerator="cpu",
+            max_epochs=2,
+            max_steps=-1,
+            callbacks=[progress],
+            enable_progress_bar=False,
+        )
         steps = 2 * len(datamodule.train_dataloader())
         assert trainer.global_step == steps > 2
         assert bar.postfix == f"toy | synthetic | k=2 | seed=0 | epoch 2/2, step {steps}/{steps}"

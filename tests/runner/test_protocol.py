@@ -17,16 +17,19 @@ from adbench.runner import leaderboard, load_results, run_sweep
 
 
 def test_index_hash_is_the_content_not_the_location(tmp_path):
-    first = adbench.make_synthetic(tmp_path / "a" / "synthetic", n_categories=3, image_size=32,
-                                   n_train=2, n_test=3)
-    second = adbench.make_synthetic(tmp_path / "elsewhere" / "deeper", n_categories=3,
-                                    image_size=32, n_train=2, n_test=3)
+    first = adbench.make_synthetic(
+        tmp_path / "a" / "synthetic", n_categories=3, image_size=32, n_train=2, n_test=3
+    )
+    second = adbench.make_synthetic(
+        tmp_path / "elsewhere" / "deeper", n_categories=3, image_size=32, n_train=2, n_test=3
+    )
     a, b = adbench.load_index("synthetic", first), adbench.load_index("synthetic", second)
     assert index_hash(a.frame) == index_hash(b.frame)
     fewer = a.select(a.categories[:2])
     assert index_hash(fewer.frame) != index_hash(a.frame)
-    card = protocol_card("synthetic", a, image_size=32, evaluation="streaming",
-                         view_pooling="max", seeds=[2, 0])
+    card = protocol_card(
+        "synthetic", a, image_size=32, evaluation="streaming", view_pooling="max", seeds=[2, 0]
+    )
     assert set(RANKED_FIELDS) <= set(card)
     assert card["aupro_fpr_limit"] == 0.3 and card["seeds"] == [0, 2]
     assert card["categories"] == sorted(a.categories)
@@ -40,8 +43,9 @@ def two_limits(tmp_path_factory, tiny_root, toy):
     runs = {}
     for limit in (0.3, 0.05):
         out = tmp_path_factory.mktemp(f"fpr{limit}")
-        sweep = make_sweep(tiny_root, categories=[2], **({} if limit == 0.3 else
-                                                         {"aupro_fpr_limit": limit}))
+        sweep = make_sweep(
+            tiny_root, categories=[2], **({} if limit == 0.3 else {"aupro_fpr_limit": limit})
+        )
         run_sweep(sweep, out, progress=False, report=True, fail_fast=True)
         runs[limit] = out
     return runs
@@ -57,16 +61,20 @@ def test_the_fpr_limit_reaches_aupro_and_the_card(two_limits):
         tables[limit] = pd.read_csv(cell / "metrics.csv", index_col=0)
     wide, narrow = tables[0.3], tables[0.05]
     assert not wide["AUPRO"].equals(narrow["AUPRO"])  # same maps, another integration limit
-    pd.testing.assert_frame_equal(wide.drop(columns=["AUPRO", "mAD"]),
-                                  narrow.drop(columns=["AUPRO", "mAD"]))
+    pd.testing.assert_frame_equal(
+        wide.drop(columns=["AUPRO", "mAD"]), narrow.drop(columns=["AUPRO", "mAD"])
+    )
     card = yaml.safe_load((two_limits[0.05] / "protocol.yaml").read_text())["protocols"]
     assert [(c["k"], c["aupro_fpr_limit"], c["seeds"]) for c in card] == [(2, 0.05, [0])]
 
 
 def test_leaderboard_refuses_mixed_protocols_unless_split(two_limits):
     both = pd.concat([load_results(out) for out in two_limits.values()], ignore_index=True)
-    with pytest.raises(ConfigError, match=r"k=2 .*differ in aupro_fpr_limit "
-                                          r"\(aupro_fpr_limit=0.3; aupro_fpr_limit=0.05\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"k=2 .*differ in aupro_fpr_limit "
+        r"\(aupro_fpr_limit=0.3; aupro_fpr_limit=0.05\)",
+    ):
         leaderboard(both, per_category=[])
     text = leaderboard(both, per_category=[], split_protocols=True)
     assert "synthetic (aupro_fpr_limit=0.3): k = 2" in text
@@ -79,5 +87,6 @@ def test_a_bad_fpr_limit_is_refused_before_training(tiny_root, toy, tmp_path):
     with pytest.raises(ConfigError, match=r"aupro_fpr_limit must be in \(0, 1\], got 0"):
         run_sweep(make_sweep(tiny_root, aupro_fpr_limit=0), tmp_path, progress=False)
     with pytest.raises(ConfigError, match=r"aupro_fpr_limit must be in \(0, 1\], got 1.5"):
-        adbench.Experiment("toy", None, adbench.load_index("synthetic", tiny_root),
-                           aupro_fpr_limit=1.5)
+        adbench.Experiment(
+            "toy", None, adbench.load_index("synthetic", tiny_root), aupro_fpr_limit=1.5
+        )

@@ -56,20 +56,26 @@ def test_ray_cells_equal_the_local_launchers(tmp_path, tiny_root, toy, stale_clu
         local = run_sweep(sweep, tmp_path / "local", progress=False, report=False)
     finally:
         torch.set_num_threads(threads)
-    remote = run_sweep({**sweep, "launcher": RAY_CELL}, tmp_path / "ray", progress=False,
-                       report=False)
-    assert set(remote.statuses.values()) == {"finished"} and remote.statuses.keys() == \
-        local.statuses.keys()
+    remote = run_sweep(
+        {**sweep, "launcher": RAY_CELL}, tmp_path / "ray", progress=False, report=False
+    )
+    assert (
+        set(remote.statuses.values()) == {"finished"}
+        and remote.statuses.keys() == local.statuses.keys()
+    )
     assert not ray.is_initialized()  # the instance the launcher started is shut down
     assert _frame(tmp_path / "ray").equals(_frame(tmp_path / "local"))
     for cell in remote.cells:
-        metrics = [json.loads((cell_dir(tmp_path / name, cell.id) / RESULT).read_text())["metrics"]
-                   for name in ("local", "ray")]
+        metrics = [
+            json.loads((cell_dir(tmp_path / name, cell.id) / RESULT).read_text())["metrics"]
+            for name in ("local", "ray")
+        ]
         assert metrics[0] == metrics[1]
 
 
 def _kill_worker_when_running(folder: Path, killed: list[int]) -> threading.Thread:
     """SIGKILL the process that holds ``folder``'s lock, one second into its cell."""
+
     def kill() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -92,9 +98,14 @@ def _kill_worker_when_running(folder: Path, killed: list[int]) -> threading.Thre
 @pytest.mark.parametrize("max_retries", [0, 1])
 def test_a_worker_killed_mid_cell_is_retried_or_recorded(tmp_path, tiny_root, toy, max_retries):
     sweep = make_sweep(
-        tiny_root, categories=[2], launcher={**RAY_CELL, "max_retries": max_retries},
-        methods=[{"name": "toy", "preset": "tiny"},
-                 {"name": "toy", "preset": "tiny", "set": {"step_sleep_s": 1.5}, "label": "slow"}])
+        tiny_root,
+        categories=[2],
+        launcher={**RAY_CELL, "max_retries": max_retries},
+        methods=[
+            {"name": "toy", "preset": "tiny"},
+            {"name": "toy", "preset": "tiny", "set": {"step_sleep_s": 1.5}, "label": "slow"},
+        ],
+    )
     _, (quick, slow) = plan(sweep)
     killed: list[int] = []
     killer = _kill_worker_when_running(cell_dir(tmp_path, slow.id), killed)
@@ -130,9 +141,26 @@ def ray_head(tmp_path) -> Iterator[dict[str, str]]:
     log = (tmp_path / "ray_head.log").open("w")
     temp_dir = tempfile.mkdtemp(prefix="ray")
     head = subprocess.Popen(
-        [RAY, "start", "--head", "--block", "--num-cpus", "2", "--num-gpus", "0",
-         "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp_dir],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            RAY,
+            "start",
+            "--head",
+            "--block",
+            "--num-cpus",
+            "2",
+            "--num-gpus",
+            "0",
+            "--include-dashboard",
+            "false",
+            "--disable-usage-stats",
+            "--temp-dir",
+            temp_dir,
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         _wait_until_up(env, head, tmp_path / "ray_head.log")
         yield env
@@ -149,8 +177,10 @@ def ray_head(tmp_path) -> Iterator[dict[str, str]]:
 
 def _cluster_up(env: dict[str, str]) -> bool:
     try:
-        return subprocess.run([RAY, "status"], env=env, capture_output=True,
-                              timeout=30).returncode == 0
+        return (
+            subprocess.run([RAY, "status"], env=env, capture_output=True, timeout=30).returncode
+            == 0
+        )
     except subprocess.TimeoutExpired:
         return False
 
@@ -172,11 +202,15 @@ print(json.dumps(run_sweep(json.loads(sys.argv[1]), sys.argv[2], progress=False,
 
 
 @pytest.mark.slow
-def test_address_auto_joins_a_running_cluster_and_leaves_it_up(tmp_path, tiny_root, toy,
-                                                               ray_head):
+def test_address_auto_joins_a_running_cluster_and_leaves_it_up(tmp_path, tiny_root, toy, ray_head):
     sweep = make_sweep(tiny_root, categories=[1, 2], launcher={**RAY_CELL, "address": "auto"})
-    driver = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(sweep), str(tmp_path)],
-                            env=ray_head, capture_output=True, text=True, timeout=300)
+    driver = subprocess.run(
+        [sys.executable, "-c", DRIVER, json.dumps(sweep), str(tmp_path)],
+        env=ray_head,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert driver.returncode == 0, driver.stderr[-3000:]
     _, cells = plan(sweep)
     assert json.loads(driver.stdout.splitlines()[-1]) == {c.id: "finished" for c in cells}

@@ -17,11 +17,21 @@ pytest.importorskip("submitit")
 @pytest.mark.slow
 def test_slurm_jobs_run_cells_and_failed_cells_are_resubmitted(tmp_path, tiny_root, toy):
     sweep = make_sweep(
-        tiny_root, categories=[2],
-        methods=[{"name": "toy", "preset": "tiny"},
-                 {"name": "toy", "preset": "tiny", "set": {"fail": True}, "label": "broken"}],
-        launcher={"name": "slurm", "cluster": "local", "gpus_per_node": 0, "cpus_per_task": 1,
-                  "timeout_min": 10, "poll_s": 0.5})
+        tiny_root,
+        categories=[2],
+        methods=[
+            {"name": "toy", "preset": "tiny"},
+            {"name": "toy", "preset": "tiny", "set": {"fail": True}, "label": "broken"},
+        ],
+        launcher={
+            "name": "slurm",
+            "cluster": "local",
+            "gpus_per_node": 0,
+            "cpus_per_task": 1,
+            "timeout_min": 10,
+            "poll_s": 0.5,
+        },
+    )
     first = run_sweep(sweep, tmp_path, progress=False, report=False)
     good, broken = first.cells
     assert first.statuses == {good.id: "finished", broken.id: "failed"}

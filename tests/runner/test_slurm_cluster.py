@@ -22,8 +22,15 @@ import_or_skip("submitit")  # CI installs the slurm extra: there a missing one f
 
 
 def _launcher(partition: str) -> dict[str, Any]:
-    return {"name": "slurm", "cluster": "slurm", "partition": partition, "gpus_per_node": 0,
-            "cpus_per_task": 1, "timeout_min": 10, "poll_s": 0.5}
+    return {
+        "name": "slurm",
+        "cluster": "slurm",
+        "partition": partition,
+        "gpus_per_node": 0,
+        "cpus_per_task": 1,
+        "timeout_min": 10,
+        "poll_s": 0.5,
+    }
 
 
 def _frame(out: Path):
@@ -41,18 +48,23 @@ def _sacct(job_id: str) -> list[str]:
     deadline = time.monotonic() + 30
     while True:
         lines = subprocess.run(
-            ["sacct", "-n", "-P", "-D", "-X", "-o", "JobID,State", "-j", job_id], check=True,
-            capture_output=True, text=True).stdout.splitlines()
-        states = [state.split()[0] for jid, state in (line.split("|") for line in lines)
-                  if jid == job_id]
+            ["sacct", "-n", "-P", "-D", "-X", "-o", "JobID,State", "-j", job_id],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.splitlines()
+        states = [
+            state.split()[0] for jid, state in (line.split("|") for line in lines) if jid == job_id
+        ]
         if (states and states[-1] not in ACTIVE_STATES) or time.monotonic() > deadline:
             return states
         time.sleep(0.5)
 
 
 def _squeue_state(job_id: str) -> str:
-    return subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True
+    ).stdout.strip()
 
 
 def _in_background(sweep: dict[str, Any], out: Path) -> tuple[threading.Thread, dict[str, Any]]:
@@ -94,8 +106,10 @@ def _when_running(out: Path, cell_id: str, timeout: float = 90) -> tuple[str, di
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            job_id, lock = _job(out, cell_id)["job_id"], json.loads(
-                (cell_dir(out, cell_id) / LOCK).read_text())
+            job_id, lock = (
+                _job(out, cell_id)["job_id"],
+                json.loads((cell_dir(out, cell_id) / LOCK).read_text()),
+            )
         except (OSError, ValueError):
             time.sleep(0.1)
             continue
@@ -109,8 +123,12 @@ def _when_running(out: Path, cell_id: str, timeout: float = 90) -> tuple[str, di
 def test_a_job_array_gives_the_local_launchers_results(tmp_path, tiny_root, toy, slurm_cluster):
     sweep = make_sweep(tiny_root, categories=[1, 2, 4])
     local = run_sweep(sweep, tmp_path / "local", progress=False, report=False)
-    remote = run_sweep({**sweep, "launcher": _launcher(slurm_cluster)}, tmp_path / "slurm",
-                       progress=False, report=False)
+    remote = run_sweep(
+        {**sweep, "launcher": _launcher(slurm_cluster)},
+        tmp_path / "slurm",
+        progress=False,
+        report=False,
+    )
     assert remote.statuses == dict.fromkeys(local.statuses, "finished")
     assert _frame(tmp_path / "slurm").equals(_frame(tmp_path / "local"))
     tables = [leaderboard(tmp_path / name, fmt="csv", cost=False) for name in ("local", "slurm")]
@@ -129,16 +147,25 @@ def test_a_job_array_gives_the_local_launchers_results(tmp_path, tiny_root, toy,
 @pytest.mark.slow
 def test_a_cancelled_job_alone_is_resubmitted(tmp_path, tiny_root, toy, slurm_cluster):
     sweep = make_sweep(
-        tiny_root, categories=[2], launcher=_launcher(slurm_cluster),
-        methods=[{"name": "toy", "preset": "tiny", "set": {"step_sleep_s": 3.0}, "label": "slow"},
-                 {"name": "toy", "preset": "tiny"},
-                 {"name": "toy", "preset": "tiny", "set": {"channels": 8}, "label": "wide"}])
+        tiny_root,
+        categories=[2],
+        launcher=_launcher(slurm_cluster),
+        methods=[
+            {"name": "toy", "preset": "tiny", "set": {"step_sleep_s": 3.0}, "label": "slow"},
+            {"name": "toy", "preset": "tiny"},
+            {"name": "toy", "preset": "tiny", "set": {"channels": 8}, "label": "wide"},
+        ],
+    )
     _, cells = plan(sweep)
     slow = cells[0]
     thread, outcome = _in_background(sweep, tmp_path)
     submitted = _all_submitted(tmp_path, cells)
-    meanwhile = run_sweep({**sweep, "launcher": {**sweep["launcher"], "wait": False}}, tmp_path,
-                          progress=False, report=False)  # a re-launch while the jobs are queued
+    meanwhile = run_sweep(
+        {**sweep, "launcher": {**sweep["launcher"], "wait": False}},
+        tmp_path,
+        progress=False,
+        report=False,
+    )  # a re-launch while the jobs are queued
     assert "queued" in meanwhile.statuses.values()  # 3 jobs on 2 CPUs: one at least pending
     assert set(meanwhile.statuses.values()) <= {"queued", "busy"}  # "busy": it holds the lock
     assert {c.id: _job(tmp_path, c.id) for c in cells} == submitted
@@ -151,13 +178,15 @@ def test_a_cancelled_job_alone_is_resubmitted(tmp_path, tiny_root, toy, slurm_cl
     assert error["type"] == "JobKilled"
     assert error["message"] == f"job {job_id} ended CANCELLED before its cell finished"
     done = [c for c in cells if c.id != slow.id]
-    before = {c.id: ((cell_dir(tmp_path, c.id) / RESULT).read_bytes(), _job(tmp_path, c.id))
-              for c in done}
+    before = {
+        c.id: ((cell_dir(tmp_path, c.id) / RESULT).read_bytes(), _job(tmp_path, c.id)) for c in done
+    }
 
     second = run_sweep(sweep, tmp_path, progress=False, report=False)
     assert second.statuses == {c.id: "finished" if c.id == slow.id else "skipped" for c in cells}
-    assert {c.id: ((cell_dir(tmp_path, c.id) / RESULT).read_bytes(), _job(tmp_path, c.id))
-            for c in done} == before
+    assert {
+        c.id: ((cell_dir(tmp_path, c.id) / RESULT).read_bytes(), _job(tmp_path, c.id)) for c in done
+    } == before
     resubmitted = _job(tmp_path, slow.id)["job_id"]
     assert resubmitted != job_id and _sacct(resubmitted) == ["COMPLETED"]
     assert not (cell_dir(tmp_path, slow.id) / ERROR).exists()
@@ -167,8 +196,11 @@ def test_a_cancelled_job_alone_is_resubmitted(tmp_path, tiny_root, toy, slurm_cl
 @pytest.mark.slow
 def test_a_requeued_job_finishes_its_cell(tmp_path, tiny_root, toy, slurm_cluster):
     sweep = make_sweep(
-        tiny_root, categories=[2], launcher=_launcher(slurm_cluster),
-        methods=[{"name": "toy", "preset": "tiny", "set": {"step_sleep_s": 3.0}, "label": "slow"}])
+        tiny_root,
+        categories=[2],
+        launcher=_launcher(slurm_cluster),
+        methods=[{"name": "toy", "preset": "tiny", "set": {"step_sleep_s": 3.0}, "label": "slow"}],
+    )
     _, (cell,) = plan(sweep)
     thread, outcome = _in_background(sweep, tmp_path)
     job_id, lock = _when_running(tmp_path, cell.id)

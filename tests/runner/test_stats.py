@@ -25,18 +25,38 @@ from adbench.runner.stats import (
 )
 
 
-def tidy(values: dict[tuple[str, str, int, int, str], float], metric: str = "I-AUROC",
-         with_means: bool = True) -> pd.DataFrame:
+def tidy(
+    values: dict[tuple[str, str, int, int, str], float],
+    metric: str = "I-AUROC",
+    with_means: bool = True,
+) -> pd.DataFrame:
     """A `load_results`-shaped table from {(dataset, method, k, seed, category): value}, plus
     the mean row of each cell."""
-    rows = [{"cell_id": f"{d}-{m}-{k}-{s}", "method": m, "name": m, "preset": "tiny",
-             "dataset": d, "k": k, "seed": s, "category": c, "metric": metric, "value": v}
-            for (d, m, k, s, c), v in values.items()]
+    rows = [
+        {
+            "cell_id": f"{d}-{m}-{k}-{s}",
+            "method": m,
+            "name": m,
+            "preset": "tiny",
+            "dataset": d,
+            "k": k,
+            "seed": s,
+            "category": c,
+            "metric": metric,
+            "value": v,
+        }
+        for (d, m, k, s, c), v in values.items()
+    ]
     frame = pd.DataFrame(rows)
     if with_means:
-        means = (frame.groupby(["cell_id", "method", "name", "preset", "dataset", "k", "seed",
-                                "metric"], as_index=False)["value"].mean()
-                 .assign(category="mean"))
+        means = (
+            frame.groupby(
+                ["cell_id", "method", "name", "preset", "dataset", "k", "seed", "metric"],
+                as_index=False,
+            )["value"]
+            .mean()
+            .assign(category="mean")
+        )
         frame = pd.concat([frame, means], ignore_index=True)
     return frame
 
@@ -46,10 +66,18 @@ def test_paired_test_matches_the_hand_computed_wilcoxon():
     # |d| ranks: 0.5 -> 1, 1 -> 2, 2 -> 3, 3 -> 4; R+ = 9, R- = 1; W = min = 1
     # exact two-sided p for n = 4: P(W <= 1) = 2 / 16 (rank sums 0 and 1), doubled: 0.25
     # rank-biserial r = (9 - 1) / 10 = 0.8
-    a = {("d", "a", 2, s, c): v for (s, c), v in
-         zip([(0, "x"), (0, "y"), (1, "x"), (1, "y")], [0.9, 0.8, 0.7, 0.6], strict=True)}
-    b = {("d", "b", 2, s, c): v for (s, c), v in
-         zip([(0, "x"), (0, "y"), (1, "x"), (1, "y")], [-0.1, -1.2, -2.3, 1.1], strict=True)}
+    a = {
+        ("d", "a", 2, s, c): v
+        for (s, c), v in zip(
+            [(0, "x"), (0, "y"), (1, "x"), (1, "y")], [0.9, 0.8, 0.7, 0.6], strict=True
+        )
+    }
+    b = {
+        ("d", "b", 2, s, c): v
+        for (s, c), v in zip(
+            [(0, "x"), (0, "y"), (1, "x"), (1, "y")], [-0.1, -1.2, -2.3, 1.1], strict=True
+        )
+    }
     result = paired_test(tidy({**a, **b}), "a", "b")
     assert result["n_pairs"] == 4
     assert result["statistic"] == pytest.approx(1.0)
@@ -68,10 +96,17 @@ def test_paired_test_needs_pairs_with_a_difference():
 
 def test_average_ranks_friedman_and_the_nemenyi_critical_difference():
     # 4 blocks (dataset, k), 3 methods; a wins 3 blocks and b one, c is last except a tie in one
-    means = {("d1", 2): (0.9, 0.8, 0.7), ("d1", 4): (0.9, 0.8, 0.8), ("d2", 2): (0.7, 0.9, 0.6),
-             ("d2", 4): (0.95, 0.9, 0.5)}
-    values = {(d, m, k, 0, "x"): v for (d, k), row in means.items()
-              for m, v in zip("abc", row, strict=True)}
+    means = {
+        ("d1", 2): (0.9, 0.8, 0.7),
+        ("d1", 4): (0.9, 0.8, 0.8),
+        ("d2", 2): (0.7, 0.9, 0.6),
+        ("d2", 4): (0.95, 0.9, 0.5),
+    }
+    values = {
+        (d, m, k, 0, "x"): v
+        for (d, k), row in means.items()
+        for m, v in zip("abc", row, strict=True)
+    }
     table, summary = average_ranks(tidy(values))
     # ranks: a 1, 1, 2, 1 -> 1.25; b 2, 2.5, 1, 2 -> 1.875; c 3, 2.5, 3, 3 -> 2.875
     assert list(table["method"]) == ["a", "b", "c"]
@@ -80,12 +115,13 @@ def test_average_ranks_friedman_and_the_nemenyi_critical_difference():
     rank_sums = np.array([1.25, 1.875, 2.875]) * n
     # Friedman chi-square with the tie correction: 12 / (n m (m+1)) sum R^2 - 3 n (m+1), divided
     # by 1 - sum(t^3 - t) / (n (m^3 - m)) (one tie of two in one block)
-    chi2 = 12 / (n * m * (m + 1)) * (rank_sums ** 2).sum() - 3 * n * (m + 1)
-    chi2 /= 1 - (2 ** 3 - 2) / (n * (m ** 3 - m))
+    chi2 = 12 / (n * m * (m + 1)) * (rank_sums**2).sum() - 3 * n * (m + 1)
+    chi2 /= 1 - (2**3 - 2) / (n * (m**3 - m))
     assert summary["friedman_statistic"] == pytest.approx(chi2)
     # Demsar 2006, Table 5: q_0.05 = 2.343 for 3 classifiers
-    assert summary["critical_difference"] == pytest.approx(2.343 * math.sqrt(m * (m + 1)
-                                                                              / (6 * n)), rel=1e-3)
+    assert summary["critical_difference"] == pytest.approx(
+        2.343 * math.sqrt(m * (m + 1) / (6 * n)), rel=1e-3
+    )
     assert (summary["n_blocks"], summary["n_methods"]) == (4, 3)
 
 
@@ -98,11 +134,15 @@ def test_critical_difference_diagram_is_written(tmp_path):
 
 def test_degradation_slope_is_the_change_per_doubling_of_k():
     # exact line: 0.9 - 0.02 log2 k over k = 2, 4, 8, 16 and two seeds
-    exact = {("d", "a", k, s, "x"): 0.9 - 0.02 * math.log2(k) for k in (2, 4, 8, 16)
-             for s in (0, 1)}
+    exact = {
+        ("d", "a", k, s, "x"): 0.9 - 0.02 * math.log2(k) for k in (2, 4, 8, 16) for s in (0, 1)
+    }
     rng = np.random.default_rng(0)
-    noisy = {("d", "b", k, s, "x"): 0.8 - 0.05 * math.log2(k) + rng.normal(0, 0.01)
-             for k in (2, 4, 8, 16) for s in (0, 1, 2)}
+    noisy = {
+        ("d", "b", k, s, "x"): 0.8 - 0.05 * math.log2(k) + rng.normal(0, 0.01)
+        for k in (2, 4, 8, 16)
+        for s in (0, 1, 2)
+    }
     slopes = degradation_slopes(tidy({**exact, **noisy})).set_index("method")
     assert slopes.loc["a", "slope"] == pytest.approx(-0.02)
     assert slopes.loc["a", "ci_high"] - slopes.loc["a", "ci_low"] == pytest.approx(0, abs=1e-9)
@@ -111,7 +151,7 @@ def test_degradation_slope_is_the_change_per_doubling_of_k():
     x, y = np.log2(points["k"].to_numpy(float)), points["value"].to_numpy()
     slope, intercept = np.polyfit(x, y, 1)
     residual = y - (slope * x + intercept)
-    stderr = math.sqrt((residual ** 2).sum() / (len(x) - 2) / ((x - x.mean()) ** 2).sum())
+    stderr = math.sqrt((residual**2).sum() / (len(x) - 2) / ((x - x.mean()) ** 2).sum())
     from scipy.stats import t as student
 
     half = student.ppf(0.975, len(x) - 2) * stderr
@@ -119,13 +159,15 @@ def test_degradation_slope_is_the_change_per_doubling_of_k():
     assert slopes.loc["b", "ci_low"] == pytest.approx(slope - half)
     assert slopes.loc["b", "ci_high"] == pytest.approx(slope + half)
     assert (slopes.loc["b", "n_points"], slopes.loc["b", "k_min"], slopes.loc["b", "k_max"]) == (
-        12, 2, 16)
+        12,
+        2,
+        16,
+    )
 
 
 def test_bootstrap_interval_of_the_mean_over_seeds_and_categories():
     rng = np.random.default_rng(1)
-    values = {("d", "a", 8, s, f"c{c}"): rng.normal(0.8, 0.05) for s in range(5)
-              for c in range(40)}
+    values = {("d", "a", 8, s, f"c{c}"): rng.normal(0.8, 0.05) for s in range(5) for c in range(40)}
     table = confidence_intervals(tidy(values), seed=3)
     row = table[table["metric"] == "I-AUROC"].iloc[0]
     sample = np.array(list(values.values()))
@@ -166,10 +208,19 @@ def test_leaderboard_with_stats_shows_intervals_tests_slopes_and_ranks():
     assert f"[{low:.1f}, {high:.1f}]" in row
     test = paired_test(frame, "a", "b", k=8)
     row = next(line for line in text.splitlines() if line.startswith("| a vs b |"))
-    assert row == (f"| a vs b | 4 | {100 * test['median_difference']:+.2f} | "
-                   f"{test['statistic']:.1f} | {test['p_value']:.3g} | +1.00 |")
-    row = next(line for line in text.splitlines() if line.startswith("| b |") and "8" in line
-               and "per doubling" not in line and "[" in line and "2-8" in line)
+    assert row == (
+        f"| a vs b | 4 | {100 * test['median_difference']:+.2f} | "
+        f"{test['statistic']:.1f} | {test['p_value']:.3g} | +1.00 |"
+    )
+    row = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("| b |")
+        and "8" in line
+        and "per doubling" not in line
+        and "[" in line
+        and "2-8" in line
+    )
     assert row.startswith("| b | -6.00 [")  # points per doubling of k
     assert "average rank by I-AUROC over 3 (dataset, k) blocks" in text
     csv = pd.read_csv(io.StringIO(leaderboard(frame, fmt="csv", stats=True)))
@@ -187,8 +238,9 @@ def test_cli_leaderboard_stats_and_the_ranks_diagram(tmp_path, monkeypatch, caps
     monkeypatch.setattr(plots, "load_results", lambda out: frame)
     parser = argparse.ArgumentParser()
     commands.add_commands(parser.add_subparsers())
-    args = parser.parse_args(["leaderboard", str(tmp_path), "--stats", "--no-cost",
-                              "--per-category"])
+    args = parser.parse_args(
+        ["leaderboard", str(tmp_path), "--stats", "--no-cost", "--per-category"]
+    )
     assert args.func(args) == 0
     assert "paired Wilcoxon" in capsys.readouterr().out
     args = parser.parse_args(["plot", "ranks", str(tmp_path), "--format", "svg"])
@@ -203,8 +255,7 @@ def test_drawing_leaves_the_users_matplotlib_backend_alone(tmp_path):
     previous = matplotlib.get_backend()
     matplotlib.use("svg")  # a choice of the user's (a notebook's inline backend, say), not Agg
     try:
-        files = plots.plot_scaling(shipped, dataset="synthetic", save_dir=tmp_path,
-                                   formats=["png"])
+        files = plots.plot_scaling(shipped, dataset="synthetic", save_dir=tmp_path, formats=["png"])
         files += plots.plot_ranks(shipped, metric="mAD", save_dir=tmp_path, formats=["png"])
         assert matplotlib.get_backend() == "svg"
     finally:

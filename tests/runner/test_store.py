@@ -25,9 +25,14 @@ COSTS = ["train h", "img/s", "peak GB", "params M"]
 def run(tmp_path_factory, tiny_root, toy):
     """Two methods x k in {2, 4} x seeds {0, 1}."""
     out = tmp_path_factory.mktemp("store")
-    sweep = make_sweep(tiny_root, seeds=[0, 1], methods=[
-        {"name": "toy", "preset": "tiny"},
-        {"name": "toy", "preset": "tiny", "set": {"channels": 2}, "label": "toy-c2"}])
+    sweep = make_sweep(
+        tiny_root,
+        seeds=[0, 1],
+        methods=[
+            {"name": "toy", "preset": "tiny"},
+            {"name": "toy", "preset": "tiny", "set": {"channels": 2}, "label": "toy-c2"},
+        ],
+    )
     report = run_sweep(sweep, out, progress=False)
     return out, report
 
@@ -39,12 +44,24 @@ def _results_json(out):
 def test_results_table_holds_every_recorded_value(run):
     out, _ = run
     frame = load_results(out)
-    assert list(frame.columns[:10]) == ["cell_id", "method", "name", "preset", "dataset", "k",
-                                        "seed", "category", "metric", "value"]
-    expected = {(r["cell_id"], category, metric): value
-                for r in _results_json(out)
-                for category, metrics in r["metrics"].items()
-                for metric, value in metrics.items()}
+    assert list(frame.columns[:10]) == [
+        "cell_id",
+        "method",
+        "name",
+        "preset",
+        "dataset",
+        "k",
+        "seed",
+        "category",
+        "metric",
+        "value",
+    ]
+    expected = {
+        (r["cell_id"], category, metric): value
+        for r in _results_json(out)
+        for category, metrics in r["metrics"].items()
+        for metric, value in metrics.items()
+    }
     got = {(row.cell_id, row.category, row.metric): row.value for row in frame.itertuples()}
     assert got.keys() == expected.keys()
     for key, value in expected.items():
@@ -57,8 +74,10 @@ def test_exported_files_round_trip(run):
     frame = load_results(out)
     pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), frame)
     from_csv = pd.read_csv(out / "results.csv")
-    pd.testing.assert_frame_equal(from_csv[["cell_id", "metric", "value"]].astype(
-        {"cell_id": str}), frame[["cell_id", "metric", "value"]].astype({"cell_id": str}))
+    pd.testing.assert_frame_equal(
+        from_csv[["cell_id", "metric", "value"]].astype({"cell_id": str}),
+        frame[["cell_id", "metric", "value"]].astype({"cell_id": str}),
+    )
     cells = load_cells(out)
     assert len(cells) == 8 and set(cells["status"]) == {"finished"}
     pd.testing.assert_frame_equal(pd.read_parquet(out / "cells.parquet"), cells)
@@ -82,16 +101,19 @@ def test_leaderboard_means_spreads_and_bold(run):
     assert "peak GB of CPU memory" in text
     assert "train h" not in leaderboard(out, fmt="md", cost=False)
     assert "train h" not in leaderboard(out, fmt="latex")  # costs are opt-in outside Markdown
-    lines = {line.split("|")[1].strip(): line for line in text.splitlines()
-             if line.startswith("| toy")}
+    lines = {
+        line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| toy")
+    }
     for label, values in rows.items():
         cells = [c.strip() for c in lines[label].split("|")[2:-1]]
         cells, costs = cells[: len(METRICS)], cells[len(METRICS) :]
         raw = [r for r in results if r["label"] == label and r["k"] == 4]
-        expected = [statistics.mean(r["timings"]["train_s"] for r in raw) / 3600,
-                    statistics.mean(r["timings"]["images_per_s"] for r in raw),
-                    statistics.mean(r["memory"]["peak_rss_mb"] for r in raw) / 1024,
-                    statistics.mean(r["params"]["total"] for r in raw) / 1e6]
+        expected = [
+            statistics.mean(r["timings"]["train_s"] for r in raw) / 3600,
+            statistics.mean(r["timings"]["images_per_s"] for r in raw),
+            statistics.mean(r["memory"]["peak_rss_mb"] for r in raw) / 1024,
+            statistics.mean(r["params"]["total"] for r in raw) / 1e6,
+        ]
         assert [float(c) for c in costs] == pytest.approx(expected, rel=5e-3)  # 3 figures
         for metric, cell in zip(METRICS, cells, strict=True):
             mean, std = statistics.mean(values[metric]), statistics.stdev(values[metric])
@@ -105,23 +127,38 @@ def test_leaderboard_means_spreads_and_bold(run):
 
 def _frame(values):
     """A results table from {(method, seed, category): {metric: value}} at k = 3."""
-    rows = [{"cell_id": f"{m}{s}", "method": m, "name": m, "preset": "tiny",
-             "dataset": "d", "k": 3, "seed": s, "category": c, "metric": metric, "value": v}
-            for (m, s, c), metrics in values.items() for metric, v in metrics.items()]
+    rows = [
+        {
+            "cell_id": f"{m}{s}",
+            "method": m,
+            "name": m,
+            "preset": "tiny",
+            "dataset": "d",
+            "k": 3,
+            "seed": s,
+            "category": c,
+            "metric": metric,
+            "value": v,
+        }
+        for (m, s, c), metrics in values.items()
+        for metric, v in metrics.items()
+    ]
     return pd.DataFrame(rows)
 
 
 def test_leaderboard_formats_on_a_known_table():
-    frame = _frame({
-        ("a", 0, "mean"): {"I-AUROC": 0.90, "P-AUROC": 0.5},
-        ("a", 1, "mean"): {"I-AUROC": 0.94, "P-AUROC": 0.5},
-        ("b", 0, "mean"): {"I-AUROC": 0.80, "P-AUROC": 0.7},
-        ("b", 1, "mean"): {"I-AUROC": 0.80, "P-AUROC": 0.7},
-        ("a", 0, "x_cat"): {"I-AUROC": 0.9},
-        ("a", 1, "x_cat"): {"I-AUROC": 0.9},
-        ("b", 0, "x_cat"): {"I-AUROC": 0.9},
-        ("b", 1, "x_cat"): {"I-AUROC": 0.9},
-    })
+    frame = _frame(
+        {
+            ("a", 0, "mean"): {"I-AUROC": 0.90, "P-AUROC": 0.5},
+            ("a", 1, "mean"): {"I-AUROC": 0.94, "P-AUROC": 0.5},
+            ("b", 0, "mean"): {"I-AUROC": 0.80, "P-AUROC": 0.7},
+            ("b", 1, "mean"): {"I-AUROC": 0.80, "P-AUROC": 0.7},
+            ("a", 0, "x_cat"): {"I-AUROC": 0.9},
+            ("a", 1, "x_cat"): {"I-AUROC": 0.9},
+            ("b", 0, "x_cat"): {"I-AUROC": 0.9},
+            ("b", 1, "x_cat"): {"I-AUROC": 0.9},
+        }
+    )
     text = leaderboard(frame, per_category=["I-AUROC"])
     assert "| a | **92.0 ± 2.8** | 50.0 ± 0.0 |" in text
     assert "| b | 80.0 ± 0.0 | **70.0 ± 0.0** |" in text
@@ -132,10 +169,10 @@ def test_leaderboard_formats_on_a_known_table():
     csv = pd.read_csv(io.StringIO(leaderboard(frame, fmt="csv")))
     expected = frame.groupby(["method", "category", "metric"])["value"].agg(["mean", "std"])
     for row in csv.itertuples():
-        assert row.mean == pytest.approx(expected.loc[(row.method, row.category, row.metric),
-                                                      "mean"])
-        assert row.std == pytest.approx(expected.loc[(row.method, row.category, row.metric),
-                                                     "std"])
+        assert row.mean == pytest.approx(
+            expected.loc[(row.method, row.category, row.metric), "mean"]
+        )
+        assert row.std == pytest.approx(expected.loc[(row.method, row.category, row.metric), "std"])
         assert row.n_seeds == 2
 
 
@@ -157,22 +194,42 @@ def test_leaderboard_k_choice_and_errors():
 def _cells(rows):
     """A cells table from {(method, seed): (train_s, images/s, peak GPU MiB, params, world size,
     device type)} at k = 3, as `load_cells` returns it."""
-    return pd.DataFrame([
-        {"cell_id": f"{m}{s}", "method": m, "name": m, "preset": "tiny", "dataset": "d", "k": 3,
-         "seed": s, "status": "finished", "train_s": train, "images_per_s": speed,
-         "peak_rss_mb": 3000.0, "peak_gpu_mb": gpu, "params": params, "world_size": size,
-         "device_type": device}
-        for (m, s), (train, speed, gpu, params, size, device) in rows.items()])
+    return pd.DataFrame(
+        [
+            {
+                "cell_id": f"{m}{s}",
+                "method": m,
+                "name": m,
+                "preset": "tiny",
+                "dataset": "d",
+                "k": 3,
+                "seed": s,
+                "status": "finished",
+                "train_s": train,
+                "images_per_s": speed,
+                "peak_rss_mb": 3000.0,
+                "peak_gpu_mb": gpu,
+                "params": params,
+                "world_size": size,
+                "device_type": device,
+            }
+            for (m, s), (train, speed, gpu, params, size, device) in rows.items()
+        ]
+    )
 
 
-KNOWN = {("a", 0, "mean"): {"I-AUROC": 0.90, "mAD": 0.6, "S-AUROC": 0.95},
-         ("a", 1, "mean"): {"I-AUROC": 0.94, "mAD": 0.6, "S-AUROC": 0.95},
-         ("b", 0, "mean"): {"I-AUROC": 0.80, "mAD": 0.7, "S-AUROC": 0.85},
-         ("b", 1, "mean"): {"I-AUROC": 0.80, "mAD": 0.7, "S-AUROC": 0.85}}
-KNOWN_CELLS = {("a", 0): (3600.0, 100.0, 2048.0, 12_500_000, 1, "cuda"),
-               ("a", 1): (5400.0, 110.0, 4096.0, 12_500_000, 1, "cuda"),
-               ("b", 0): (1800.0, 50.0, 1024.0, 3_000_000, 2, "cuda"),
-               ("b", 1): (1800.0, 50.0, 1024.0, 3_000_000, 2, "cuda")}
+KNOWN = {
+    ("a", 0, "mean"): {"I-AUROC": 0.90, "mAD": 0.6, "S-AUROC": 0.95},
+    ("a", 1, "mean"): {"I-AUROC": 0.94, "mAD": 0.6, "S-AUROC": 0.95},
+    ("b", 0, "mean"): {"I-AUROC": 0.80, "mAD": 0.7, "S-AUROC": 0.85},
+    ("b", 1, "mean"): {"I-AUROC": 0.80, "mAD": 0.7, "S-AUROC": 0.85},
+}
+KNOWN_CELLS = {
+    ("a", 0): (3600.0, 100.0, 2048.0, 12_500_000, 1, "cuda"),
+    ("a", 1): (5400.0, 110.0, 4096.0, 12_500_000, 1, "cuda"),
+    ("b", 0): (1800.0, 50.0, 1024.0, 3_000_000, 2, "cuda"),
+    ("b", 1): (1800.0, 50.0, 1024.0, 3_000_000, 2, "cuda"),
+}
 
 
 def test_cost_columns_on_a_known_table():
@@ -185,8 +242,10 @@ def test_cost_columns_on_a_known_table():
     assert "costs: mean over seeds, peak GB of GPU memory" in text
     assert "train h" not in leaderboard(frame, cells=cells, cost=False)
     latex = leaderboard(frame, cells=cells, fmt="latex", cost=True, per_category=[])
-    assert (r"a & \textbf{92.0 $\pm$ 2.8} & 60.0 $\pm$ 0.0 & \textbf{95.0 $\pm$ 0.0} & "
-            r"1.25 & 105 & 3.00 & 12.5 \\") in latex
+    assert (
+        r"a & \textbf{92.0 $\pm$ 2.8} & 60.0 $\pm$ 0.0 & \textbf{95.0 $\pm$ 0.0} & "
+        r"1.25 & 105 & 3.00 & 12.5 \\"
+    ) in latex
     csv = pd.read_csv(io.StringIO(leaderboard(frame, cells=cells, fmt="csv", cost=True)))
     hours = csv[(csv["method"] == "a") & (csv["metric"] == "train h")]
     assert hours["mean"].item() == pytest.approx(statistics.mean([1.0, 1.5]))
@@ -200,8 +259,11 @@ def test_per_gpu_hour_ranking_on_a_known_table(metric):
     expected = {}
     for method in ("a", "b"):
         value = 100 * statistics.mean(v[metric] for (m, _, _), v in KNOWN.items() if m == method)
-        hours = statistics.mean(train * size / 3600 for (m, _), (train, _, _, _, size, _)
-                                in KNOWN_CELLS.items() if m == method)
+        hours = statistics.mean(
+            train * size / 3600
+            for (m, _), (train, _, _, _, size, _) in KNOWN_CELLS.items()
+            if m == method
+        )
         expected[method] = value / hours
     csv = pd.read_csv(io.StringIO(leaderboard(frame, cells=cells, fmt="csv", per_gpu_hour=metric)))
     assert list(csv["method"]) == sorted(expected, key=expected.get, reverse=True)
@@ -221,10 +283,13 @@ def test_costs_and_per_gpu_hour_of_a_run_match_its_result_files(run):
     costs = cost_results(load_cells(out)).set_index(["cell_id", "metric"])["value"]
     for r in results:
         hours = r["timings"]["train_s"] / 3600
-        expected = {"train h": hours, "img/s": r["timings"]["images_per_s"],
-                    "peak GB": r["memory"]["peak_rss_mb"] / 1024,  # a CPU run
-                    "params M": r["params"]["total"] / 1e6,
-                    "device h": hours * r["trainer"]["world_size"]}
+        expected = {
+            "train h": hours,
+            "img/s": r["timings"]["images_per_s"],
+            "peak GB": r["memory"]["peak_rss_mb"] / 1024,  # a CPU run
+            "params M": r["params"]["total"] / 1e6,
+            "device h": hours * r["trainer"]["world_size"],
+        }
         for name, value in expected.items():
             assert costs[(r["cell_id"], name)] == pytest.approx(value)
     ranking = pd.read_csv(io.StringIO(leaderboard(out, fmt="csv", per_gpu_hour="AUPRO")))
@@ -249,11 +314,16 @@ def test_cost_options_need_the_cells_and_known_names():
 def test_scaling_plots_are_written(run, tmp_path):
     out, report = run
     written = {p.name for p in report.files}
-    assert {"leaderboard.md", "scaling_synthetic_I-AUROC.png",
-            "scaling_synthetic_I-AUROC.svg"} <= written
+    assert {
+        "leaderboard.md",
+        "scaling_synthetic_I-AUROC.png",
+        "scaling_synthetic_I-AUROC.svg",
+    } <= written
     paths = plot_scaling(out, metric="P-AUROC", save_dir=tmp_path)
-    assert [p.name for p in paths] == ["scaling_synthetic_P-AUROC.png",
-                                       "scaling_synthetic_P-AUROC.svg"]
+    assert [p.name for p in paths] == [
+        "scaling_synthetic_P-AUROC.png",
+        "scaling_synthetic_P-AUROC.svg",
+    ]
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     svg = paths[1].read_text()
     assert "<svg" in svg and "P-AUROC" in svg and "toy-c2" in svg
@@ -266,8 +336,9 @@ def test_scaling_plots_are_written(run, tmp_path):
     paths = plot_scaling(out, metric="img/s", save_dir=tmp_path, formats=["svg"])
     assert [p.name for p in paths] == ["scaling_synthetic_img_s.svg"]
     assert "img/s" in paths[0].read_text()
-    with pytest.raises(UnknownNameError,
-                       match="unknown metric or cost column 'img/sec'; did you mean 'img/s'"):
+    with pytest.raises(
+        UnknownNameError, match="unknown metric or cost column 'img/sec'; did you mean 'img/s'"
+    ):
         plot_scaling(out, metric="img/sec", save_dir=tmp_path)
     with pytest.raises(UnknownNameError, match="unknown dataset 'nope'"):
         plot_scaling(out, dataset="nope", save_dir=tmp_path)

@@ -23,14 +23,23 @@ def _cells(sweep):
 
 
 def test_expansion_counts_order_and_nested_subsets(tiny_root, toy):
-    sweep = make_sweep(tiny_root, categories=[1, 2, "all"], seeds=[0, 1],
-                       methods=[{"name": "toy", "preset": "tiny"},
-                                {"name": "toy", "preset": "tiny", "set": {"channels": 2},
-                                 "label": "toy2"}])
+    sweep = make_sweep(
+        tiny_root,
+        categories=[1, 2, "all"],
+        seeds=[0, 1],
+        methods=[
+            {"name": "toy", "preset": "tiny"},
+            {"name": "toy", "preset": "tiny", "set": {"channels": 2}, "label": "toy2"},
+        ],
+    )
     cells = _cells(sweep)
     assert len(cells) == 3 * 2 * 2
     assert [(c.k, c.seed, c.label) for c in cells[:4]] == [
-        (1, 0, "toy"), (1, 0, "toy2"), (1, 1, "toy"), (1, 1, "toy2")]
+        (1, 0, "toy"),
+        (1, 0, "toy2"),
+        (1, 1, "toy"),
+        (1, 1, "toy2"),
+    ]
     assert sorted({c.k for c in cells}) == [1, 2, 4]
     index = load_index("synthetic", tiny_root)
     for cell in cells:
@@ -41,20 +50,23 @@ def test_expansion_counts_order_and_nested_subsets(tiny_root, toy):
 
 
 def test_subset_seed_none_draws_per_seed(tiny_root, toy):
-    cells = _cells(make_sweep(tiny_root, categories=[2], seeds=[0, 1, 2, 3],
-                              subset_seed=None))
+    cells = _cells(make_sweep(tiny_root, categories=[2], seeds=[0, 1, 2, 3], subset_seed=None))
     index = load_index("synthetic", tiny_root)
     for cell in cells:
-        assert cell.categories == tuple(sorted(
-            CategorySubset(2, seed=cell.seed).names(index.categories)))
+        assert cell.categories == tuple(
+            sorted(CategorySubset(2, seed=cell.seed).names(index.categories))
+        )
         assert cell.config["subset_seed"] == cell.seed
     assert len({c.categories for c in cells}) > 1
 
 
 def test_sweep_settings_fill_the_method_config(tiny_root, toy):
-    sweep = make_sweep(tiny_root, image_size=24, categories=[3],
-                       trainer={"accelerator": "cpu", "devices": 1, "max_steps": 7,
-                                "precision": 32})
+    sweep = make_sweep(
+        tiny_root,
+        image_size=24,
+        categories=[3],
+        trainer={"accelerator": "cpu", "devices": 1, "max_steps": 7, "precision": 32},
+    )
     (cell,) = _cells(sweep)
     config = cell.config["method"]["config"]
     assert config["num_classes"] == 3  # the num_classes rule: 0 -> k
@@ -63,8 +75,12 @@ def test_sweep_settings_fill_the_method_config(tiny_root, toy):
     assert config["trainer"]["max_steps"] == 7
     assert config["trainer"]["max_epochs"] is None  # a step budget replaces the epoch budget
     assert config["trainer"]["precision"] == "32"
-    assert cell.config["trainer"] == {"accelerator": "cpu", "devices": 1, "strategy": "auto",
-                                      "num_nodes": 1}
+    assert cell.config["trainer"] == {
+        "accelerator": "cpu",
+        "devices": 1,
+        "strategy": "auto",
+        "num_nodes": 1,
+    }
 
 
 def test_sweep_budget_replaces_the_method_budget(tiny_root, toy):
@@ -75,13 +91,21 @@ def test_sweep_budget_replaces_the_method_budget(tiny_root, toy):
     assert trainer() == {**trainer(), "max_epochs": 1, "max_steps": 30}  # the tiny preset's
     assert trainer(max_epochs=3)["max_steps"] == -1
     assert trainer(max_steps=5)["max_epochs"] is None
-    assert (trainer(max_epochs=3, max_steps=5)["max_epochs"],
-            trainer(max_epochs=3, max_steps=5)["max_steps"]) == (3, 5)
+    assert (
+        trainer(max_epochs=3, max_steps=5)["max_epochs"],
+        trainer(max_epochs=3, max_steps=5)["max_steps"],
+    ) == (3, 5)
 
 
 def test_method_set_wins_over_sweep_settings(tiny_root, toy):
-    sweep = make_sweep(tiny_root, image_size=24, categories=[2], methods=[
-        {"name": "toy", "preset": "tiny", "set": {"data.image_size": 16, "num_classes": 9}}])
+    sweep = make_sweep(
+        tiny_root,
+        image_size=24,
+        categories=[2],
+        methods=[
+            {"name": "toy", "preset": "tiny", "set": {"data.image_size": 16, "num_classes": 9}}
+        ],
+    )
     (cell,) = _cells(sweep)
     assert cell.config["method"]["config"]["data"]["image_size"] == 16
     assert cell.config["method"]["config"]["num_classes"] == 9
@@ -112,12 +136,16 @@ def test_cell_ids_are_stable_and_distinct(tiny_root, toy):
     finally:
         os.chdir(cwd)
     changed = [
-        make_sweep(tiny_root, seeds=[0, 1], methods=[
-            {"name": "toy", "preset": "tiny", "set": {"channels": 3}}]),
+        make_sweep(
+            tiny_root,
+            seeds=[0, 1],
+            methods=[{"name": "toy", "preset": "tiny", "set": {"channels": 3}}],
+        ),
         make_sweep(tiny_root, seeds=[0, 1], trainer={"accelerator": "cpu", "max_epochs": 2}),
         make_sweep(tiny_root, seeds=[0, 1], evaluation="exact"),
-        make_sweep(tiny_root, seeds=[0, 1], methods=[
-            {"name": "toy", "preset": "tiny", "label": "renamed"}]),
+        make_sweep(
+            tiny_root, seeds=[0, 1], methods=[{"name": "toy", "preset": "tiny", "label": "renamed"}]
+        ),
     ]
     for sweep in changed:
         assert not set(ids) & {c.id for c in _cells(sweep)}
@@ -125,34 +153,65 @@ def test_cell_ids_are_stable_and_distinct(tiny_root, toy):
     assert [c.id for c in _cells(runtime_only)] == ids
 
 
-@pytest.mark.parametrize(("change", "error", "message"), [
-    ({"seed": [0]}, ConfigError, "unknown key 'seed'; did you mean 'seeds'?"),
-    ({"methods": [{"name": "toy", "prest": "tiny"}]}, ConfigError,
-     "methods[0]: unknown key 'prest'; did you mean 'preset'?"),
-    ({"methods": [{"name": "toy", "set": {"chanels": 2}}]}, ConfigError,
-     "method 'toy': toy: unknown key 'chanels'; did you mean 'channels'?"),
-    ({"methods": [{"name": "tyo"}]}, UnknownNameError, "unknown method 'tyo'; did you mean 'toy'?"),
-    ({"methods": [{"name": "toy", "preset": "tiyn"}]}, UnknownNameError,
-     "did you mean 'tiny'?"),
-    ({"methods": []}, ConfigError, "methods must be 'all' or a non-empty list"),
-    ({"methods": [{"name": "toy"}, {"name": "toy"}]}, ConfigError,
-     "two methods are labelled 'toy:paper'"),
-    ({"launcher": {"name": "slrum"}}, UnknownNameError, "did you mean 'slurm'?"),
-    ({"launcher": {"name": "slurm", "partitin": "gpu"}}, ConfigError,
-     "unknown key 'partitin'; did you mean 'partition'?"),
-    ({"categories": [2, 5]}, ConfigError, "asks for k=5 but dataset 'synthetic' has 4"),
-    ({"categories": [0]}, ConfigError, "k must be >= 1"),
-    ({"seeds": []}, ConfigError, "seeds must list at least one seed"),
-    ({"trainer": {"max_epoch": 1}}, ConfigError, "did you mean 'trainer.max_epochs'?"),
-    ({"evaluation": "exakt"}, ConfigError, "did you mean 'exact'?"),
-    ({"datasets": [{"format": "mvtec", "root": "x", "synthetic": {}}]}, ConfigError,
-     "'synthetic' options need format: synthetic"),
-    ({"datasets": [{"format": "mvtec"}]}, ConfigError, "needs format and root"),
-    ({"datasets": [{"format": "mvtek", "root": "."}]}, UnknownNameError,
-     "did you mean 'mvtec'?"),
-    ({"datasets": [{"format": "mvtec", "root": "/nonexistent/mvtec"}]}, DatasetNotFoundError,
-     "/nonexistent/mvtec"),
-])
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        ({"seed": [0]}, ConfigError, "unknown key 'seed'; did you mean 'seeds'?"),
+        (
+            {"methods": [{"name": "toy", "prest": "tiny"}]},
+            ConfigError,
+            "methods[0]: unknown key 'prest'; did you mean 'preset'?",
+        ),
+        (
+            {"methods": [{"name": "toy", "set": {"chanels": 2}}]},
+            ConfigError,
+            "method 'toy': toy: unknown key 'chanels'; did you mean 'channels'?",
+        ),
+        (
+            {"methods": [{"name": "tyo"}]},
+            UnknownNameError,
+            "unknown method 'tyo'; did you mean 'toy'?",
+        ),
+        (
+            {"methods": [{"name": "toy", "preset": "tiyn"}]},
+            UnknownNameError,
+            "did you mean 'tiny'?",
+        ),
+        ({"methods": []}, ConfigError, "methods must be 'all' or a non-empty list"),
+        (
+            {"methods": [{"name": "toy"}, {"name": "toy"}]},
+            ConfigError,
+            "two methods are labelled 'toy:paper'",
+        ),
+        ({"launcher": {"name": "slrum"}}, UnknownNameError, "did you mean 'slurm'?"),
+        (
+            {"launcher": {"name": "slurm", "partitin": "gpu"}},
+            ConfigError,
+            "unknown key 'partitin'; did you mean 'partition'?",
+        ),
+        ({"categories": [2, 5]}, ConfigError, "asks for k=5 but dataset 'synthetic' has 4"),
+        ({"categories": [0]}, ConfigError, "k must be >= 1"),
+        ({"seeds": []}, ConfigError, "seeds must list at least one seed"),
+        ({"trainer": {"max_epoch": 1}}, ConfigError, "did you mean 'trainer.max_epochs'?"),
+        ({"evaluation": "exakt"}, ConfigError, "did you mean 'exact'?"),
+        (
+            {"datasets": [{"format": "mvtec", "root": "x", "synthetic": {}}]},
+            ConfigError,
+            "'synthetic' options need format: synthetic",
+        ),
+        ({"datasets": [{"format": "mvtec"}]}, ConfigError, "needs format and root"),
+        (
+            {"datasets": [{"format": "mvtek", "root": "."}]},
+            UnknownNameError,
+            "did you mean 'mvtec'?",
+        ),
+        (
+            {"datasets": [{"format": "mvtec", "root": "/nonexistent/mvtec"}]},
+            DatasetNotFoundError,
+            "/nonexistent/mvtec",
+        ),
+    ],
+)
 def test_validation_errors(tiny_root, toy, change, error, message):
     with pytest.raises(error) as info:
         _cells(make_sweep(tiny_root, **change))
@@ -175,8 +234,9 @@ def test_methods_all_expands_registered_methods(tiny_root, toy, caplog):
         config: _PaperOnlyConfig
 
     with caplog.at_level(logging.WARNING, logger="adbench.runner.sweep"):
-        cells = expand(load_sweep(make_sweep(tiny_root, methods="all", preset="tiny",
-                                             categories=[2])))
+        cells = expand(
+            load_sweep(make_sweep(tiny_root, methods="all", preset="tiny", categories=[2]))
+        )
     names = {c.method for c in cells}
     assert "toy" in names and "toy_paper_only" not in names
     left_out = [r.getMessage() for r in caplog.records if "leaving out" in r.getMessage()]

@@ -13,15 +13,25 @@ import yaml
 from runner_helpers import CHILD_ENV
 
 PLUGIN = str(Path(__file__).with_name("terminal_plugin.py"))
-BANNERS = ("GPU available", "TPU available", "LOCAL_RANK", "`Trainer.fit` stopped",
-           "Loading `train_dataloader`")
+BANNERS = (
+    "GPU available",
+    "TPU available",
+    "LOCAL_RANK",
+    "`Trainer.fit` stopped",
+    "Loading `train_dataloader`",
+)
 WARNING_SOURCE = re.compile(r"\.py:\d+: \w*Warning")
 
 
 def _run(sweep: Path, out: Path, *options: str) -> str:
     process = subprocess.run(
         [sys.executable, "-m", "adbench.cli", "run", str(sweep), "--out", str(out), *options],
-        env=CHILD_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+        env=CHILD_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=600,
+    )
     assert process.returncode == 1, process.stdout  # toy_terminal_fails fails
     return process.stdout
 
@@ -29,11 +39,20 @@ def _run(sweep: Path, out: Path, *options: str) -> str:
 @pytest.mark.slow
 def test_terminal_shows_progress_left_out_methods_failures_and_leaderboard(tmp_path, tiny_root):
     sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(yaml.safe_dump({
-        "name": "terminal", "methods": "all", "preset": "terminal",
-        "datasets": [{"format": "synthetic", "root": str(tiny_root)}], "categories": [1],
-        "seeds": [0], "trainer": {"accelerator": "cpu", "max_epochs": 1}, "plugins": [PLUGIN],
-    }))
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "name": "terminal",
+                "methods": "all",
+                "preset": "terminal",
+                "datasets": [{"format": "synthetic", "root": str(tiny_root)}],
+                "categories": [1],
+                "seeds": [0],
+                "trainer": {"accelerator": "cpu", "max_epochs": 1},
+                "plugins": [PLUGIN],
+            }
+        )
+    )
     printed = _run(sweep, tmp_path / "quiet")
     for banner in BANNERS:
         assert banner not in printed
@@ -51,8 +70,10 @@ def test_terminal_shows_progress_left_out_methods_failures_and_leaderboard(tmp_p
     assert "Traceback" not in printed
     assert "| toy_terminal |" in printed and "2 cells in" in printed and "1 failed" in printed
 
-    logs = {path.parent.name: path.read_text()
-            for path in (tmp_path / "quiet" / "cells").glob("*/run.log")}
+    logs = {
+        path.parent.name: path.read_text()
+        for path in (tmp_path / "quiet" / "cells").glob("*/run.log")
+    }
     assert len(logs) == 2
     for log in logs.values():
         assert "GPU available" in log and "toy_terminal: training starts" in log

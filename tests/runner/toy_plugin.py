@@ -17,8 +17,12 @@ import adbench
 from adbench.batch import AnomalyOutput, Batch
 from adbench.contract import AnomalyMethod, MethodConfig
 
-TINY = {"data": {"image_size": 32, "batch_size": 4}, "trainer": {"max_epochs": 1, "max_steps": 30},
-        "scoring": {"sigma": 0.0}, "optim": {"lr": 0.05}}
+TINY = {
+    "data": {"image_size": 32, "batch_size": 4},
+    "trainer": {"max_epochs": 1, "max_steps": 30},
+    "scoring": {"sigma": 0.0},
+    "optim": {"lr": 0.05},
+}
 
 
 @dataclass(frozen=True)

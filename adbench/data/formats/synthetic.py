@@ -161,8 +161,10 @@ def _write_category(
             if mask.sum() >= min_area:
                 break
         else:
-            raise AdbenchError(f"{spec.name}: could not draw a visible '{kind}' defect "
-                                   f"(at least {min_area} pixels) in 20 tries at size {size}")
+            raise AdbenchError(
+                f"{spec.name}: could not draw a visible '{kind}' defect "
+                f"(at least {min_area} pixels) in 20 tries at size {size}"
+            )
         stem = f"{counters[kind]:03d}"
         counters[kind] += 1
         _save(_finish(anomalous, rng), folder / f"test/{kind}/{stem}.png")

@@ -33,8 +33,10 @@ def parse_launcher(data: Any, context: str = "sweep") -> Any:
     if isinstance(data, str):
         data = {"name": data}
     if not isinstance(data, Mapping) or "name" not in data:
-        raise ConfigError(f"{context}: launcher must be a mapping with a name "
-                          f"({', '.join(LAUNCHERS)}), got {data!r}")
+        raise ConfigError(
+            f"{context}: launcher must be a mapping with a name "
+            f"({', '.join(LAUNCHERS)}), got {data!r}"
+        )
     name = data["name"]
     if name not in LAUNCHERS:
         raise UnknownNameError(f"{context}: {unknown_name('launcher', str(name), LAUNCHERS)}")

@@ -31,24 +31,40 @@ class LocalLauncher:
     isolate: bool | Literal["auto"] = "auto"
 
 
-def launch(cells: list[Cell], out: Path, runtime: Runtime, config: LocalLauncher, *,
-           fail_fast: bool = False, progress: bool = True) -> dict[str, str]:
+def launch(
+    cells: list[Cell],
+    out: Path,
+    runtime: Runtime,
+    config: LocalLauncher,
+    *,
+    fail_fast: bool = False,
+    progress: bool = True,
+) -> dict[str, str]:
     """Run ``cells`` in turn; finished cells are skipped, cells held by another runner left."""
     from adbench.runner.progress import CellProgress, describe_cell
 
     done = sum(rundir.is_finished(rundir.cell_dir(out, c.id)) for c in cells)
     statuses: dict[str, str] = {}
     failed = 0
-    with tqdm(total=len(cells), initial=done, unit="cell", desc="cells",
-              disable=not progress, dynamic_ncols=True) as bar:
+    with tqdm(
+        total=len(cells),
+        initial=done,
+        unit="cell",
+        desc="cells",
+        disable=not progress,
+        dynamic_ncols=True,
+    ) as bar:
         for cell in cells:
             if rundir.is_finished(rundir.cell_dir(out, cell.id)):
                 statuses[cell.id] = SKIPPED
                 continue
             prefix = describe_cell(cell) + (f" | {failed} failed" if failed else "")
             bar.set_postfix_str(prefix)
-            shown = dataclasses.replace(runtime, callbacks=(CellProgress(bar, prefix),)) \
-                if progress else runtime
+            shown = (
+                dataclasses.replace(runtime, callbacks=(CellProgress(bar, prefix),))
+                if progress
+                else runtime
+            )
             status = run_cell(out, cell, shown, fail_fast=fail_fast)
             statuses[cell.id] = status
             failed += status == FAILED

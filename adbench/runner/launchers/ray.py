@@ -50,7 +50,8 @@ def _import_ray() -> Any:
     except ImportError as err:
         raise MissingDependencyError(
             "the ray launcher needs Ray: pip install 'adbench-uad[ray]' (or use launcher: local / "
-            "slurm)") from err
+            "slurm)"
+        ) from err
     return ray
 
 
@@ -78,8 +79,15 @@ def _session(ray: Any, config: RayLauncher, progress: bool) -> Iterator[None]:
         ray.shutdown()
 
 
-def launch(cells: list[Cell], out: Path, runtime: Runtime, config: RayLauncher, *,
-           fail_fast: bool = False, progress: bool = True) -> dict[str, str]:
+def launch(
+    cells: list[Cell],
+    out: Path,
+    runtime: Runtime,
+    config: RayLauncher,
+    *,
+    fail_fast: bool = False,
+    progress: bool = True,
+) -> dict[str, str]:
     """Run the unfinished cells as Ray tasks and wait for all of them."""
     ray = _import_ray()
     statuses = {c.id: SKIPPED for c in cells if rundir.is_finished(rundir.cell_dir(out, c.id))}
@@ -87,28 +95,38 @@ def launch(cells: list[Cell], out: Path, runtime: Runtime, config: RayLauncher, 
     if not pending:
         return statuses
     with _session(ray, config, progress):
-        task = ray.remote(num_gpus=config.num_gpus_per_cell, num_cpus=config.num_cpus_per_cell,
-                          max_retries=config.max_retries)(_run)
+        task = ray.remote(
+            num_gpus=config.num_gpus_per_cell,
+            num_cpus=config.num_cpus_per_cell,
+            max_retries=config.max_retries,
+        )(_run)
         remote = dataclasses.replace(runtime, progress=False).to_dict()  # the bar is this one
         refs = {task.remote(str(out), c.to_dict(), remote): c for c in pending}
-        with tqdm(total=len(cells), initial=len(statuses), unit="cell", desc="cells",
-                  disable=not progress) as bar:
+        with tqdm(
+            total=len(cells), initial=len(statuses), unit="cell", desc="cells", disable=not progress
+        ) as bar:
             while refs:
                 ready, _ = ray.wait(list(refs), num_returns=1)
                 cell = refs.pop(ready[0])
                 try:
                     statuses[cell.id] = ray.get(ready[0])
                 except ray.exceptions.RayError as err:  # the worker died before recording
-                    rundir.write_json(rundir.cell_dir(out, cell.id) / rundir.ERROR, {
-                        "type": type(err).__name__,
-                        "message": f"the Ray task of this cell ended without a result after "
-                                   f"{config.max_retries} retries: {str(err).splitlines()[0]}",
-                        "traceback": str(err)})
+                    rundir.write_json(
+                        rundir.cell_dir(out, cell.id) / rundir.ERROR,
+                        {
+                            "type": type(err).__name__,
+                            "message": f"the Ray task of this cell ended without a result after "
+                            f"{config.max_retries} retries: {str(err).splitlines()[0]}",
+                            "traceback": str(err),
+                        },
+                    )
                     statuses[cell.id] = FAILED
                 bar.update(statuses[cell.id] in (FINISHED, FAILED))
                 if statuses[cell.id] == FAILED and fail_fast:
                     for ref in refs:
                         ray.cancel(ref)
-                    raise CellFailed(f"cell {cell.id} ({cell.label}) failed; see "
-                                     f"{rundir.cell_dir(out, cell.id) / rundir.ERROR}")
+                    raise CellFailed(
+                        f"cell {cell.id} ({cell.label}) failed; see "
+                        f"{rundir.cell_dir(out, cell.id) / rundir.ERROR}"
+                    )
     return statuses

@@ -34,10 +34,27 @@ from adbench.runner.schema import Cell
 
 SUBMITTED, QUEUED = "submitted", "queued"
 JOB = rundir.JOB
-ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING",
-                 "SUSPENDED", "REQUEUE_HOLD", "REQUEUE_FED", "UNKNOWN"}
-KILLED_STATES = {"CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "DEADLINE",
-                 "BOOT_FAIL"}
+ACTIVE_STATES = {
+    "PENDING",
+    "RUNNING",
+    "REQUEUED",
+    "CONFIGURING",
+    "COMPLETING",
+    "RESIZING",
+    "SUSPENDED",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "UNKNOWN",
+}
+KILLED_STATES = {
+    "CANCELLED",
+    "TIMEOUT",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "PREEMPTED",
+    "DEADLINE",
+    "BOOT_FAIL",
+}
 
 
 @dataclass(frozen=True)
@@ -90,19 +107,27 @@ def _executor(config: SlurmLauncher, out: Path) -> Any:
         import submitit
     except ImportError as err:
         raise MissingDependencyError(
-            "the slurm launcher needs submitit: pip install 'adbench-uad[slurm]'") from err
+            "the slurm launcher needs submitit: pip install 'adbench-uad[slurm]'"
+        ) from err
     folder = Path(config.folder) if config.folder else out / "slurm"
     executor = submitit.AutoExecutor(folder=folder / "%j", cluster=config.cluster)
     parameters: dict[str, Any] = {
-        "name": "adbench", "timeout_min": config.timeout_min, "nodes": config.nodes,
-        "gpus_per_node": config.gpus_per_node, "tasks_per_node": config.tasks,
+        "name": "adbench",
+        "timeout_min": config.timeout_min,
+        "nodes": config.nodes,
+        "gpus_per_node": config.gpus_per_node,
+        "tasks_per_node": config.tasks,
         "cpus_per_task": config.cpus_per_task,
         "slurm_array_parallelism": config.array_parallelism,
     }
     if config.mem_gb is not None:
         parameters["mem_gb"] = config.mem_gb
-    slurm_options = {"partition": config.partition, "account": config.account,
-                     "qos": config.qos, "constraint": config.constraint}
+    slurm_options = {
+        "partition": config.partition,
+        "account": config.account,
+        "qos": config.qos,
+        "constraint": config.constraint,
+    }
     parameters.update({f"slurm_{k}": v for k, v in slurm_options.items() if v is not None})
     if config.additional:
         parameters["slurm_additional_parameters"] = dict(config.additional)
@@ -145,8 +170,15 @@ def _job_active(folder: Path, config: SlurmLauncher) -> bool:
     return job.state.split()[0] in ACTIVE_STATES
 
 
-def launch(cells: list[Cell], out: Path, runtime: Runtime, config: SlurmLauncher, *,
-           fail_fast: bool = False, progress: bool = True) -> dict[str, str]:
+def launch(
+    cells: list[Cell],
+    out: Path,
+    runtime: Runtime,
+    config: SlurmLauncher,
+    *,
+    fail_fast: bool = False,
+    progress: bool = True,
+) -> dict[str, str]:
     """Submit every cell that needs running; wait for the jobs when ``config.wait``."""
     statuses: dict[str, str] = {}
     pending = []
@@ -164,21 +196,33 @@ def launch(cells: list[Cell], out: Path, runtime: Runtime, config: SlurmLauncher
         return statuses
     executor = _executor(config, out)
     remote = dataclasses.replace(runtime, progress=False).to_dict()  # a job's log is no terminal
-    jobs = executor.map_array(run_job, [str(out)] * len(pending),
-                              [c.to_dict() for c in pending], [remote] * len(pending))
+    jobs = executor.map_array(
+        run_job, [str(out)] * len(pending), [c.to_dict() for c in pending], [remote] * len(pending)
+    )
     for cell, job in zip(pending, jobs, strict=True):
-        rundir.write_json(rundir.cell_dir(out, cell.id) / JOB, {
-            "job_id": job.job_id, "cluster": config.cluster, "folder": str(executor.folder),
-            "submitted_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        })
+        rundir.write_json(
+            rundir.cell_dir(out, cell.id) / JOB,
+            {
+                "job_id": job.job_id,
+                "cluster": config.cluster,
+                "folder": str(executor.folder),
+                "submitted_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            },
+        )
         statuses[cell.id] = SUBMITTED
     if config.wait:
         statuses.update(_wait(out, pending, jobs, config, fail_fast, progress))
     return statuses
 
 
-def _wait(out: Path, cells: list[Cell], jobs: list[Any], config: SlurmLauncher,
-          fail_fast: bool, progress: bool) -> dict[str, str]:
+def _wait(
+    out: Path,
+    cells: list[Cell],
+    jobs: list[Any],
+    config: SlurmLauncher,
+    fail_fast: bool,
+    progress: bool,
+) -> dict[str, str]:
     statuses: dict[str, str] = {}
     waiting = dict(zip([c.id for c in cells], zip(cells, jobs, strict=True), strict=True))
     with tqdm(total=len(cells), unit="job", desc="slurm jobs", disable=not progress) as bar:
@@ -192,8 +236,10 @@ def _wait(out: Path, cells: list[Cell], jobs: list[Any], config: SlurmLauncher,
                 if statuses[cell_id] == FAILED and fail_fast:
                     for _, other in waiting.values():
                         other.cancel(check=False)
-                    raise CellFailed(f"cell {cell.id} ({cell.label}) failed; see "
-                                     f"{rundir.cell_dir(out, cell.id) / rundir.ERROR}")
+                    raise CellFailed(
+                        f"cell {cell.id} ({cell.label}) failed; see "
+                        f"{rundir.cell_dir(out, cell.id) / rundir.ERROR}"
+                    )
             if waiting:
                 time.sleep(config.poll_s)
     return statuses
@@ -206,8 +252,13 @@ def _outcome(out: Path, cell: Cell, job: Any) -> str:
     state = job.state.split()[0]
     if state in KILLED_STATES and not job.paths.result_pickle.exists():
         # killed by SLURM: no result is coming (job.result() would wait 15 s for one, per job)
-        _job_error(folder, job, "JobKilled", f"job {job.job_id} ended {state} before its cell "
-                   "finished", (job.stderr() or "")[-4000:])
+        _job_error(
+            folder,
+            job,
+            "JobKilled",
+            f"job {job.job_id} ended {state} before its cell finished",
+            (job.stderr() or "")[-4000:],
+        )
         return FAILED
     try:
         status = job.result()
@@ -220,6 +271,7 @@ def _outcome(out: Path, cell: Cell, job: Any) -> str:
 def _job_error(folder: Path, job: Any, kind: str, message: str, text: str) -> None:
     """Write ``error.json`` for a job that died outside its cell (unless the cell wrote one)."""
     if not (folder / rundir.ERROR).is_file():
-        rundir.write_json(folder / rundir.ERROR, {"type": kind, "message": message,
-                                                  "traceback": text,
-                                                  "stderr": str(job.paths.stderr)})
+        rundir.write_json(
+            folder / rundir.ERROR,
+            {"type": kind, "message": message, "traceback": text, "stderr": str(job.paths.stderr)},
+        )

@@ -12,8 +12,9 @@ SIZE = 32  # images of the option tests: 4 x 4 tokens on the tiny preset's strid
 
 def tiny_config(**overrides) -> DPDiffADConfig:
     """The tiny preset at 32 px with K_L = 64 (k-means then has more tokens than prototypes)."""
-    return resolve_config("dpdiff_ad", "tiny", {"data.image_size": SIZE,
-                                               "local_prototypes.num": 64, **overrides})
+    return resolve_config(
+        "dpdiff_ad", "tiny", {"data.image_size": SIZE, "local_prototypes.num": 64, **overrides}
+    )
 
 
 def images(n: int, seed: int = 0) -> torch.Tensor:

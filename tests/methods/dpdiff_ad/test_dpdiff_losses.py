@@ -50,8 +50,7 @@ def test_sinkhorn_plan_of_a_symmetric_problem_is_the_gibbs_kernel():
     plan = sinkhorn_plan(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), eps, max_iters=1000)
     near = 0.5 / (1 + math.exp(-1 / eps))
     far = 0.5 * math.exp(-1 / eps) / (1 + math.exp(-1 / eps))
-    torch.testing.assert_close(plan, torch.tensor([[near, far], [far, near]]), atol=1e-6,
-                               rtol=0)
+    torch.testing.assert_close(plan, torch.tensor([[near, far], [far, near]]), atol=1e-6, rtol=0)
 
 
 def _sinkhorn_reference(cost: np.ndarray, eps: float, iters: int = 5000) -> np.ndarray:
@@ -67,8 +66,10 @@ def _sinkhorn_reference(cost: np.ndarray, eps: float, iters: int = 5000) -> np.n
 
 def test_sinkhorn_plan_matches_plain_scaling_and_has_uniform_marginals():
     g = torch.Generator().manual_seed(0)
-    similarity = F.normalize(torch.randn(3, 4, generator=g), dim=1) @ F.normalize(
-        torch.randn(5, 4, generator=g), dim=1).T
+    similarity = (
+        F.normalize(torch.randn(3, 4, generator=g), dim=1)
+        @ F.normalize(torch.randn(5, 4, generator=g), dim=1).T
+    )
     plan = sinkhorn_plan(similarity, eps=0.2, max_iters=1000)
     expected = _sinkhorn_reference(1 - similarity.double().numpy(), 0.2)
     np.testing.assert_allclose(plan.double().numpy(), expected, atol=1e-6)
@@ -78,11 +79,14 @@ def test_sinkhorn_plan_matches_plain_scaling_and_has_uniform_marginals():
 
 def test_torch_sinkhorn_matches_plain_scaling():
     g = torch.Generator().manual_seed(1)
-    similarity = F.normalize(torch.randn(6, 4, generator=g), dim=1) @ F.normalize(
-        torch.randn(3, 4, generator=g), dim=1).T
+    similarity = (
+        F.normalize(torch.randn(6, 4, generator=g), dim=1)
+        @ F.normalize(torch.randn(3, 4, generator=g), dim=1).T
+    )
     plan = sinkhorn_log_torch(similarity.double(), eps=0.2, max_iters=1000)
-    np.testing.assert_allclose(plan.numpy(), _sinkhorn_reference(1 - similarity.double().numpy(),
-                                                                 0.2), atol=1e-9)
+    np.testing.assert_allclose(
+        plan.numpy(), _sinkhorn_reference(1 - similarity.double().numpy(), 0.2), atol=1e-9
+    )
 
 
 # Well-separated descriptors: K_G = 64 orthogonal prototypes, a batch of B = 8 images (B / K_G
@@ -94,8 +98,9 @@ def _separated(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     prototypes = torch.eye(64)
 
     def near(index: torch.Tensor) -> torch.Tensor:
-        return F.normalize(prototypes[index] + 0.05 * torch.randn(len(index), 64, generator=g),
-                           dim=1)
+        return F.normalize(
+            prototypes[index] + 0.05 * torch.randn(len(index), 64, generator=g), dim=1
+        )
 
     own = torch.arange(8) * 8
     return near(own) @ prototypes.T, near(torch.arange(1024) % 64) @ prototypes.T, own
@@ -124,10 +129,13 @@ def test_unbalanced_target_goes_from_the_softmax_towards_balanced_ot_as_reg_m_gr
     similarity, _, own = _separated()
     similarity, own = similarity[:2], own[:2]  # 2 images, 64 prototypes: balanced caps at 1/32
     softmax = torch.softmax((similarity - 1) / 0.05, dim=1)
-    torch.testing.assert_close(ot_targets(similarity, 0.05, 1000, "unbalanced", reg_m=1e-6),
-                               softmax, atol=1e-5, rtol=0)
-    mass = [ot_targets(similarity, 0.05, 1000, "unbalanced", reg_m=reg_m)[range(2), own].min()
-            for reg_m in (0.05, 0.5, 5.0)]
+    torch.testing.assert_close(
+        ot_targets(similarity, 0.05, 1000, "unbalanced", reg_m=1e-6), softmax, atol=1e-5, rtol=0
+    )
+    mass = [
+        ot_targets(similarity, 0.05, 1000, "unbalanced", reg_m=reg_m)[range(2), own].min()
+        for reg_m in (0.05, 0.5, 5.0)
+    ]
     balanced = ot_targets(similarity, 0.05, 1000, "balanced")[range(2), own].max()
     assert mass[0] > mass[1] > mass[2] > balanced and balanced <= 1 / 32 + 1e-6
 
@@ -153,7 +161,8 @@ def test_ot_cross_entropy_by_hand():
     assert loss.item() == pytest.approx(math.log(1 + math.exp(-1)))
     # tau = 0.5 sharpens the softmax: log(1 + e^-2)
     assert ot_cross_entropy(similarity, plan, 0.5).item() == pytest.approx(
-        math.log(1 + math.exp(-2)))
+        math.log(1 + math.exp(-2))
+    )
 
 
 def test_ot_sinkhorn_cost_by_hand():

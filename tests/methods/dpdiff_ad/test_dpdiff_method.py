@@ -31,8 +31,10 @@ def test_scores_do_not_depend_on_batching():
     results = {}
     for size in (1, 3, 8):
         outs = [forward(method, chunk) for chunk in x.split(size)]
-        results[size] = (torch.cat([o.score for o in outs]),
-                         torch.cat([o.anomaly_map for o in outs]))
+        results[size] = (
+            torch.cat([o.score for o in outs]),
+            torch.cat([o.anomaly_map for o in outs]),
+        )
     for size in (1, 3):
         torch.testing.assert_close(results[size][0], results[8][0])
         torch.testing.assert_close(results[size][1], results[8][1])
@@ -40,8 +42,7 @@ def test_scores_do_not_depend_on_batching():
 
 # -- ablations ------------------------------------------------------------------------------------
 NO_GLOBAL = {"denoiser.conditions": ["local"], "loss.ot": 0.0}
-NO_LOCAL = {"denoiser.conditions": ["global"], "loss.local": 0.0,
-            "inference.prototype_weight": 0.0}
+NO_LOCAL = {"denoiser.conditions": ["global"], "loss.local": 0.0, "inference.prototype_weight": 0.0}
 
 
 @pytest.mark.parametrize(("overrides", "dropped"), [(NO_GLOBAL, "global"), (NO_LOCAL, "local")])
@@ -124,8 +125,13 @@ def test_initialisation_kmeans_runs_on_rank_zero_only(monkeypatch):
 def test_training_never_reads_category_labels():
     method = build()
     x = images(4)
-    batch = Batch(x, torch.zeros(4, 1, SIZE, SIZE), torch.zeros(4, dtype=torch.long),
-                  torch.tensor([0, 1, 2, 3]), torch.arange(4))
+    batch = Batch(
+        x,
+        torch.zeros(4, 1, SIZE, SIZE),
+        torch.zeros(4, dtype=torch.long),
+        torch.tensor([0, 1, 2, 3]),
+        torch.arange(4),
+    )
     relabelled = dataclasses.replace(batch, category=torch.tensor([3, 3, 0, 1]))
     method.log = lambda *args, **kwargs: None
     torch.manual_seed(5)
@@ -142,8 +148,17 @@ def test_reconstruction_with_an_oracle_denoiser_returns_the_clean_tokens():
             tokens = torch.randn(2, 16, 176)
             seen = []
 
-            def oracle(x, t, grid, local, glob, clean=tokens, kind=prediction, seen=seen,
-                       schedule=model.schedule):
+            def oracle(
+                x,
+                t,
+                grid,
+                local,
+                glob,
+                clean=tokens,
+                kind=prediction,
+                seen=seen,
+                schedule=model.schedule,
+            ):
                 seen.append(t[0].item())
                 return clean if kind == "x0" else schedule.predict_eps(x, clean, t)
 
@@ -161,6 +176,7 @@ def test_denoiser_ema_follows_the_trained_weights():
         model.ema_denoiser.head.bias.fill_(0.0)
         model.denoiser.head.bias.fill_(1.0)
     model.update_ema(step=1000)  # warm-up bound (1001 / 1010) is above the decay 0.5
-    torch.testing.assert_close(model.ema_denoiser.head.bias,
-                               torch.full_like(model.ema_denoiser.head.bias, 0.5))
+    torch.testing.assert_close(
+        model.ema_denoiser.head.bias, torch.full_like(model.ema_denoiser.head.bias, 0.5)
+    )
     assert not any(p.requires_grad for p in model.ema_denoiser.parameters())

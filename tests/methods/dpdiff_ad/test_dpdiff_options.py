@@ -53,8 +53,9 @@ def test_option_changes_the_anomaly_map(key, value, reference_map):
     assert not torch.allclose(changed, reference_map, atol=1e-6)
 
 
-@pytest.mark.parametrize(("key", "value"), [("scoring.pooling", "max"),
-                                            ("scoring.topk_fraction", 0.5)])
+@pytest.mark.parametrize(
+    ("key", "value"), [("scoring.pooling", "max"), ("scoring.topk_fraction", 0.5)]
+)
 def test_pooling_options_change_the_image_score(key, value):
     x = images(2, seed=3)
     reference, changed = forward(build(), x), forward(build(**{key: value}), x)
@@ -65,10 +66,17 @@ def test_pooling_options_change_the_image_score(key, value):
 def test_grid_level_and_fusion_change_the_token_grid():
     coarse = build(**{"features.grid_level": 2}).model.extractor(images(1))
     assert coarse[1] == (2, 2)
-    vit = {"backbone": {"name": "vit_tiny_patch16_224", "layers": [1, 2], "weights": "none",
-                        "timm_kwargs": {"img_size": SIZE}}}
-    assert DPDiffAD(tiny_config(**vit, **{"features.fusion": "mean"})).model.extractor.channels \
-        == 192
+    vit = {
+        "backbone": {
+            "name": "vit_tiny_patch16_224",
+            "layers": [1, 2],
+            "weights": "none",
+            "timm_kwargs": {"img_size": SIZE},
+        }
+    }
+    assert (
+        DPDiffAD(tiny_config(**vit, **{"features.fusion": "mean"})).model.extractor.channels == 192
+    )
     assert DPDiffAD(tiny_config(**vit)).model.extractor.channels == 384  # concat
     equal_widths = re.escape("features.fusion='mean' needs levels of equal width")
     with pytest.raises(ConfigError, match=equal_widths):
@@ -98,9 +106,12 @@ def test_ot_target_options_change_the_target_of_a_batch():
     base = {"global_prototypes.sinkhorn_eps": 0.5}
     x = torch.cat([images(4, seed=5), 0.2 * images(4, seed=6)])
     targets = {}
-    for name, extra in [("queue", {}), ("short_queue", {"global_prototypes.queue_size": 2}),
-                        ("batch", {"global_prototypes.ot_target": "batch"}),
-                        ("unbalanced", {"global_prototypes.ot_target": "unbalanced"})]:
+    for name, extra in [
+        ("queue", {}),
+        ("short_queue", {"global_prototypes.queue_size": 2}),
+        ("batch", {"global_prototypes.ot_target": "batch"}),
+        ("unbalanced", {"global_prototypes.ot_target": "unbalanced"}),
+    ]:
         model = build(**base, **extra).model
         descriptors = model.glob.descriptor(model.extractor(x)[0])
         targets[name] = model.ot_targets(descriptors)
@@ -108,12 +119,16 @@ def test_ot_target_options_change_the_target_of_a_batch():
             queue = model.glob.queued()
             assert queue.shape == (8, 176)
             w = model.ot_projection()
-            expected = ot_targets(model.glob.similarity(descriptors, w), 0.5, 1000,
-                                  extra=model.glob.similarity(queue, w))
+            expected = ot_targets(
+                model.glob.similarity(descriptors, w),
+                0.5,
+                1000,
+                extra=model.glob.similarity(queue, w),
+            )
             torch.testing.assert_close(targets[name], expected)
     names = list(targets)
     for i, first in enumerate(names):
-        for second in names[i + 1:]:
+        for second in names[i + 1 :]:
             assert not torch.allclose(targets[first], targets[second], atol=1e-4), (first, second)
 
 
@@ -172,12 +187,14 @@ def test_ot_loss_trains_the_denoiser_condition_embedding():
     descriptors = model.glob.descriptor(model.tokens(x)[0])
     projected = F.normalize(descriptors @ weight.T, dim=1)
     prototypes = F.normalize(F.normalize(model.glob.weight, dim=1) @ weight.T, dim=1)
-    torch.testing.assert_close(model.glob.similarity(descriptors, weight),
-                               projected @ prototypes.T)
+    torch.testing.assert_close(model.glob.similarity(descriptors, weight), projected @ prototypes.T)
     losses(method, x).ot.backward()
     assert weight.grad.abs().sum() > 0 and model.glob.weight.grad.abs().sum() > 0
-    assert all(p.grad is None for name, p in model.denoiser.named_parameters()
-               if not name.startswith("condition."))
+    assert all(
+        p.grad is None
+        for name, p in model.denoiser.named_parameters()
+        if not name.startswith("condition.")
+    )
     # today's behaviour as an option: L_OT moves the global prototypes only
     legacy = build(**{"global_prototypes.ot_acts_on": "prototypes"})
     assert legacy.model.adapter is None and legacy.model.ot_projection() is None
@@ -218,7 +235,10 @@ def test_learning_rates_per_parameter_group():
     adapted = build(**{"global_prototypes.ot_acts_on": "adapter"})
     adapter = adapted.parameter_groups()[2]
     assert "lr" not in adapter and {id(p) for p in adapter["params"]} == {
-        id(p) for p in adapted.model.adapter.parameters()}
+        id(p) for p in adapted.model.adapter.parameters()
+    }
     assert prototypes["lr"] == 0.05 and prototypes["weight_decay"] == 0.0
-    assert {id(p) for p in prototypes["params"]} == {id(method.model.local.weight),
-                                                     id(method.model.glob.weight)}
+    assert {id(p) for p in prototypes["params"]} == {
+        id(method.model.local.weight),
+        id(method.model.glob.weight),
+    }

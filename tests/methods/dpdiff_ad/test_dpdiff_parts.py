@@ -23,8 +23,9 @@ def test_anomaly_score_fuses_reconstruction_and_prototype_distance():
     nearest = torch.tensor([[0.8, 0.4]])
     scores = anomaly_scores(tokens, recon, nearest, prototype_weight=0.5)
     torch.testing.assert_close(scores, torch.tensor([[0.5 * 1 + 0.5 * 0.2, 0.5 * 0 + 0.5 * 0.6]]))
-    torch.testing.assert_close(anomaly_scores(tokens, recon, nearest, 0.0),
-                               torch.tensor([[1.0, 0.0]]))
+    torch.testing.assert_close(
+        anomaly_scores(tokens, recon, nearest, 0.0), torch.tensor([[1.0, 0.0]])
+    )
 
 
 def test_local_aggregation_by_hand():
@@ -73,14 +74,16 @@ def test_ema_update_is_exponential_averaging_of_cluster_means():
     bank.ema_update(tokens, torch.tensor([[0, 0, 1]]))
     # counts: 0.5 * 1 + 0.5 * 2 = 1.5 and 0.5 * 1 + 0.5 * 1 = 1; sums: 0.5 * (1, 0) + 0.5 * (8, 0)
     torch.testing.assert_close(bank.ema_count, torch.tensor([1.5, 1.0]))
-    torch.testing.assert_close(bank.weight.data, torch.tensor([[4.5 / 1.5, 0.0], [0.0, 1.0]]),
-                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        bank.weight.data, torch.tensor([[4.5 / 1.5, 0.0], [0.0, 1.0]]), atol=1e-4, rtol=0
+    )
     assert not bank.weight.requires_grad
 
 
 def test_usage_tracking_and_dead_prototype_reseeding():
-    bank = LocalPrototypes(2, LocalPrototypeConfig(num=4, topk=1, momentum=0.5,
-                                                   reseed_threshold=0.6))
+    bank = LocalPrototypes(
+        2, LocalPrototypeConfig(num=4, topk=1, momentum=0.5, reseed_threshold=0.6)
+    )
     bank.initialize(torch.eye(4, 2), torch.tensor([1.0, 1.0, 1.0, 1.0]))
     bank.track_usage(torch.tensor([[0, 0, 1, 1]]))
     torch.testing.assert_close(bank.usage, torch.tensor([0.375, 0.375, 0.125, 0.125]))
@@ -95,8 +98,9 @@ def test_usage_tracking_and_dead_prototype_reseeding():
 
 def test_global_descriptor_is_the_normalised_token_mean():
     tokens = torch.tensor([[[1.0, 0.0], [3.0, 4.0]]])
-    torch.testing.assert_close(GlobalPrototypes.descriptor(tokens),
-                               F.normalize(torch.tensor([[2.0, 2.0]]), dim=1))
+    torch.testing.assert_close(
+        GlobalPrototypes.descriptor(tokens), F.normalize(torch.tensor([[2.0, 2.0]]), dim=1)
+    )
 
 
 # -- denoiser -------------------------------------------------------------------------------------
@@ -113,7 +117,7 @@ def test_cross_attention_equals_masked_full_attention():
     split = lambda t: t.unflatten(-1, (2, 4)).transpose(1, 2)  # noqa: E731 (B, h, n, d)
     own = torch.zeros(3, 10, dtype=torch.bool)
     for i in range(3):
-        own[i, 2 * i: 2 * i + 2] = True
+        own[i, 2 * i : 2 * i + 2] = True
     own[:, 6:] = True
     ref = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=own)
     torch.testing.assert_close(out, attention.out(ref.transpose(1, 2).flatten(2)))
@@ -139,8 +143,13 @@ def test_cross_attention_with_one_prototype_set_attends_over_its_keys_only(kept)
 
 def test_denoiser_shapes_and_zero_initialised_output():
     denoiser = PrototypeDenoiser(6, DenoiserConfig(width=16, depth=2, heads=4))
-    args = (torch.randn(2, 12, 6), torch.tensor([3, 900]), (3, 4), torch.randn(2, 12, 1, 6),
-            torch.randn(5, 6))
+    args = (
+        torch.randn(2, 12, 6),
+        torch.tensor([3, 900]),
+        (3, 4),
+        torch.randn(2, 12, 1, 6),
+        torch.randn(5, 6),
+    )
     out = denoiser(*args)
     assert out.shape == (2, 12, 6) and torch.equal(out, torch.zeros_like(out))  # adaLN-Zero
     torch.nn.init.normal_(denoiser.head.weight)

@@ -21,9 +21,16 @@ class _Loader:
     """An iterable of batches that counts how many were drawn."""
 
     def __init__(self, n: int) -> None:
-        self.batches = [Batch(images(2, seed=i), torch.zeros(2, 1, SIZE, SIZE),
-                              torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long),
-                              torch.arange(2)) for i in range(n)]
+        self.batches = [
+            Batch(
+                images(2, seed=i),
+                torch.zeros(2, 1, SIZE, SIZE),
+                torch.zeros(2, dtype=torch.long),
+                torch.zeros(2, dtype=torch.long),
+                torch.arange(2),
+            )
+            for i in range(n)
+        ]
         self.drawn = 0
 
     def __iter__(self):
@@ -33,9 +40,16 @@ class _Loader:
 
 
 def test_init_batches_and_reseed_every_act_in_the_training_hooks():
-    method = DPDiffAD(tiny_config(**{"init.batches": 2, "init.max_tokens": 40,
-                                     "local_prototypes.reseed_every": 3,
-                                     "local_prototypes.reseed_threshold": 1.0}))
+    method = DPDiffAD(
+        tiny_config(
+            **{
+                "init.batches": 2,
+                "init.max_tokens": 40,
+                "local_prototypes.reseed_every": 3,
+                "local_prototypes.reseed_threshold": 1.0,
+            }
+        )
+    )
     loader = _Loader(5)
     method.trainer = SimpleNamespace(train_dataloader=loader, global_step=0)
     method.log = lambda *args, **kwargs: None
@@ -86,8 +100,9 @@ class _Dataset:
 
     def __getitem__(self, item: int) -> Sample:
         self.read.append(item)
-        return Sample(images(1, seed=item)[0], torch.zeros(1, SIZE, SIZE), 0,
-                      self.category_ids[item], item)
+        return Sample(
+            images(1, seed=item)[0], torch.zeros(1, SIZE, SIZE), 0, self.category_ids[item], item
+        )
 
 
 def test_start_up_sample_is_stratified_per_category():
@@ -126,19 +141,30 @@ def test_tiny_preset_learns_and_beats_the_naive_baseline(tmp_path):
     method = adbench.create("dpdiff_ad", preset="tiny")
     train = datamodule.dataset("train")
     images = torch.stack([train[i].image for i in range(0, len(train), 9)])
-    fixed = FixedBatchLoss(lambda m: m.model.training_losses(images,
-                                                             torch.Generator().manual_seed(0)))
-    adbench.fit(method, datamodule, max_steps=120, accelerator="cpu", devices=1,
-                enable_progress_bar=False, callbacks=[fixed])
+    fixed = FixedBatchLoss(
+        lambda m: m.model.training_losses(images, torch.Generator().manual_seed(0))
+    )
+    adbench.fit(
+        method,
+        datamodule,
+        max_steps=120,
+        accelerator="cpu",
+        devices=1,
+        enable_progress_bar=False,
+        callbacks=[fixed],
+    )
     first, last = fixed.values
     assert last.total < first.total and last.diffusion < 0.8 * first.diffusion
-    table = adbench.evaluate(method, datamodule, accelerator="cpu", devices=1,
-                             enable_progress_bar=False).to_frame()
+    table = adbench.evaluate(
+        method, datamodule, accelerator="cpu", devices=1, enable_progress_bar=False
+    ).to_frame()
     assert table.loc["mean", "I-AUROC"] >= naive + MARGIN, (table.loc["mean"], naive)
     # the diffusion part on its own: the same weights scored by the reconstruction alone
-    reconstruction = adbench.create("dpdiff_ad", preset="tiny",
-                                    **{"inference.prototype_weight": 0.0})
+    reconstruction = adbench.create(
+        "dpdiff_ad", preset="tiny", **{"inference.prototype_weight": 0.0}
+    )
     reconstruction.load_state_dict(method.state_dict())
-    alone = adbench.evaluate(reconstruction, datamodule, accelerator="cpu", devices=1,
-                             enable_progress_bar=False).to_frame()
+    alone = adbench.evaluate(
+        reconstruction, datamodule, accelerator="cpu", devices=1, enable_progress_bar=False
+    ).to_frame()
     assert alone.loc["mean", "I-AUROC"] > naive + RECONSTRUCTION_MARGIN, (alone.loc["mean"], naive)

@@ -9,19 +9,33 @@ import adbench
 from adbench.methods.glad import GLAD
 
 SIZE = 32
-PIXELS = {"autoencoder.kind": "identity", "autoencoder.patch_size": 1,
-          "autoencoder.scaling_factor": 1.0, "scoring.pixel_weight": 0.0,
-          "sampler.ads_input": "normalised"}  # latent = 2 x - 1
+PIXELS = {
+    "autoencoder.kind": "identity",
+    "autoencoder.patch_size": 1,
+    "autoencoder.scaling_factor": 1.0,
+    "scoring.pixel_weight": 0.0,
+    "sampler.ads_input": "normalised",
+}  # latent = 2 x - 1
 # the pixel-space CPU configuration (the tiny preset before the feature space; README)
-PIXEL_PRESET = {"autoencoder.kind": "identity", "autoencoder.scaling_factor": 3.0,
-                "autoencoder.patch_size": 2, "scoring.pixel_weight": 2.0,
-                "scoring.search_radius": None, "sampler.tau": 0.2,
-                "sampler.ads_input": "normalised", "scoring.stationary_threshold": None}
-FEATURES = {"autoencoder.kind": "features", "autoencoder.patch_size": 1,
-            "autoencoder.scaling_factor": 1.0,
-            "autoencoder.grid_level": 0, "scoring.pixel_weight": 0.0,
-            "scoring.search_radius": 0,
-            "scoring.stationary_threshold": None}  # the EfficientNet levels as the latent
+PIXEL_PRESET = {
+    "autoencoder.kind": "identity",
+    "autoencoder.scaling_factor": 3.0,
+    "autoencoder.patch_size": 2,
+    "scoring.pixel_weight": 2.0,
+    "scoring.search_radius": None,
+    "sampler.tau": 0.2,
+    "sampler.ads_input": "normalised",
+    "scoring.stationary_threshold": None,
+}
+FEATURES = {
+    "autoencoder.kind": "features",
+    "autoencoder.patch_size": 1,
+    "autoencoder.scaling_factor": 1.0,
+    "autoencoder.grid_level": 0,
+    "scoring.pixel_weight": 0.0,
+    "scoring.search_radius": 0,
+    "scoring.stationary_threshold": None,
+}  # the EfficientNet levels as the latent
 
 
 def tiny(**overrides) -> GLAD:
@@ -41,10 +55,17 @@ def small_conditional_unet() -> nn.Module:
 
     torch.manual_seed(0)
     return UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16),
-        layers_per_block=1, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=16,
-        norm_num_groups=4, attention_head_dim=2)
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=16,
+        norm_num_groups=4,
+        attention_head_dim=2,
+    )
 
 
 def objects() -> torch.Tensor:

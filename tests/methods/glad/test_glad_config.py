@@ -43,14 +43,21 @@ def test_paper_defaults_are_the_specification():
     assert config.autoencoder.scaling_factor == 0.18215 and config.autoencoder.size == 512
     assert (config.denoiser.kind, config.denoiser.prompt) == ("sd_unet", "a photo of sks")
     assert (config.denoiser.test_prompt, config.denoiser.class_prompt) == (
-        "class_name", "a photo of sks{category}")  # official multi-class test script
+        "class_name",
+        "a photo of sks{category}",
+    )  # official multi-class test script
     assert config.denoiser.guidance_scale == 9.0
     assert config.schedule == ScheduleConfig(1000, "scaled_linear", 0.00085, 0.012)
     assert config.features.name == "vit_base_patch8_224.dino"
     assert config.features.layers == (2, 5, 8, 11)  # blocks 3, 6, 9, 12
     sampler = config.sampler
     assert (sampler.t_max, sampler.steps, sampler.tau, sampler.min_step, sampler.score_topk) == (
-        650, 25, 0.45, 350, 10)
+        650,
+        25,
+        0.45,
+        350,
+        10,
+    )
     assert (config.scoring.sigma, config.scoring.pooling) == (6.0, "topk_mean")
     assert round(config.scoring.topk_fraction * 256 * 256) == 250
     synthesis = config.training.synthesis
@@ -59,44 +66,53 @@ def test_paper_defaults_are_the_specification():
     assert adbench.resolve_config("glad", "paper") == config
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("denoiser.guidance_scale", 9.0, "guidance_scale must be 1.0 for kind 'unet2d'"),
-    ("sampler.t_max", 1000, "t_max must be in"),
-    ("sampler.min_step", 0, "min_step must be >= 1"),
-    ("denoiser.norm_num_groups", 5, "must divide"),
-    ("denoiser.test_prompt", "class_name", "test_prompt must be 'fixed' for kind 'unet2d'"),
-    ("denoiser.class_prompt", "a photo of sks", r"class_prompt must be a template .*'a photo"),
-    ("denoiser.class_prompt", "a {category} {x}", r"class_prompt must be a template"),
-    ("scoring.search_radius", -1, r"search_radius must be null \(all positions\), >= 0, or a"),
-    ("scoring.search_radius", [0, -2, None], r"list of those per level, got \(0, -2, None\)"),
-    ("scoring.search_radius", [None, 0], r"lists 2 radii for the 3 levels of .*\[1, 2, 3\]"),
-    ("scoring.global_weight", 1.5, r"global_weight must be in \[0, 1\], got 1.5"),
-    ("scoring.stationary_threshold", 1.2, r"stationary_threshold must be null \(off\) or in"),
-    ("scoring.stationary_search_radius", -1, r"stationary_search_radius must be null"),
-    ("scoring.stationary_search_radius", [0, None], r"stationary_search_radius lists 2 radii"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("denoiser.guidance_scale", 9.0, "guidance_scale must be 1.0 for kind 'unet2d'"),
+        ("sampler.t_max", 1000, "t_max must be in"),
+        ("sampler.min_step", 0, "min_step must be >= 1"),
+        ("denoiser.norm_num_groups", 5, "must divide"),
+        ("denoiser.test_prompt", "class_name", "test_prompt must be 'fixed' for kind 'unet2d'"),
+        ("denoiser.class_prompt", "a photo of sks", r"class_prompt must be a template .*'a photo"),
+        ("denoiser.class_prompt", "a {category} {x}", r"class_prompt must be a template"),
+        ("scoring.search_radius", -1, r"search_radius must be null \(all positions\), >= 0, or a"),
+        ("scoring.search_radius", [0, -2, None], r"list of those per level, got \(0, -2, None\)"),
+        ("scoring.search_radius", [None, 0], r"lists 2 radii for the 3 levels of .*\[1, 2, 3\]"),
+        ("scoring.global_weight", 1.5, r"global_weight must be in \[0, 1\], got 1.5"),
+        ("scoring.stationary_threshold", 1.2, r"stationary_threshold must be null \(off\) or in"),
+        ("scoring.stationary_search_radius", -1, r"stationary_search_radius must be null"),
+        ("scoring.stationary_search_radius", [0, None], r"stationary_search_radius lists 2 radii"),
+    ],
+)
 def test_invalid_options_are_config_errors(key, value, message):
     with pytest.raises(ConfigError, match=message):
         adbench.resolve_config("glad", "tiny", {key: value})
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("scoring.pixel_weight", 2.0, r"pixel_weight must be 0 with autoencoder.kind 'features'"),
-    ("autoencoder.size", 64, r"autoencoder.size must be null with autoencoder.kind 'features'"),
-    ("autoencoder.patch_size", 2, r"patch_size must be >= 1, and 1 unless kind is 'identity'"),
-    ("autoencoder.grid_level", 3, r"autoencoder.grid_level 3 is not a level of .*\[1, 2, 3\]"),
-    ("sampler.feature_level", -4, r"sampler.feature_level -4 is not a level"),
-    ("sampler.feature_size", 32, r"sampler.feature_size and sampler.ads_input do not apply"),
-    ("sampler.ads_input", "normalised", r"got None and 'normalised'"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("scoring.pixel_weight", 2.0, r"pixel_weight must be 0 with autoencoder.kind 'features'"),
+        ("autoencoder.size", 64, r"autoencoder.size must be null with autoencoder.kind 'features'"),
+        ("autoencoder.patch_size", 2, r"patch_size must be >= 1, and 1 unless kind is 'identity'"),
+        ("autoencoder.grid_level", 3, r"autoencoder.grid_level 3 is not a level of .*\[1, 2, 3\]"),
+        ("sampler.feature_level", -4, r"sampler.feature_level -4 is not a level"),
+        ("sampler.feature_size", 32, r"sampler.feature_size and sampler.ads_input do not apply"),
+        ("sampler.ads_input", "normalised", r"got None and 'normalised'"),
+    ],
+)
 def test_feature_space_settings_are_config_errors(key, value, message):
     with pytest.raises(ConfigError, match=message):
         adbench.resolve_config("glad", "tiny", {**FEATURES, key: value})
 
 
 def test_an_sd_unet_needs_the_sd_latent_space():
-    with pytest.raises(ConfigError, match=r"'sd_unet' .* needs autoencoder.kind 'sd_vae', got "
-                                          r"'identity'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'sd_unet' .* needs autoencoder.kind 'sd_vae', got "
+        r"'identity'",
+    ):
         adbench.resolve_config("glad", "paper", {"autoencoder.kind": "identity"})
 
 

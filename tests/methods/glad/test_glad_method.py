@@ -20,8 +20,9 @@ def test_forward_shapes_and_stop_step_record():
     assert torch.isfinite(out.anomaly_map).all()
     sampler = method.config.sampler
     schedule = method.model.schedule
-    trajectory = {t for t, _ in schedule.ddim_timesteps(sampler.noise_step, sampler.steps,
-                                                        sampler.spacing)}
+    trajectory = {
+        t for t, _ in schedule.ddim_timesteps(sampler.noise_step, sampler.steps, sampler.spacing)
+    }
     assert set(method.last_stop_steps.tolist()) <= trajectory
     assert sum(method.stop_step_histogram().values()) == 3
     method(images(2))
@@ -80,40 +81,49 @@ def baselines():
     return {space: signature(tiny(**overrides)) for space, overrides in SPACES.items()}
 
 
-@pytest.mark.parametrize("space, key, value", [
-    *[("features", key, value) for key, value in [
-        ("sampler.t_max", 200),
-        ("sampler.steps", 3),
-        ("sampler.tau", 10.0),
-        ("sampler.score_topk", 1),
-        ("sampler.feature_level", 0),
-        ("sampler.seed", 1),
-        ("sampler.spacing", "linspace"),
-        ("scoring.sigma", 0.0),
-        ("scoring.search_radius", None),
-        ("scoring.global_weight", 0.5),
-        ("scoring.foreground", True),
-        ("scoring.pooling", "max"),
-        ("autoencoder.scaling_factor", 0.5),
-        ("autoencoder.grid_level", 1),
-        ("schedule.beta_schedule", "linear"),
-        ("features.layers", [1, 2]),
-        ("denoiser.block_out_channels", [16, 32, 32]),
-        ("denoiser.layers_per_block", 2),
-        ("denoiser.attention", False),
-        ("denoiser.prediction", "eps"),
-    ]],
-    *[("pixels", key, value) for key, value in [
-        ("sampler.feature_size", 64),
-        ("sampler.ads_input", "raw"),
-        ("scoring.feature_size", 48),
-        ("scoring.bidirectional", True),
-        ("scoring.search_radius", 1),
-        ("scoring.pixel_weight", 0.0),
-        ("autoencoder.size", 16),
-        ("autoencoder.patch_size", 4),
-    ]],
-])
+@pytest.mark.parametrize(
+    "space, key, value",
+    [
+        *[
+            ("features", key, value)
+            for key, value in [
+                ("sampler.t_max", 200),
+                ("sampler.steps", 3),
+                ("sampler.tau", 10.0),
+                ("sampler.score_topk", 1),
+                ("sampler.feature_level", 0),
+                ("sampler.seed", 1),
+                ("sampler.spacing", "linspace"),
+                ("scoring.sigma", 0.0),
+                ("scoring.search_radius", None),
+                ("scoring.global_weight", 0.5),
+                ("scoring.foreground", True),
+                ("scoring.pooling", "max"),
+                ("autoencoder.scaling_factor", 0.5),
+                ("autoencoder.grid_level", 1),
+                ("schedule.beta_schedule", "linear"),
+                ("features.layers", [1, 2]),
+                ("denoiser.block_out_channels", [16, 32, 32]),
+                ("denoiser.layers_per_block", 2),
+                ("denoiser.attention", False),
+                ("denoiser.prediction", "eps"),
+            ]
+        ],
+        *[
+            ("pixels", key, value)
+            for key, value in [
+                ("sampler.feature_size", 64),
+                ("sampler.ads_input", "raw"),
+                ("scoring.feature_size", 48),
+                ("scoring.bidirectional", True),
+                ("scoring.search_radius", 1),
+                ("scoring.pixel_weight", 0.0),
+                ("autoencoder.size", 16),
+                ("autoencoder.patch_size", 4),
+            ]
+        ],
+    ],
+)
 def test_option_changes_the_computation(space, key, value, baselines):
     assert differs(signature(tiny(**{**SPACES[space], key: value})), baselines[space])
 
@@ -153,8 +163,7 @@ def test_option_synthesis_reaches_the_synthesizers():
 
 @pytest.mark.parametrize("share", [0.0, 1.0])
 def test_option_self_source_share_picks_the_fill(share):
-    method = tiny(**{"training.self_source_share": share,
-                     "training.synthesis.probability": 1.0})
+    method = tiny(**{"training.self_source_share": share, "training.synthesis.probability": 1.0})
     x = images(4)
     torch.manual_seed(0)
     got = method.synthesize(x)

@@ -33,8 +33,9 @@ def test_conditional_denoiser_guidance_changes_inference_only():
         eps_u = unet(x, t, encoder_hidden_states=empty.expand(2, -1, -1)).sample
         torch.testing.assert_close(plain(x, t, guided=True), eps_c)
         torch.testing.assert_close(guided(x, t, guided=False), eps_c)  # training: prompt only
-        torch.testing.assert_close(guided(x, t, guided=True), eps_u + 9 * (eps_c - eps_u),
-                                   rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            guided(x, t, guided=True), eps_u + 9 * (eps_c - eps_u), rtol=1e-4, atol=1e-4
+        )
 
 
 def test_codec_pixel_space_round_trip_and_scaling():
@@ -85,8 +86,9 @@ def test_feature_codec_stacks_standardised_levels_on_one_grid():
     z = on_coarse.encode(torch.zeros(1, 3, 16, 16))
     assert z.shape == (1, 5, 2, 2)
     down = fine.unfold(2, 2, 2).unfold(3, 2, 2).mean(dim=(-1, -2))  # 2 x 2 cell averages
-    torch.testing.assert_close(on_coarse.levels(z)[0],
-                               F.layer_norm(down.transpose(1, -1), (2,)).transpose(1, -1))
+    torch.testing.assert_close(
+        on_coarse.levels(z)[0], F.layer_norm(down.transpose(1, -1), (2,)).transpose(1, -1)
+    )
 
 
 @torch.no_grad()
@@ -103,8 +105,9 @@ def test_feature_space_compares_the_latents_own_levels():
     # scoring: every level of the input's latent against the reconstruction's
     cfg = model.scoring
     size = (cfg.feature_size,) * 2
-    expected = multi_level_map(model.codec.levels(z), model.codec.levels(z_other), size,
-                               radius=cfg.search_radius)
+    expected = multi_level_map(
+        model.codec.levels(z), model.codec.levels(z_other), size, radius=cfg.search_radius
+    )
     torch.testing.assert_close(model.anomaly_map(x, z_other), expected)
     assert model.anomaly_map(x, z).abs().max() < 1e-5  # a perfect reconstruction scores 0
     rec = model.reconstruct(x, seed=0)
@@ -117,13 +120,18 @@ def test_feature_space_compares_the_latents_own_levels():
     # one search radius per level: each level's own window, summed at the scoring size
     per_level = tiny(**{**FEATURES, "scoring.search_radius": [0, None, 0]}).model
     assert per_level.scoring.search_radius == (0, None, 0)
-    by_hand = sum(F.interpolate(nn_discrepancy(f_in, f_gen, radius=r), size=size,
-                                mode="bilinear", align_corners=False)
-                  for f_in, f_gen, r in zip(model.codec.levels(z), model.codec.levels(z_other),
-                                            (0, None, 0), strict=True))
+    by_hand = sum(
+        F.interpolate(
+            nn_discrepancy(f_in, f_gen, radius=r), size=size, mode="bilinear", align_corners=False
+        )
+        for f_in, f_gen, r in zip(
+            model.codec.levels(z), model.codec.levels(z_other), (0, None, 0), strict=True
+        )
+    )
     torch.testing.assert_close(per_level.anomaly_map(x, z_other), by_hand)
-    torch.testing.assert_close(model.anomaly_map(x, z_other, input_latents=rec.input_latents),
-                               expected)
+    torch.testing.assert_close(
+        model.anomaly_map(x, z_other, input_latents=rec.input_latents), expected
+    )
 
 
 def save_small_sd_folder(root) -> None:
@@ -131,9 +139,14 @@ def save_small_sd_folder(root) -> None:
     from diffusers import AutoencoderKL
 
     torch.manual_seed(0)
-    AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-                  up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4,
-                  norm_num_groups=4, sample_size=32).save_pretrained(root / "vae")
+    AutoencoderKL(
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=32,
+    ).save_pretrained(root / "vae")
     small_conditional_unet().save_pretrained(root / "unet")
 
 
@@ -142,19 +155,28 @@ def test_load_diffusers_component_from_a_local_folder(tmp_path):
 
     save_small_sd_folder(tmp_path)
     loaded = load_diffusers_component(UNet2DConditionModel, str(tmp_path), "unet")
-    for a, b in zip(loaded.state_dict().values(), small_conditional_unet().state_dict().values(),
-                    strict=True):
+    for a, b in zip(
+        loaded.state_dict().values(), small_conditional_unet().state_dict().values(), strict=True
+    ):
         torch.testing.assert_close(a, b)
     with pytest.raises(WeightsNotFoundError, match=r"text_encoder.*denoiser\.weights"):
-        load_diffusers_component(UNet2DConditionModel, str(tmp_path), "text_encoder",
-                                 setting="denoiser.weights")
+        load_diffusers_component(
+            UNet2DConditionModel, str(tmp_path), "text_encoder", setting="denoiser.weights"
+        )
 
 
 def test_sd_vae_codec_from_a_local_folder_changes_the_diffusion_space(tmp_path):
     save_small_sd_folder(tmp_path)
-    method = tiny(**{"autoencoder.kind": "sd_vae", "autoencoder.weights": str(tmp_path),
-                     "autoencoder.size": 32, "autoencoder.scaling_factor": 0.18215,
-                     "autoencoder.patch_size": 1, "scoring.pixel_weight": 0.0})
+    method = tiny(
+        **{
+            "autoencoder.kind": "sd_vae",
+            "autoencoder.weights": str(tmp_path),
+            "autoencoder.size": 32,
+            "autoencoder.scaling_factor": 0.18215,
+            "autoencoder.patch_size": 1,
+            "scoring.pixel_weight": 0.0,
+        }
+    )
     assert method.model.codec.encode(images()).shape == (2, 4, 16, 16)  # 4 channels, one /2
     assert method.model.denoiser.unet.config.in_channels == 4
     out = method(images())

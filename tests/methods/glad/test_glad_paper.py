@@ -17,6 +17,7 @@ from adbench.methods.glad.config import SD_V1_4
 @pytest.mark.parametrize(("allow", "local_only"), [(None, True), ("1", False)])
 def test_a_hub_repo_id_downloads_only_when_asked(monkeypatch, allow, local_only):
     from huggingface_hub import constants
+
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # online: the opt-in decides
     if allow is None:
         monkeypatch.delenv("ADBENCH_ALLOW_DOWNLOAD", raising=False)
@@ -51,13 +52,20 @@ def test_sd_configurations_are_the_published_v1_4_ones():
     assert sd_config("vae")["latent_channels"] == 4
     text = sd_config("text_encoder")
     assert (text["hidden_size"], text["num_hidden_layers"], text["max_position_embeddings"]) == (
-        768, 12, 77)
+        768,
+        12,
+        77,
+    )
     # shapes without allocating the weights: the meta device
     with torch.device("meta"):
-        assert sum(p.numel() for p in UNet2DConditionModel.from_config(unet).parameters()) \
-            == 859_520_964  # SD v1's UNet
-        assert sum(p.numel() for p in AutoencoderKL.from_config(sd_config("vae")).parameters()) \
+        assert (
+            sum(p.numel() for p in UNet2DConditionModel.from_config(unet).parameters())
+            == 859_520_964
+        )  # SD v1's UNet
+        assert (
+            sum(p.numel() for p in AutoencoderKL.from_config(sd_config("vae")).parameters())
             == 83_653_863
+        )
 
 
 def test_mechanics_prompts_are_clip_shaped_and_differ():
@@ -92,9 +100,17 @@ def test_paper_architecture_in_mechanics_mode_trains_and_runs_ads():
     """SD v1.4 VAE and UNet, the CLIP prompt and DINO ViT-B/8, all with random weights, at 64 px
     (8 x 8 latents) with 3 DDIM steps: one training step and one ADS test batch."""
     with pytest.warns(UserWarning, match="random"):
-        method = adbench.create("glad", "paper", random_weights=True, **{
-            "data.image_size": 64, "autoencoder.size": 64, "sampler.steps": 3,
-            "scoring.feature_size": 64})
+        method = adbench.create(
+            "glad",
+            "paper",
+            random_weights=True,
+            **{
+                "data.image_size": 64,
+                "autoencoder.size": 64,
+                "sampler.steps": 3,
+                "scoring.feature_size": 64,
+            },
+        )
     model = method.model
 
     def count(module: nn.Module) -> int:
@@ -108,8 +124,13 @@ def test_paper_architecture_in_mechanics_mode_trains_and_runs_ads():
     images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     method.train()
     method.log = lambda *args, **kwargs: None
-    batch = Batch(images, torch.zeros(2, 1, 64, 64), torch.zeros(2, dtype=torch.long),
-                  torch.zeros(2, dtype=torch.long), torch.arange(2))
+    batch = Batch(
+        images,
+        torch.zeros(2, 1, 64, 64),
+        torch.zeros(2, dtype=torch.long),
+        torch.zeros(2, dtype=torch.long),
+        torch.arange(2),
+    )
     loss = method.training_step(batch, 0)
     loss.backward()
     assert torch.isfinite(loss)

@@ -19,9 +19,17 @@ from adbench.methods.glad.networks import Denoiser
 def small_clip_config() -> dict:
     """A 1-layer CLIP text encoder with 16-dim states (the small UNet's cross-attention width)
     over byte tokens (ids 0..255, start 256, end 257), 32 tokens long."""
-    return {"vocab_size": 258, "hidden_size": 16, "intermediate_size": 32,
-            "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 32,
-            "bos_token_id": 256, "eos_token_id": 257, "pad_token_id": 257}
+    return {
+        "vocab_size": 258,
+        "hidden_size": 16,
+        "intermediate_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 32,
+        "bos_token_id": 256,
+        "eos_token_id": 257,
+        "pad_token_id": 257,
+    }
 
 
 def small_prompt_encoder():
@@ -51,8 +59,9 @@ def test_class_prompts_are_the_encoders_output_for_each_templated_name():
     got = bank(["mvtec/bottle", "wood", "mvtec/bottle"])
     assert got.shape == (3, 32, 16)
     with torch.no_grad():
-        expected = clip(byte_tokens(["a photo of sksbottle", "a photo of skswood"], 256, 257,
-                                    32))[0]
+        expected = clip(byte_tokens(["a photo of sksbottle", "a photo of skswood"], 256, 257, 32))[
+            0
+        ]
     torch.testing.assert_close(got[0], expected[0])
     torch.testing.assert_close(got[1], expected[1])
     torch.testing.assert_close(got[2], expected[0])
@@ -74,8 +83,8 @@ def test_guidance_uses_each_images_own_prompt_embedding():
         got = guided(x, t, guided=True, context=context)
         torch.testing.assert_close(got, eps_u + 9 * (eps_c - eps_u), rtol=1e-4, atol=1e-4)
         for i in range(2):  # image i alone with its own embedding
-            alone = guided(x[i:i + 1], t[i:i + 1], guided=True, context=context[i:i + 1])
-            torch.testing.assert_close(got[i:i + 1], alone, rtol=1e-4, atol=1e-4)
+            alone = guided(x[i : i + 1], t[i : i + 1], guided=True, context=context[i : i + 1])
+            torch.testing.assert_close(got[i : i + 1], alone, rtol=1e-4, atol=1e-4)
         plain = Denoiser(unet, prompt, empty, guidance_scale=1.0)
         torch.testing.assert_close(plain(x, t, guided=True, context=context), eps_c)
 
@@ -83,13 +92,26 @@ def test_guidance_uses_each_images_own_prompt_embedding():
 def small_sd_config(part: str) -> dict:
     """Small stand-ins for the shipped SD v1.4 configurations (mechanics mode in seconds)."""
     return {
-        "unet": dict(sample_size=16, in_channels=4, out_channels=4, block_out_channels=(8, 16),
-                     layers_per_block=1, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                     up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=16,
-                     norm_num_groups=4, attention_head_dim=2),
-        "vae": dict(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-                    up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4,
-                    norm_num_groups=4, sample_size=32),
+        "unet": dict(
+            sample_size=16,
+            in_channels=4,
+            out_channels=4,
+            block_out_channels=(8, 16),
+            layers_per_block=1,
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=16,
+            norm_num_groups=4,
+            attention_head_dim=2,
+        ),
+        "vae": dict(
+            block_out_channels=(8, 16),
+            down_block_types=("DownEncoderBlock2D",) * 2,
+            up_block_types=("UpDecoderBlock2D",) * 2,
+            latent_channels=4,
+            norm_num_groups=4,
+            sample_size=32,
+        ),
         "text_encoder": small_clip_config(),
     }[part]
 
@@ -100,11 +122,20 @@ def small_paper(monkeypatch, **overrides) -> GLAD:
     import adbench.methods.glad.networks as networks
 
     monkeypatch.setattr(networks, "sd_config", small_sd_config)
-    config = adbench.resolve_config("glad", "paper", {
-        "data.image_size": SIZE, "autoencoder.size": SIZE, "sampler.steps": 3,
-        "scoring.feature_size": SIZE, **overrides})
-    config = dataclasses.replace(config, random_weights=True,
-                                 features=adbench.resolve_config("glad", "tiny").features)
+    config = adbench.resolve_config(
+        "glad",
+        "paper",
+        {
+            "data.image_size": SIZE,
+            "autoencoder.size": SIZE,
+            "sampler.steps": 3,
+            "scoring.feature_size": SIZE,
+            **overrides,
+        },
+    )
+    config = dataclasses.replace(
+        config, random_weights=True, features=adbench.resolve_config("glad", "tiny").features
+    )
     torch.manual_seed(0)
     with pytest.warns(UserWarning, match="random"):
         return GLAD(config).eval()
@@ -116,8 +147,11 @@ def test_class_name_prompts_condition_each_test_image_with_cfg(monkeypatch):
     x = objects()
     seen = []
     original = denoiser.unet.forward
-    monkeypatch.setattr(denoiser.unet, "forward", lambda *a, **k: (
-        seen.append(k["encoder_hidden_states"]) or original(*a, **k)))
+    monkeypatch.setattr(
+        denoiser.unet,
+        "forward",
+        lambda *a, **k: seen.append(k["encoder_hidden_states"]) or original(*a, **k),
+    )
     with torch.no_grad():
         method(x, ["mvtec/bottle", "wood"])
     expected = denoiser.class_prompts.encoder(["a photo of sksbottle", "a photo of skswood"])
@@ -132,18 +166,26 @@ def test_images_of_two_categories_score_as_each_alone(monkeypatch):
     x = objects()
     with torch.no_grad():
         both = method(x, ["bottle", "wood"])
-        alone = [method(x[i:i + 1], [name]) for i, name in enumerate(["bottle", "wood"])]
+        alone = [method(x[i : i + 1], [name]) for i, name in enumerate(["bottle", "wood"])]
         swapped = method(x[:1], ["wood"])
-    torch.testing.assert_close(both.score, torch.cat([a.score for a in alone]),
-                               rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(both.anomaly_map, torch.cat([a.anomaly_map for a in alone]),
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        both.score, torch.cat([a.score for a in alone]), rtol=1e-4, atol=1e-5
+    )
+    torch.testing.assert_close(
+        both.anomaly_map, torch.cat([a.anomaly_map for a in alone]), rtol=1e-4, atol=1e-5
+    )
     assert not torch.allclose(swapped.anomaly_map, alone[0].anomaly_map)  # the prompt matters
     # in the evaluation loops the names come from the datamodule through the contract
-    method._trainer = types.SimpleNamespace(datamodule=types.SimpleNamespace(
-        categories=["bottle", "wood"]))
-    batch = Batch(x, torch.zeros(2, 1, SIZE, SIZE), torch.zeros(2, dtype=torch.long),
-                  torch.tensor([0, 1]), torch.arange(2))
+    method._trainer = types.SimpleNamespace(
+        datamodule=types.SimpleNamespace(categories=["bottle", "wood"])
+    )
+    batch = Batch(
+        x,
+        torch.zeros(2, 1, SIZE, SIZE),
+        torch.zeros(2, dtype=torch.long),
+        torch.tensor([0, 1]),
+        torch.arange(2),
+    )
     with torch.no_grad():
         torch.testing.assert_close(method.score(batch).score, both.score)
 
@@ -155,8 +197,8 @@ def test_fixed_test_prompt_keeps_the_training_prompt(monkeypatch):
     x = objects()
     with torch.no_grad():
         reference = class_name(x)  # no category names: the fixed prompt
-        torch.testing.assert_close(fixed(x, ["bottle", "wood"]).anomaly_map,
-                                   reference.anomaly_map)
+        torch.testing.assert_close(fixed(x, ["bottle", "wood"]).anomaly_map, reference.anomaly_map)
         torch.testing.assert_close(fixed(x).anomaly_map, reference.anomaly_map)
-        assert not torch.allclose(class_name(x, ["bottle", "wood"]).anomaly_map,
-                                  reference.anomaly_map)
+        assert not torch.allclose(
+            class_name(x, ["bottle", "wood"]).anomaly_map, reference.anomaly_map
+        )

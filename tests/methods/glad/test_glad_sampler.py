@@ -30,16 +30,27 @@ class OracleDenoiser(nn.Module):
         self.schedule = schedule
         self.targets = targets
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, guided: bool = False,
-                context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        guided: bool = False,
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         return self.schedule.predict_eps(x_t, self.targets, t)
 
 
 def oracle_model(targets: torch.Tensor, **sampler) -> GLADModel:
     base = tiny(**PIXELS).model
     config = dataclasses.replace(base.sampler, **sampler)
-    return GLADModel(base.codec, OracleDenoiser(base.schedule, targets), base.schedule,
-                     base.features, config, base.scoring)
+    return GLADModel(
+        base.codec,
+        OracleDenoiser(base.schedule, targets),
+        base.schedule,
+        base.features,
+        config,
+        base.scoring,
+    )
 
 
 def test_ads_stops_samples_at_different_steps_within_one_batch():
@@ -57,10 +68,10 @@ def test_ads_stops_samples_at_different_steps_within_one_batch():
     assert result.stop_scores[1] > 0.01 >= result.stop_scores[0]
     # batched decisions equal the per-sample ones
     for i in range(2):
-        single = oracle_model(changed[i:i + 1], **settings)
-        alone = single.reconstruct(x[i:i + 1], noise=noise[i:i + 1])
+        single = oracle_model(changed[i : i + 1], **settings)
+        alone = single.reconstruct(x[i : i + 1], noise=noise[i : i + 1])
         assert alone.stop_steps.item() == result.stop_steps[i].item()
-        torch.testing.assert_close(alone.images, result.images[i:i + 1], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(alone.images, result.images[i : i + 1], rtol=1e-4, atol=1e-4)
 
 
 def test_leading_spacing_makes_the_first_ads_check_count():
@@ -74,12 +85,16 @@ def test_leading_spacing_makes_the_first_ads_check_count():
     # samples can stop at once; with linspace the first step is the noising step, x0_in equals
     # x0_gen, s = 0 and nobody stops there
     assert [t for t, _ in model.schedule.ddim_timesteps(399, 5, "leading")] == [
-        321, 241, 161, 81, 1]
+        321,
+        241,
+        161,
+        81,
+        1,
+    ]
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
     first = model.reconstruct(x, noise=noise)
     assert first.stop_steps.tolist() == [321, 321] and (first.stop_scores > 0.01).all()
-    linspace = oracle_model(changed, t_max=400, steps=5, tau=0.01, min_step=150,
-                            spacing="linspace")
+    linspace = oracle_model(changed, t_max=400, steps=5, tau=0.01, min_step=150, spacing="linspace")
     assert 400 not in linspace.reconstruct(x, noise=noise).stop_steps.tolist()
 
 
@@ -117,8 +132,11 @@ def reference_discrepancy(model: GLADModel, x0_in: torch.Tensor, x0_gen: torch.T
     out = torch.zeros(1, 1, h, w)
     for i in range(h):
         for j in range(w):
-            out[0, 0, i, j] = min(1 - F.cosine_similarity(f_in[:, i, j], f_gen[:, a, b], dim=0)
-                                  for a in range(h) for b in range(w))
+            out[0, 0, i, j] = min(
+                1 - F.cosine_similarity(f_in[:, i, j], f_gen[:, a, b], dim=0)
+                for a in range(h)
+                for b in range(w)
+            )
     return out
 
 
@@ -133,8 +151,7 @@ def test_saff_fuses_generated_and_input_content_with_the_sigmoid_mask():
     # eps_hat = eps makes the input's x0-estimate exactly z0
     x0, stop, s = model._adapt(z0, eps, eps, x0_gen, t, 200)
     A = reference_discrepancy(model, z0, x0_gen)
-    mask = torch.sigmoid(F.interpolate(A, size=(SIZE, SIZE), mode="bilinear",
-                                       align_corners=False))
+    mask = torch.sigmoid(F.interpolate(A, size=(SIZE, SIZE), mode="bilinear", align_corners=False))
     assert stop.item() and s.item() > 0
     torch.testing.assert_close(x0, mask * x0_gen + (1 - mask) * z0, rtol=1e-4, atol=1e-4)
 

@@ -50,8 +50,9 @@ def test_nn_discrepancy_bidirectional_averages_both_directions():
     reference = as_map([[1, 0], [0, 1]])
     # query -> reference: [0, 0]; reference -> query: [0, 1] (r2 has no match); mean: [0, 0.5]
     torch.testing.assert_close(nn_discrepancy(query, reference).flatten(), torch.zeros(2))
-    torch.testing.assert_close(nn_discrepancy(query, reference, bidirectional=True).flatten(),
-                               torch.tensor([0.0, 0.5]))
+    torch.testing.assert_close(
+        nn_discrepancy(query, reference, bidirectional=True).flatten(), torch.tensor([0.0, 0.5])
+    )
 
 
 def test_nn_discrepancy_radius_restricts_the_search_to_a_window():
@@ -61,13 +62,14 @@ def test_nn_discrepancy_radius_restricts_the_search_to_a_window():
     reference = as_map([background, background, part, background])
     torch.testing.assert_close(nn_discrepancy(query, reference).flatten(), torch.zeros(4))
     # same position: the part's cell and the cell where the reference has it differ (1 - cos 0)
-    torch.testing.assert_close(nn_discrepancy(query, reference, radius=0).flatten(),
-                               torch.tensor([1.0, 0.0, 1.0, 0.0]))
+    torch.testing.assert_close(
+        nn_discrepancy(query, reference, radius=0).flatten(), torch.tensor([1.0, 0.0, 1.0, 0.0])
+    )
     # within one cell: column 0 sees columns 0-1, both background; column 2 finds background
-    torch.testing.assert_close(nn_discrepancy(query, reference, radius=1).flatten(),
-                               torch.tensor([1.0, 0.0, 0.0, 0.0]))
-    torch.testing.assert_close(nn_discrepancy(query, reference, radius=2).flatten(),
-                               torch.zeros(4))
+    torch.testing.assert_close(
+        nn_discrepancy(query, reference, radius=1).flatten(), torch.tensor([1.0, 0.0, 0.0, 0.0])
+    )
+    torch.testing.assert_close(nn_discrepancy(query, reference, radius=2).flatten(), torch.zeros(4))
     # a window is square: a two-row map searches the other row too
     two_rows = torch.randn(1, 4, 2, 3, generator=torch.Generator().manual_seed(0))
     swapped = two_rows.flip(2)
@@ -98,9 +100,10 @@ def test_multi_level_map_takes_one_search_radius_per_level():
     same_cell = 1.0  # orthogonal features at every position: 1 - cos = 1
     per_level = multi_level_map([rows, rows], [swapped, swapped], (2, 2), radius=[None, 0])
     torch.testing.assert_close(per_level, torch.full((1, 1, 2, 2), 0.0 + same_cell))
-    torch.testing.assert_close(multi_level_map([rows, rows], [swapped, swapped], (2, 2),
-                                               radius=[0, 0]),
-                               multi_level_map([rows, rows], [swapped, swapped], (2, 2), radius=0))
+    torch.testing.assert_close(
+        multi_level_map([rows, rows], [swapped, swapped], (2, 2), radius=[0, 0]),
+        multi_level_map([rows, rows], [swapped, swapped], (2, 2), radius=0),
+    )
     with pytest.raises(ValueError):
         multi_level_map([rows, rows], [swapped, swapped], (2, 2), radius=[None])
 
@@ -156,9 +159,17 @@ def test_per_image_scoring_flags_equal_the_per_config_maps():
     # the official lists: bottle gets the object mask, transistor both NN directions (each
     # image's reconstruction does not depend on its batch)
     official = pixels()(x, ["bottle", "transistor"]).anomaly_map
-    torch.testing.assert_close(official[:1], pixels(**{"scoring.foreground": True})(x[:1])
-                               .anomaly_map, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(official[1:], pixels(**{"scoring.bidirectional": True})(x[1:])
-                               .anomaly_map, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        official[:1],
+        pixels(**{"scoring.foreground": True})(x[:1]).anomaly_map,
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    torch.testing.assert_close(
+        official[1:],
+        pixels(**{"scoring.bidirectional": True})(x[1:]).anomaly_map,
+        rtol=1e-4,
+        atol=1e-4,
+    )
     plain = pixels(**{"scoring.per_category": "config"})
     torch.testing.assert_close(plain(x, ["bottle", "transistor"]).anomaly_map, plain(x).anomaly_map)

@@ -38,8 +38,11 @@ def test_stationarity_ratio_is_the_share_of_variance_left_per_position():
     texture = rng.normal(size=(7, 3, 4, 5))
     stats = StationarityStats()
     stats.update(torch.from_numpy(aligned[:4]), torch.zeros(4, dtype=torch.long), 2)
-    stats.update(torch.from_numpy(np.concatenate([aligned[4:], texture[:3]])),
-                 torch.tensor([0] * 6 + [2] * 3), 3)
+    stats.update(
+        torch.from_numpy(np.concatenate([aligned[4:], texture[:3]])),
+        torch.tensor([0] * 6 + [2] * 3),
+        3,
+    )
     stats.update(torch.from_numpy(texture[3:]), torch.full((4,), 2), 3)
     ratios = stats.ratios()
     assert ratios[0].item() == pytest.approx(reference_stationarity(aligned), rel=1e-9)
@@ -58,10 +61,16 @@ def test_stationary_categories_are_scored_with_their_own_search_radius():
     maps = model.anomaly_map(x, z_other, stationary=torch.tensor([True, False]))
     levels, levels_other = model.codec.levels(z), model.codec.levels(z_other)
     for i, radius in ((0, None), (1, 0)):  # stationary: all positions; the other: the same cell
-        by_hand = sum(F.interpolate(nn_discrepancy(f[i:i + 1], g[i:i + 1], radius=radius),
-                                    size=size, mode="bilinear", align_corners=False)
-                      for f, g in zip(levels, levels_other, strict=True))
-        torch.testing.assert_close(maps[i:i + 1], by_hand)
+        by_hand = sum(
+            F.interpolate(
+                nn_discrepancy(f[i : i + 1], g[i : i + 1], radius=radius),
+                size=size,
+                mode="bilinear",
+                align_corners=False,
+            )
+            for f, g in zip(levels, levels_other, strict=True)
+        )
+        torch.testing.assert_close(maps[i : i + 1], by_hand)
     # training hands the normal latents to the statistics without a second encoding
     seen = []
     model.training_loss(x, other, observe=seen.append)
@@ -71,8 +80,7 @@ def test_stationary_categories_are_scored_with_their_own_search_radius():
     with pytest.raises(AdbenchError, match="no category's stationarity was measured"):
         method(x, ["carpet", "bottle"])
     method.stationarity = {"carpet": 0.7, "bottle": 0.2}
-    assert method.stationary_flags(["carpet", "bottle", "unseen"]).tolist() == [
-        True, False, False]
+    assert method.stationary_flags(["carpet", "bottle", "unseen"]).tolist() == [True, False, False]
     assert method.stationary_flags(None) is None
     # the ratios travel with the weights, and the run record names the stationary categories
     loaded = tiny(**{**FEATURES, "scoring.stationary_threshold": 0.5})

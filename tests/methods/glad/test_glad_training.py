@@ -43,8 +43,9 @@ def test_atp_x0_target_is_the_x0_estimate_of_the_noise_target():
     # (0.86 - 0.6 * (-0.9)) / 0.8 = 1.75 = 2 z~ - z_n
     eps, z_mixed, z_normal = (torch.full((1, 1, 1, 1), v) for v in (0.1, 1.0, 0.25))
     torch.testing.assert_close(atp_x0_target(z_mixed, z_normal, sign=1.0), z_normal)
-    torch.testing.assert_close(atp_x0_target(z_mixed, z_normal, sign=-1.0).flatten(),
-                               torch.tensor([1.75]))
+    torch.testing.assert_close(
+        atp_x0_target(z_mixed, z_normal, sign=-1.0).flatten(), torch.tensor([1.75])
+    )
     schedule = NoiseSchedule(ScheduleConfig(1000, "scaled_linear", 0.00085, 0.012))
     t = torch.tensor([0, 300, 999])
     z_mixed, z_normal, eps = torch.randn(3, 3, 3, 2, 2).unbind(0)
@@ -52,8 +53,12 @@ def test_atp_x0_target_is_the_x0_estimate_of_the_noise_target():
     x_t = schedule.add_noise(z_mixed, eps, t)
     for sign in (1.0, -1.0):
         noise_target = atp_noise_target(eps, z_mixed, z_normal, abar, sign)
-        torch.testing.assert_close(schedule.predict_x0(x_t, noise_target, t),
-                                   atp_x0_target(z_mixed, z_normal, sign), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            schedule.predict_x0(x_t, noise_target, t),
+            atp_x0_target(z_mixed, z_normal, sign),
+            rtol=1e-4,
+            atol=1e-4,
+        )
 
 
 def test_atp_target_without_anomaly_is_the_plain_noise():
@@ -91,8 +96,9 @@ def test_x0_prediction_derives_the_noise_estimate_from_the_clean_latent():
     abar = model.schedule.alphas_cumprod[t].view(-1, 1, 1, 1)
     with torch.no_grad():
         x0_hat = model.denoiser(x_t, t)
-        torch.testing.assert_close(model.predict_noise(x_t, t),
-                                   (x_t - abar.sqrt() * x0_hat) / (1 - abar).sqrt())
+        torch.testing.assert_close(
+            model.predict_noise(x_t, t), (x_t - abar.sqrt() * x0_hat) / (1 - abar).sqrt()
+        )
     eps_model = tiny(**{**PIXELS, "denoiser.prediction": "eps"}).model
     with torch.no_grad():
         torch.testing.assert_close(eps_model.predict_noise(x_t, t), eps_model.denoiser(x_t, t))
@@ -100,14 +106,23 @@ def test_x0_prediction_derives_the_noise_estimate_from_the_clean_latent():
 
 def test_training_step_uses_the_synthesizer_and_backpropagates_into_the_denoiser_only():
     method = tiny().train()
-    batch = adbench.Batch(image=images(4), mask=torch.zeros(4, 1, SIZE, SIZE),
-                          label=torch.zeros(4, dtype=torch.long),
-                          category=torch.zeros(4, dtype=torch.long), index=torch.arange(4))
+    batch = adbench.Batch(
+        image=images(4),
+        mask=torch.zeros(4, 1, SIZE, SIZE),
+        label=torch.zeros(4, dtype=torch.long),
+        category=torch.zeros(4, dtype=torch.long),
+        index=torch.arange(4),
+    )
     calls = []
     for name in ("synthesizer", "self_synthesizer"):
         original = getattr(method, name)
-        setattr(method, name, lambda x, g=None, name=name, original=original, **_: (
-            calls.append(name) or original(x, g)))
+        setattr(
+            method,
+            name,
+            lambda x, g=None, name=name, original=original, **_: (
+                calls.append(name) or original(x, g)
+            ),
+        )
     method.training_step(batch, 0).backward()
     assert calls == ["synthesizer", "self_synthesizer"]
     assert all(p.grad is not None for p in method.model.denoiser.parameters())
@@ -117,8 +132,13 @@ def test_training_step_uses_the_synthesizer_and_backpropagates_into_the_denoiser
 def test_synthesis_keeps_object_anomalies_on_the_foreground_only_for_object_categories():
     x = torch.full((2, 3, SIZE, SIZE), 0.9)
     x[:, :, 8:24, 8:24] = 0.1  # a dark object on a light background
-    method = tiny(**{"training.synthesis.probability": 1.0, "training.synthesis.threshold": -2.0,
-                     "training.synthesis.foreground": False})
+    method = tiny(
+        **{
+            "training.synthesis.probability": 1.0,
+            "training.synthesis.threshold": -2.0,
+            "training.synthesis.foreground": False,
+        }
+    )
     torch.manual_seed(0)
     out = method.synthesize(x, ["bottle", "carpet"])
     changed = (out != x).any(1)
@@ -140,15 +160,23 @@ def test_tiny_preset_learns_and_beats_the_naive_baseline(tmp_path):
     normal = torch.stack([train[i].image for i in range(0, len(train), 9)])
     torch.manual_seed(1)
     anomalous = method.synthesize(normal)
-    fixed = FixedBatchLoss(lambda m: m.model.training_loss(
-        normal, anomalous, torch.Generator().manual_seed(0)).item())
+    fixed = FixedBatchLoss(
+        lambda m: m.model.training_loss(normal, anomalous, torch.Generator().manual_seed(0)).item()
+    )
     assert method.config.trainer.max_epochs == 20  # the preset's own budget (README)
-    adbench.fit(method, datamodule, accelerator="cpu", devices=1, enable_progress_bar=False,
-                callbacks=[fixed])
+    adbench.fit(
+        method,
+        datamodule,
+        accelerator="cpu",
+        devices=1,
+        enable_progress_bar=False,
+        callbacks=[fixed],
+    )
     first, last = fixed.values
     assert last < 0.7 * first, fixed.values
-    table = adbench.evaluate(method, datamodule, accelerator="cpu", devices=1,
-                             enable_progress_bar=False).to_frame()
+    table = adbench.evaluate(
+        method, datamodule, accelerator="cpu", devices=1, enable_progress_bar=False
+    ).to_frame()
     assert table.loc["mean", "I-AUROC"] >= naive + LEARNING_MARGIN, (table.loc["mean"], naive)
     assert sum(method.stop_step_histogram().values()) == len(datamodule.dataset("test"))
     # of brick, ellipse and 6 x 2 grid, only the texture is scored as stationary

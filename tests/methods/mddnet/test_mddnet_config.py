@@ -29,8 +29,11 @@ def test_paper_defaults_are_the_specification():
     assert config.decoder.blocks == (3, 4, 6) and config.decoder.inputs == "split"
     assert config.decoder.output_relu
     assert dataclasses.astuple(config.loss) == (1.0, 1.0, 1.0, 0.1, 0.1)
-    assert (config.scoring.sigma, config.scoring.pooling, config.scoring.fusion) == (4.0, "max",
-                                                                                      "sum")
+    assert (config.scoring.sigma, config.scoring.pooling, config.scoring.fusion) == (
+        4.0,
+        "max",
+        "sum",
+    )
     assert (config.optim.name, config.optim.lr, config.optim.betas) == ("adam", 5e-3, (0.5, 0.999))
     synthesis = config.synthesis  # p 0.5, scales 2^[0, 6), threshold 0.5, opacity ~ U(0.1, 1)
     assert synthesis.probability == 0.5 and synthesis.threshold == 0.5 and synthesis.rotate
@@ -58,11 +61,14 @@ def test_num_classes_from_the_data_is_filled_at_build_and_rebuilds_from_the_chec
     torch.testing.assert_close(rebuilt.model.memory.slots, method.model.memory.slots)
 
 
-@pytest.mark.parametrize(("num_classes", "message"), [
-    (2, r"memory\.num_classes=2 but the training data has 3 categories.*cannot hold"),
-    (4, r"memory\.num_classes=4 but the training data has 3 categories.*never be trained"),
-    (0, r"memory\.num_classes is 0.*num_classes=3"),
-])
+@pytest.mark.parametrize(
+    ("num_classes", "message"),
+    [
+        (2, r"memory\.num_classes=2 but the training data has 3 categories.*cannot hold"),
+        (4, r"memory\.num_classes=4 but the training data has 3 categories.*never be trained"),
+        (0, r"memory\.num_classes is 0.*num_classes=3"),
+    ],
+)
 def test_fit_refuses_a_memory_not_sized_for_the_training_categories(num_classes, message):
     method = MDDNet(tiny_config(**{"memory.num_classes": num_classes}))
     datamodule = SimpleNamespace(categories=["a", "b", "c"])  # all the check reads
@@ -82,8 +88,10 @@ def rd_bottleneck_reference() -> torch.nn.Module:
         return [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out)]
 
     down = nn.Sequential(nn.Conv2d(3072, 2048, 1, stride=2, bias=False), nn.BatchNorm2d(2048))
-    stage = [Bottleneck(3072, 512, 2, down, base_width=128),
-             *(Bottleneck(2048, 512, base_width=128) for _ in range(2))]
+    stage = [
+        Bottleneck(3072, 512, 2, down, base_width=128),
+        *(Bottleneck(2048, 512, base_width=128) for _ in range(2)),
+    ]
     return nn.Sequential(*conv(256, 512), *conv(512, 1024), *conv(512, 1024), *stage)
 
 
@@ -98,31 +106,42 @@ def test_paper_architecture_in_mechanics_mode_trains_and_scores_at_256_px():
     with pytest.warns(UserWarning, match="random"):
         method = adbench.create("mddnet", "paper", random_weights=True, num_classes=15)
     model = method.model
-    teacher = timm.create_model("wide_resnet50_2", pretrained=False, features_only=True,
-                                out_indices=(1, 2, 3))
+    teacher = timm.create_model(
+        "wide_resnet50_2", pretrained=False, features_only=True, out_indices=(1, 2, 3)
+    )
     assert count(model.teacher) == count(teacher) == 24_862_528
     assert count(model.bottleneck) == count(rd_bottleneck_reference()) == 58_885_120
-    assert count(model.restoration) == count(model.identity) == count(get_decoder(
-        "wide_resnet50_2")) == 24_917_504  # RD's decoder, as anomalib builds it
+    assert (
+        count(model.restoration)
+        == count(model.identity)
+        == count(get_decoder("wide_resnet50_2"))
+        == 24_917_504
+    )  # RD's decoder, as anomalib builds it
     assert model.memory.slots.shape == (15, 32, 2048)
 
     images = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(0))
     method.train()
     method.log_dict = lambda *args, **kwargs: None
     method.log = lambda *args, **kwargs: None
-    batch = Batch(images, torch.zeros(2, 1, 256, 256), torch.zeros(2, dtype=torch.long),
-                  torch.tensor([0, 14]), torch.arange(2))
+    batch = Batch(
+        images,
+        torch.zeros(2, 1, 256, 256),
+        torch.zeros(2, dtype=torch.long),
+        torch.tensor([0, 14]),
+        torch.arange(2),
+    )
     loss = method.training_step(batch, 0)
     loss.backward()
     assert torch.isfinite(loss)
-    assert model.memory.slots.grad is not None and model.bottleneck.fuse[0].body[0].weight.grad \
-        is not None
+    assert (
+        model.memory.slots.grad is not None
+        and model.bottleneck.fuse[0].body[0].weight.grad is not None
+    )
     method.eval()
     with torch.no_grad():
         features = model.encode(images)
         z = model.student(features).z
         out = method(images)
-    assert [tuple(f.shape[1:]) for f in features] == [(256, 64, 64), (512, 32, 32),
-                                                      (1024, 16, 16)]
+    assert [tuple(f.shape[1:]) for f in features] == [(256, 64, 64), (512, 32, 32), (1024, 16, 16)]
     assert z.shape == (2, 2048, 8, 8)
     assert out.anomaly_map.shape == (2, 1, 256, 256) and torch.isfinite(out.score).all()

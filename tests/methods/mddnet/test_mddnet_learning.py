@@ -61,25 +61,33 @@ def restoration_and_identity_errors(method: MDDNet, images: torch.Tensor) -> tup
 def training_images(datamodule) -> tuple[torch.Tensor, torch.Tensor]:
     dataset = datamodule.dataset("train")
     samples = [dataset[i] for i in range(len(dataset))]
-    return (torch.stack([s.image for s in samples]),
-            torch.tensor([s.category for s in samples]))
+    return (torch.stack([s.image for s in samples]), torch.tensor([s.category for s in samples]))
 
 
 @pytest.mark.slow
 def test_tiny_preset_learns_and_beats_the_naive_detector(tmp_path):
     """Also: the memory losses make the memory class-specific (an ablation without them is not),
     and the restoration decoder restores synthetic anomalies better than the identity decoder."""
-    datamodule, naive = synthetic_task(tmp_path / "synthetic", 4, n_train=20, n_test=20,
-                                       batch_size=16)
+    datamodule, naive = synthetic_task(
+        tmp_path / "synthetic", 4, n_train=20, n_test=20, batch_size=16
+    )
     method = adbench.create("mddnet", preset="tiny", num_classes=4)
     recorder = LossRecorder()
-    adbench.fit(method, datamodule, max_steps=LEARNING_STEPS, accelerator="cpu", devices=1,
-                enable_progress_bar=False, callbacks=[recorder])
+    adbench.fit(
+        method,
+        datamodule,
+        max_steps=LEARNING_STEPS,
+        accelerator="cpu",
+        devices=1,
+        enable_progress_bar=False,
+        callbacks=[recorder],
+    )
     fifth = LEARNING_STEPS // 5
     first, last = recorder.losses[:fifth], recorder.losses[-fifth:]
     assert sum(last) / fifth < 0.6 * sum(first) / fifth
-    table = adbench.evaluate(method, datamodule, accelerator="cpu", devices=1,
-                             enable_progress_bar=False).to_frame()
+    table = adbench.evaluate(
+        method, datamodule, accelerator="cpu", devices=1, enable_progress_bar=False
+    ).to_frame()
     assert table.loc["mean", "I-AUROC"] >= naive + LEARNING_MARGIN, (table, naive)
 
     method.eval()
@@ -89,10 +97,20 @@ def test_tiny_preset_learns_and_beats_the_naive_detector(tmp_path):
     restored, kept = restoration_and_identity_errors(method, images)  # measured: 0.58, 0.67
     assert restored < 0.95 * kept, (restored, kept)
 
-    ablation = adbench.create("mddnet", preset="tiny", num_classes=4,
-                              **{"loss.class_evidence": 0.0, "loss.compactness": 0.0})
-    adbench.fit(ablation, datamodule, max_steps=LEARNING_STEPS, accelerator="cpu", devices=1,
-                enable_progress_bar=False)
+    ablation = adbench.create(
+        "mddnet",
+        preset="tiny",
+        num_classes=4,
+        **{"loss.class_evidence": 0.0, "loss.compactness": 0.0},
+    )
+    adbench.fit(
+        ablation,
+        datamodule,
+        max_steps=LEARNING_STEPS,
+        accelerator="cpu",
+        devices=1,
+        enable_progress_bar=False,
+    )
     ablation.eval()
     mass_without, _ = own_class_attention(ablation, images, category)  # measured: 0.21
     assert mass_without < 0.5 < mass, (mass_without, mass)

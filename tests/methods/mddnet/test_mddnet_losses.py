@@ -39,8 +39,10 @@ def test_global_cosine_loss_matches_hand_computation():
 
 
 def test_global_cosine_loss_does_not_backpropagate_into_the_target():
-    p, target = torch.randn(2, 3, 2, 2, requires_grad=True), torch.randn(2, 3, 2, 2,
-                                                                          requires_grad=True)
+    p, target = (
+        torch.randn(2, 3, 2, 2, requires_grad=True),
+        torch.randn(2, 3, 2, 2, requires_grad=True),
+    )
     global_cosine_loss([p], [target]).backward()
     assert p.grad is not None and target.grad is None
 
@@ -59,21 +61,33 @@ def test_discrepancy_loss_matches_hand_computation():
 
 def test_class_evidence_loss_matches_hand_computation():
     # one image, N=2 tokens, K=2 classes, M=2 slots; attention weights given directly.
-    weights = t([[[[0.4, 0.1], [0.3, 0.2]],   # token 1: class 0 mass 0.5
-                  [[0.7, 0.1], [0.1, 0.1]]]])  # token 2: class 0 mass 0.8
+    weights = t(
+        [
+            [
+                [[0.4, 0.1], [0.3, 0.2]],  # token 1: class 0 mass 0.5
+                [[0.7, 0.1], [0.1, 0.1]],
+            ]
+        ]
+    )  # token 2: class 0 mass 0.8
     # evidence = mean over tokens: class 0 -> 0.65, class 1 -> 0.35
     log_weights = weights.log()
     assert class_evidence_loss(log_weights, torch.tensor([0])).item() == pytest.approx(
-        -math.log(0.65), abs=1e-6)
+        -math.log(0.65), abs=1e-6
+    )
     both = torch.cat([log_weights, log_weights])
     assert class_evidence_loss(both, torch.tensor([0, 1])).item() == pytest.approx(
-        (-math.log(0.65) - math.log(0.35)) / 2, abs=1e-6)
+        (-math.log(0.65) - math.log(0.35)) / 2, abs=1e-6
+    )
 
 
 def test_compactness_loss_matches_hand_computation():
     tokens = t([[[0, 0], [3, 4]]])  # (B=1, N=2, D=2)
-    slots = t([[[1, 0], [3, 3]],    # class 0: nearest to (0,0) is (1,0): 1; to (3,4) is (3,3): 1
-               [[0, 0], [3, 4]]])   # class 1: exact matches: 0
+    slots = t(
+        [
+            [[1, 0], [3, 3]],  # class 0: nearest to (0,0) is (1,0): 1; to (3,4) is (3,3): 1
+            [[0, 0], [3, 4]],
+        ]
+    )  # class 1: exact matches: 0
     # mean over tokens of the squared distance, divided by D=2: class 0 -> 0.5, class 1 -> 0
     assert compactness_loss(tokens, slots, torch.tensor([0])).item() == pytest.approx(0.5)
     assert compactness_loss(tokens, slots, torch.tensor([1])).item() == pytest.approx(0.0)
@@ -106,8 +120,9 @@ def test_total_loss_uses_the_normal_tokens_for_compactness():
     levels = [torch.randn(1, 3, 4, 4)]
     mask = torch.zeros(1, 1, 8, 8)
     mask[..., :4, :4] = 1  # the top-left token is anomalous
-    terms = mddnet_loss(levels, levels, levels, levels, mask, read, memory.slots,
-                        torch.tensor([1]), LossConfig())
+    terms = mddnet_loss(
+        levels, levels, levels, levels, mask, read, memory.slots, torch.tensor([1]), LossConfig()
+    )
     expected = compactness_loss(read.tokens[:, 1:], memory.slots, torch.tensor([1]))
     torch.testing.assert_close(terms["cpt"], expected)
 
@@ -115,21 +130,31 @@ def test_total_loss_uses_the_normal_tokens_for_compactness():
 def test_total_loss_is_the_weighted_sum_of_its_terms():
     torch.manual_seed(0)
     levels = [torch.randn(2, 4, 4, 4), torch.randn(2, 6, 2, 2)]
-    args = (levels, [x + 0.3 * torch.randn_like(x) for x in levels],
-            [x + 0.5 * torch.randn_like(x) for x in levels],
-            [x + 0.1 * torch.randn_like(x) for x in levels],
-            (torch.rand(2, 1, 16, 16) > 0.7).float())
+    args = (
+        levels,
+        [x + 0.3 * torch.randn_like(x) for x in levels],
+        [x + 0.5 * torch.randn_like(x) for x in levels],
+        [x + 0.1 * torch.randn_like(x) for x in levels],
+        (torch.rand(2, 1, 16, 16) > 0.7).float(),
+    )
     memory = ClassAwareMemory(3, 4, 5, temperature=0.1, init_std=1.0)
     read = memory(torch.randn(2, 5, 2, 2))
     category = torch.tensor([0, 2])
-    weights = LossConfig(restoration=1.0, identity=2.0, discrepancy=3.0, class_evidence=0.5,
-                         compactness=0.25)
+    weights = LossConfig(
+        restoration=1.0, identity=2.0, discrepancy=3.0, class_evidence=0.5, compactness=0.25
+    )
     terms = mddnet_loss(*args, read, memory.slots, category, weights)
-    expected = (terms["res"] + 2 * terms["id"] + 3 * terms["dist"] + 0.5 * terms["cls"]
-                + 0.25 * terms["cpt"])
+    expected = (
+        terms["res"]
+        + 2 * terms["id"]
+        + 3 * terms["dist"]
+        + 0.5 * terms["cls"]
+        + 0.25 * terms["cpt"]
+    )
     torch.testing.assert_close(terms["loss"], expected)
     torch.testing.assert_close(terms["res"], global_cosine_loss(args[2], args[0]))
     torch.testing.assert_close(terms["id"], global_cosine_loss(args[3], args[1]))
     only_dist = LossConfig(0.0, 0.0, 1.0, 0.0, 0.0)
-    torch.testing.assert_close(mddnet_loss(*args, read, memory.slots, category, only_dist)["loss"],
-                               terms["dist"])
+    torch.testing.assert_close(
+        mddnet_loss(*args, read, memory.slots, category, only_dist)["loss"], terms["dist"]
+    )

@@ -29,8 +29,11 @@ def test_option_bottleneck_fields_change_the_embedding():
     narrow = build(**{"bottleneck.mid_ratio": 0.25}).model
     assert narrow.bottleneck.fuse[0].body[0].out_channels == 32
     reference = outputs(build())
-    for overrides in ({"bottleneck.blocks": 3}, {"bottleneck.mid_ratio": 0.25},
-                      {"bottleneck.stride": 2}):
+    for overrides in (
+        {"bottleneck.blocks": 3},
+        {"bottleneck.mid_ratio": 0.25},
+        {"bottleneck.stride": 2},
+    ):
         assert not torch.allclose(outputs(build(**overrides)), reference)
 
 
@@ -93,8 +96,9 @@ def test_option_scoring_fusion():
         a_tr, a_ri = method.model.score_maps(features, method.model.student(features))
     torch.testing.assert_close(outputs(method), a_tr)
     torch.testing.assert_close(outputs(build(**{"scoring.fusion_weights": [0.0, 1.0]})), a_ri)
-    torch.testing.assert_close(outputs(build(**{"scoring.fusion": "max"})),
-                               torch.maximum(a_tr, a_ri))
+    torch.testing.assert_close(
+        outputs(build(**{"scoring.fusion": "max"})), torch.maximum(a_tr, a_ri)
+    )
     torch.testing.assert_close(outputs(build()), a_tr + a_ri)
 
 
@@ -105,8 +109,13 @@ def training_terms(method: MDDNet, seed: int = 0) -> dict[str, torch.Tensor]:
     method.log = lambda name, value, **kwargs: logged.update({name: value})
     method.train()
     torch.manual_seed(seed)
-    batch = Batch(IMAGES, torch.zeros(2, 1, 64, 64), torch.zeros(2, dtype=torch.long),
-                  torch.tensor([0, 2]), torch.arange(2))
+    batch = Batch(
+        IMAGES,
+        torch.zeros(2, 1, 64, 64),
+        torch.zeros(2, dtype=torch.long),
+        torch.tensor([0, 2]),
+        torch.arange(2),
+    )
     with torch.no_grad():
         method.training_step(batch, 0)
     return {name.removeprefix("train/"): value for name, value in logged.items()}
@@ -114,13 +123,17 @@ def training_terms(method: MDDNet, seed: int = 0) -> dict[str, torch.Tensor]:
 
 def test_option_loss_weights_change_the_training_loss():
     default = training_terms(build())
-    expected = (default["res"] + default["id"] + default["dist"] + 0.1 * default["cls"]
-                + 0.1 * default["cpt"])
+    expected = (
+        default["res"]
+        + default["id"]
+        + default["dist"]
+        + 0.1 * default["cls"]
+        + 0.1 * default["cpt"]
+    )
     torch.testing.assert_close(default["loss"], expected)
     reweighted = training_terms(build(**{"loss.compactness": 0.0, "loss.identity": 2.0}))
     torch.testing.assert_close(reweighted["cpt"], default["cpt"])  # same batch, same synthesis
-    torch.testing.assert_close(reweighted["loss"],
-                               expected - 0.1 * default["cpt"] + default["id"])
+    torch.testing.assert_close(reweighted["loss"], expected - 0.1 * default["cpt"] + default["id"])
 
 
 @pytest.mark.parametrize("probability", [0.0, 1.0])
@@ -186,8 +199,9 @@ def test_option_synthesis_rotate_and_source_change_the_anomalies():
 def test_option_synthesis_foreground_keeps_anomalies_on_the_object():
     images = torch.full((1, 3, 64, 64), 0.1)
     images[..., 16:48, 16:48] = 0.9  # a bright square object on a dark background
-    method = build(**{"synthesis.probability": 1.0, "synthesis.threshold": 0.0,
-                      "synthesis.foreground": True})
+    method = build(
+        **{"synthesis.probability": 1.0, "synthesis.threshold": 0.0, "synthesis.foreground": True}
+    )
     mask = synthesized(method, images)[1]
     outside = torch.ones(64, 64, dtype=torch.bool)
     outside[16:48, 16:48] = False
@@ -204,9 +218,14 @@ def test_run_record_names_the_dtd_images_used(tmp_path):
     for i in range(2):
         Image.new("RGB", (32, 32), (40 * i, 90, 200)).save(folder / f"banded_{i}.jpg")
     method = build(**{"synthesis.dtd_root": str(tmp_path / "dtd")})
-    assert method.run_record() == {"synthesis": {
-        "source": "dtd", "dtd_root": str((tmp_path / "dtd").resolve()), "dtd_images": 2,
-        "augment": 0}}
+    assert method.run_record() == {
+        "synthesis": {
+            "source": "dtd",
+            "dtd_root": str((tmp_path / "dtd").resolve()),
+            "dtd_images": 2,
+            "augment": 0,
+        }
+    }
 
 
 def test_option_scoring_pooling():
@@ -225,6 +244,5 @@ def test_option_backbone_layers_set_the_teacher_levels():
     assert (model.teacher.channels, model.teacher.strides) == ([40, 112, 320], [8, 16, 32])
     with torch.no_grad():
         student = model.student(model.encode(IMAGES))
-    assert [level.shape[1:] for level in student.restored] == [(40, 8, 8), (112, 4, 4),
-                                                              (320, 2, 2)]
+    assert [level.shape[1:] for level in student.restored] == [(40, 8, 8), (112, 4, 4), (320, 2, 2)]
     assert model(IMAGES).shape == (2, 1, 8, 8)  # the map at the finest level's size

@@ -66,8 +66,9 @@ def test_discrepancy_map_matches_hand_computation():
 def test_fusion_rules():
     a_tr, a_ri = t([1, 4]).view(1, 1, 1, 2), t([3, 2]).view(1, 1, 1, 2)
     torch.testing.assert_close(fuse_maps(a_tr, a_ri, "sum", (1.0, 1.0)), t([4, 6]).view(1, 1, 1, 2))
-    torch.testing.assert_close(fuse_maps(a_tr, a_ri, "sum", (2.0, 0.5)),
-                               t([3.5, 9]).view(1, 1, 1, 2))
+    torch.testing.assert_close(
+        fuse_maps(a_tr, a_ri, "sum", (2.0, 0.5)), t([3.5, 9]).view(1, 1, 1, 2)
+    )
     torch.testing.assert_close(fuse_maps(a_tr, a_ri, "max", (1.0, 1.0)), t([3, 4]).view(1, 1, 1, 2))
     with pytest.raises(ConfigError, match=r"scoring\.fusion"):
         fuse_maps(a_tr, a_ri, "mean", (1.0, 1.0))
@@ -84,8 +85,9 @@ def test_residual_block_shapes(mode, size):
 def test_bottleneck_and_decoder_shapes(stride, size):
     channels, strides = [8, 16, 32], [4, 8, 16]
     features = [torch.randn(2, c, 64 // s, 64 // s) for c, s in zip(channels, strides, strict=True)]
-    neck = FusionBottleneck(channels, strides, out_channels=24, blocks=2, mid_ratio=0.5,
-                            stride=stride)
+    neck = FusionBottleneck(
+        channels, strides, out_channels=24, blocks=2, mid_ratio=0.5, stride=stride
+    )
     z = neck(features)
     assert z.shape == (2, 24, size, size) and neck.out_stride == 16 * stride
     decoder = FeatureDecoder(24, neck.out_stride, channels, strides, (2, 1, 1), 0.5)
@@ -121,8 +123,9 @@ def test_forward_is_the_fused_teacher_restoration_identity_map():
         student = method.model.student(features)
         a_tr, a_ri = method.model.score_maps(features, student)
         torch.testing.assert_close(a_tr, discrepancy_map(features, student.restored, (16, 16)))
-        torch.testing.assert_close(a_ri, discrepancy_map(student.restored, student.identity,
-                                                         (16, 16)))
+        torch.testing.assert_close(
+            a_ri, discrepancy_map(student.restored, student.identity, (16, 16))
+        )
         raw = method.model(IMAGES)
         torch.testing.assert_close(raw, a_tr + a_ri)
         out = method(IMAGES)
@@ -149,8 +152,13 @@ def test_training_step_matches_the_losses_on_clean_and_corrupted_pairs(monkeypat
     monkeypatch.setattr(method, "log_dict", lambda values, **k: logged.update(values))
     monkeypatch.setattr(method, "log", lambda *a, **k: None)
     category = torch.tensor([0, 2])
-    batch = Batch(IMAGES, torch.zeros(2, 1, 64, 64), torch.zeros(2, dtype=torch.long), category,
-                  torch.arange(2))
+    batch = Batch(
+        IMAGES,
+        torch.zeros(2, 1, 64, 64),
+        torch.zeros(2, dtype=torch.long),
+        category,
+        torch.arange(2),
+    )
     loss = method.training_step(batch, 0)
     assert len(calls) == 1 and calls[0] is IMAGES
     loss.backward()
@@ -161,10 +169,19 @@ def test_training_step_matches_the_losses_on_clean_and_corrupted_pairs(monkeypat
     with torch.no_grad():  # reference: both teacher passes in full, then the paper's losses
         clean, damaged = method.model.encode(IMAGES), method.model.encode(corrupted)
         student = method.model.student(damaged)
-        terms = mddnet_loss(clean, damaged, student.restored, student.identity, mask,
-                            student.read, method.model.memory.slots, category,
-                            method.config.loss)
+        terms = mddnet_loss(
+            clean,
+            damaged,
+            student.restored,
+            student.identity,
+            mask,
+            student.read,
+            method.model.memory.slots,
+            category,
+            method.config.loss,
+        )
     torch.testing.assert_close(loss.detach(), terms["loss"], rtol=1e-4, atol=1e-5)
     for name in ("res", "id", "dist", "cls", "cpt"):
-        torch.testing.assert_close(logged[f"train/{name}"].detach(), terms[name], rtol=1e-4,
-                                   atol=1e-5)
+        torch.testing.assert_close(
+            logged[f"train/{name}"].detach(), terms[name], rtol=1e-4, atol=1e-5
+        )
