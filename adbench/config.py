@@ -143,8 +143,61 @@ def _build(cls: type, data: Any, context: str, prefix: str, default: Any = None)
         raise ConfigError(f"{context}: {prefix.rstrip('.') or cls.__name__}: {err}") from err
 
 
+_NAMES = {  # type -> (a value of it, several of them), as error messages name them
+    int: ("an integer", "integers"),
+    float: ("a number", "numbers"),
+    str: ("a string", "strings"),
+    bool: ("true or false", "booleans"),
+    Path: ("a path", "paths"),
+    type(None): ("null", "nulls"),
+}
+
+
 def _type_name(tp: Any) -> str:
+    """``tp`` as an error message names it: ``int | Literal["all"]`` is ``an integer or 'all'``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        names = [_type_name(arg) for arg in args]
+        return f"{', '.join(names[:-1])} or {names[-1]}"
+    if origin is Literal:
+        return " or ".join(map(repr, args))
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis and args[0] in _NAMES:
+            return f"a list of {_NAMES[args[0]][1]}"
+        return "a list"
+    if origin in (dict, Mapping) or tp is dict or dataclasses.is_dataclass(tp):
+        return "a mapping"
+    if tp in _NAMES:
+        return _NAMES[tp][0]
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _text_number_hint(tp: Any, value: Any) -> str:
+    """A hint when a number field got a numeral as text (``'1e9'``: YAML 1.1 needs ``1.0e+9``).
+
+    Args:
+        tp: the field's type (a union counts when it holds int or float).
+        value: the value that failed.
+
+    Returns:
+        ``" (a string: ...)"``, or ``""`` when ``value`` is no numeral or ``tp`` takes no number.
+    """
+    accepted = (
+        set(typing.get_args(tp)) if typing.get_origin(tp) in (Union, types.UnionType) else {tp}
+    )
+    if not isinstance(value, str) or not _NUMBER.fullmatch(value) or not accepted & {int, float}:
+        return ""
+    if not isinstance(yaml.safe_load(value), str):
+        return " (a string: write it without quotes)"
+    if float in accepted:
+        mantissa, _, exponent = value.lower().partition("e")
+        mantissa = mantissa if "." in mantissa else f"{mantissa}.0"
+        spelled = f"{mantissa}e{exponent if exponent[0] in '+-' else '+' + exponent}"
+    elif float(value).is_integer():
+        spelled = str(int(float(value)))
+    else:
+        return f" (a string: YAML 1.1 reads {value} as text, and it is not an integer)"
+    return f" (a string: YAML 1.1 reads {value} as text; write {spelled})"
 
 
 def _coerce(tp: Any, value: Any, context: str, key: str, default: Any = None) -> Any:
@@ -159,13 +212,15 @@ def _coerce(tp: Any, value: Any, context: str, key: str, default: Any = None) ->
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
         for option in (a for a in args if a is not type(None)):
             try:
                 return _coerce(option, value, context, key)
-            except ConfigError as err:
-                errors.append(err)
-        raise ConfigError(f"{context}: {key} must be {_type_name(tp)}, got {value!r}")
+            except ConfigError:
+                continue
+        raise ConfigError(
+            f"{context}: {key} must be {_type_name(tp)}, got {value!r}"
+            f"{_text_number_hint(tp, value)}"
+        )
     if origin is Literal:
         if value not in args:
             raise ConfigError(
@@ -199,11 +254,15 @@ def _coerce(tp: Any, value: Any, context: str, key: str, default: Any = None) ->
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{context}: {key} must be int, got {value!r}")
+            raise ConfigError(
+                f"{context}: {key} must be int, got {value!r}{_text_number_hint(tp, value)}"
+            )
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{context}: {key} must be float, got {value!r}")
+            raise ConfigError(
+                f"{context}: {key} must be float, got {value!r}{_text_number_hint(tp, value)}"
+            )
         return float(value)
     if tp is str:
         if not isinstance(value, str):

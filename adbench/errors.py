@@ -41,6 +41,10 @@ class InvalidInputError(AdbenchError, ValueError):
     """Values that cannot be evaluated: NaN/inf in a map or score, an out-of-range label or id."""
 
 
+class CorruptFileError(AdbenchError, ValueError):
+    """A file adbench wrote that cannot be read back: garbage or cut bytes, keys missing."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest choice, or ``""`` when none is close."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)

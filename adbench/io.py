@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from adbench.errors import CorruptFileError
+
 
 def write_atomic(path: str | Path, text: str | bytes) -> None:
     """Write ``text`` to ``path`` atomically: temp file in the same folder, fsync, rename.
@@ -64,8 +66,15 @@ def write_json(path: str | Path, data: Any) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    """Read a JSON file written by `write_json`."""
-    return json.loads(Path(path).read_text())
+    """Read a JSON file written by `write_json`.
+
+    Raises:
+        CorruptFileError: naming ``path``, when it is not UTF-8 JSON (garbage or cut bytes).
+    """
+    try:
+        return json.loads(Path(path).read_bytes().decode())
+    except ValueError as err:  # UnicodeDecodeError and JSONDecodeError
+        raise CorruptFileError(f"{path} is not UTF-8 JSON ({err})") from err
 
 
 def _finite(value: Any) -> Any:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,6 +122,16 @@ class DinoReconstructionConfig(AnomalibConfig):
             raise ConfigError(
                 f"crop_size must be in [0, data.image_size={self.data.image_size}]"
                 f" (0 = no crop), got {self.crop_size}"
+            )
+        patch = re.search(r"patch(\d+)", arch)  # timm names carry the patch size
+        key, side = (
+            ("crop_size", self.crop_size)
+            if self.crop_size
+            else ("data.image_size", self.data.image_size)
+        )
+        if patch and side % int(patch[1]):
+            raise ConfigError(
+                f"{key} must be a multiple of the ViT patch size {patch[1]}, got {side}"
             )
 
 

@@ -14,7 +14,8 @@ from tqdm.auto import tqdm
 from adbench.data.dataset import decode_image
 from adbench.data.formats import load_index
 from adbench.data.formats.common import collecting_problems
-from adbench.data.index import optional
+from adbench.data.formats.synthetic import meta_problems
+from adbench.data.index import no_training_images, optional, untrained_categories
 from adbench.errors import DatasetFormatError
 
 
@@ -80,7 +81,11 @@ def check_dataset(
     progress: bool = True,
     **options: Any,
 ) -> CheckReport:
-    """Read a dataset root, collecting every layout problem, then decode every file.
+    """Read a dataset root, collecting every problem, then decode every file.
+
+    Problems are layout errors, categories without training images and, for a synthetic set,
+    differences from its ``meta.json``; with ``decode``, unreadable files and masks of the wrong
+    size.
 
     Args:
         root: the dataset root.
@@ -100,6 +105,10 @@ def check_dataset(
     summary = pd.DataFrame(columns=["train", "test", "anomalous", "masks", "defects"])
     if index is not None:
         summary = index.counts()
+        untrained = untrained_categories(index.frame)
+        problems.extend(no_training_images({name: where}) for name, where in untrained.items())
+        if format == "synthetic":
+            problems.extend(meta_problems(root, summary, every_category=categories is None))
         if decode:
             frame = index.frame
             rows = list(zip(frame["path"], map(optional, frame["mask_path"]), strict=True))

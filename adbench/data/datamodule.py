@@ -21,8 +21,8 @@ from adbench.batch import Batch
 from adbench.contract import DataDefaults
 from adbench.data.cache import find_caches, use_cache
 from adbench.data.dataset import AnomalyDataset, as_size
-from adbench.data.index import SampleIndex
-from adbench.errors import ConfigError
+from adbench.data.index import SampleIndex, no_training_images, untrained_categories
+from adbench.errors import ConfigError, DatasetFormatError
 
 Split = Literal["train", "val", "test"]
 
@@ -82,6 +82,7 @@ class UnifiedDataModule(L.LightningDataModule):
         if caches:
             frame = use_cache(frame, caches, self.image_size)
         self._rows = _split_rows(frame, val_fraction, seed)
+        self._untrained = untrained_categories(frame)
 
     @classmethod
     def for_config(cls, index: SampleIndex, config: Any, **options: Any) -> UnifiedDataModule:
@@ -128,10 +129,22 @@ class UnifiedDataModule(L.LightningDataModule):
             persistent_workers=shuffle and self.num_workers > 0,
         )
 
+    def setup(self, stage: str) -> None:
+        """Called by Lightning before each stage: refuse to train (``fit``) an unseen category.
+
+        Raises:
+            DatasetFormatError: naming every selected category without training images.
+        """
+        if stage == "fit":
+            self._require_training()
+
+    def _require_training(self) -> None:
+        if self._untrained:
+            raise DatasetFormatError(no_training_images(self._untrained))
+
     def train_dataloader(self) -> DataLoader:
         """Normal training images of every selected category, shuffled (seeded)."""
-        if not len(self._rows["train"]):
-            raise ConfigError(f"no training images in categories {self.categories}")
+        self._require_training()
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader | list:

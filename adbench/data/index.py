@@ -9,7 +9,7 @@ row was read from). Rows are numbered by a `RangeIndex`; that number is ``Sample
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +152,27 @@ def concat(indexes: Sequence[SampleIndex]) -> SampleIndex:
             ]
         frame["category"] = list(names)
     return SampleIndex(pd.concat(frames, ignore_index=True))
+
+
+def untrained_categories(frame: pd.DataFrame) -> dict[str, str]:
+    """The categories of an index table that have no training row, each with its dataset root."""
+    names = frame["category"].astype(str)
+    trained = set(names[frame["split"] == "train"])
+    roots = frame["root"].groupby(names).first()
+    return {name: str(root) for name, root in roots.items() if name not in trained}
+
+
+def no_training_images(untrained: Mapping[str, str]) -> str:
+    """The one-line error for categories without training images (`untrained_categories`)."""
+    names = ", ".join(f"'{name}'" for name in untrained)
+    roots = ", ".join(sorted(set(untrained.values())))
+    what, has, them = (
+        ("category", "has", "it") if len(untrained) == 1 else ("categories", "have", "them")
+    )
+    return (
+        f"{what} {names} {has} no training images (normal train split empty) in {roots}; "
+        f"remove {them} or add images"
+    )
 
 
 def unknown_category(name: str, known: list[str], where: str) -> UnknownCategoryError:

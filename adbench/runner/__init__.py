@@ -17,7 +17,7 @@ from adbench.config import to_yaml
 from adbench.io import write_atomic
 from adbench.runner import rundir
 from adbench.runner.datasets import prepare_datasets
-from adbench.runner.execute import FAILED, CellFailed, Runtime
+from adbench.runner.execute import BUSY, FAILED, FINISHED, CellFailed, Runtime
 from adbench.runner.leaderboard import leaderboard
 from adbench.runner.plots import plot_scaling
 from adbench.runner.plugins import load_plugins, resolve_plugins
@@ -73,10 +73,10 @@ class SweepReport:
             + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         ]
         for cell in self.failed:
-            error = rundir.read_json(rundir.cell_dir(self.out, cell.id) / rundir.ERROR)
+            error = rundir.error_text(rundir.cell_dir(self.out, cell.id))
             text.append(
                 f"  failed {cell.id} ({cell.label}, {cell.dataset}, k={cell.k}, "
-                f"seed={cell.seed}): {error['type']}: {error['message']}"
+                f"seed={cell.seed}): {error}"
             )
         return "\n".join(text)
 
@@ -156,7 +156,11 @@ def dry_run(
     overrides: Mapping[str, Any] | None = None,
     plugins: Sequence[str] = (),
 ) -> str:
-    """The cell listing of a sweep (with each cell's status in ``out`` when given)."""
+    """The cell listing of a sweep (with each cell's status in ``out`` when given).
+
+    A status is one of "new", "finished", "failed", "incomplete" (see `load_cells`) or "busy"
+    (unfinished and held by a live runner, which `run_sweep` leaves to it).
+    """
     _, cells = plan(source, overrides, plugins)
     listing = describe(cells).splitlines()
     if out is None:
@@ -168,7 +172,14 @@ def dry_run(
     )
     lines = [listing[0] + "  status"]
     lines += [
-        f"{line}  {status.get(cell.id, 'new')}"
+        f"{line}  {_dry_status(out, cell.id, status)}"
         for line, cell in zip(listing[1:], cells, strict=True)
     ]
     return "\n".join(lines)
+
+
+def _dry_status(out: str | Path, cell_id: str, statuses: dict[str, str]) -> str:
+    status = statuses.get(cell_id, "new")
+    if status != FINISHED and rundir.lock_holder(rundir.cell_dir(out, cell_id)) is not None:
+        return BUSY
+    return status

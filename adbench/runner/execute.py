@@ -107,10 +107,9 @@ def _attempt(cell: Cell, folder: Path, runtime: Runtime, fail_fast: bool) -> str
     else:
         status = _run_here(cell, folder, runtime)
     if status == FAILED:
-        error = rundir.read_json(folder / rundir.ERROR)
         message = (
             f"cell {cell.id} ({cell.label}, {cell.dataset}, k={cell.k}, seed={cell.seed}) "
-            f"failed: {error['type']}: {error['message']}"
+            f"failed: {rundir.error_text(folder)}"
         )
         if fail_fast:
             raise CellFailed(message)

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from adbench.errors import AdbenchError, ConfigError
+from adbench.errors import AdbenchError, ConfigError, CorruptFileError
 from adbench.io import write_atomic
 from adbench.protocol import PROTOCOL_FILE, RANKED_FIELDS, differing_fields
 from adbench.runner import rundir
@@ -45,6 +46,7 @@ CELL_COLUMNS = (
     *DEVICE_COLUMNS,
     "error",
 )
+_log = logging.getLogger(__name__)
 
 
 class ResultStore:
@@ -138,15 +140,12 @@ class ResultStore:
         return paths
 
     def _finished(self) -> list[dict]:
-        results = []
-        for folder in sorted(rundir.cells_dir(self.out).iterdir()):
-            if rundir.is_finished(folder):
-                results.append(rundir.read_json(folder / rundir.RESULT))
-        return results
+        results = (rundir.read_result(f) for f in sorted(rundir.cells_dir(self.out).iterdir()))
+        return [result for result in results if result is not None]
 
     def _cell_row(self, folder: Path) -> dict | None:
-        if rundir.is_finished(folder):
-            result = rundir.read_json(folder / rundir.RESULT)
+        result = rundir.read_result(folder)
+        if result is not None:
             return {
                 **_identity(result),
                 "status": "finished",
@@ -159,7 +158,11 @@ class ResultStore:
             }
         if not (folder / rundir.CELL).is_file():
             return None
-        cell = rundir.read_json(folder / rundir.CELL)
+        try:
+            cell = rundir.read_json(folder / rundir.CELL)
+        except CorruptFileError as err:  # rewritten when the cell runs again
+            _log.warning("%s; the cell is left out of the cells table", err)
+            return None
         row = {
             **_identity(
                 {
@@ -176,8 +179,7 @@ class ResultStore:
         if rundir.lock_holder(folder) is not None:
             row["status"] = "running"
         elif (folder / rundir.ERROR).is_file():
-            error = rundir.read_json(folder / rundir.ERROR)
-            row.update(status="failed", error=f"{error['type']}: {error['message']}")
+            row.update(status="failed", error=rundir.error_text(folder))
         return row
 
     def _exported(self, name: str) -> pd.DataFrame:

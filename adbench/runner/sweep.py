@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -92,15 +92,18 @@ def _check(sweep: Sweep, context: str) -> None:
         raise ConfigError(f"{context}: seeds must list at least one seed")
     if not sweep.categories:
         raise ConfigError(f"{context}: categories must list at least one k (or 'all')")
-    for k in sweep.categories:
-        if k != "all" and k < 1:
-            raise ConfigError(f"{context}: categories: k must be >= 1 or 'all', got {k}")
+    _check_ranges(sweep, context)
+    for key in ("seeds", "categories"):
+        values = getattr(sweep, key)
+        for i, value in enumerate(values):
+            if value in values[:i]:
+                raise ConfigError(
+                    f"{context}: {key} lists {value!r} more than once; list each value once"
+                )
     try:
         check_aupro_fpr_limit(sweep.aupro_fpr_limit)
     except ConfigError as err:
         raise ConfigError(f"{context}: {err}") from err
-    if sweep.num_workers < 0:
-        raise ConfigError(f"{context}: num_workers must be >= 0, got {sweep.num_workers}")
     from adbench.metrics.objects import ViewPooling
 
     try:
@@ -123,6 +126,75 @@ def _check(sweep: Sweep, context: str) -> None:
             raise ConfigError(
                 f"{context}: two datasets are named '{name}'; give each its own `name:`"
             )
+
+
+def _check_ranges(sweep: Sweep, context: str) -> None:
+    """Refuse a value out of its range, which every cell would otherwise fail or misuse.
+
+    ``trainer.max_epochs: 0`` would evaluate an untrained method; a negative seed or image size
+    would fail every cell. Null (None) keeps the default the field names.
+    """
+    from lightning.fabric.utilities.seed import max_seed_value, min_seed_value
+
+    trainer, own = sweep.trainer, " (or null: each method's own)"
+    checks: list[tuple[str, Any, Callable[[Any], bool], str]] = [
+        ("trainer.max_epochs", trainer.max_epochs, lambda v: v >= 1, f">= 1{own}"),
+        (
+            "trainer.max_steps",
+            trainer.max_steps,
+            lambda v: v >= 1 or v == -1,
+            f">= 1, or -1 for no step limit{own}",
+        ),
+        (
+            "trainer.accumulate_grad_batches",
+            trainer.accumulate_grad_batches,
+            lambda v: v >= 1,
+            f">= 1{own}",
+        ),
+        ("trainer.gradient_clip_val", trainer.gradient_clip_val, lambda v: v >= 0, f">= 0{own}"),
+        (
+            "trainer.limit_train_batches",
+            trainer.limit_train_batches,
+            lambda v: v >= 1 if isinstance(v, int) else 0 < v <= 1,
+            "a number of batches >= 1 or a fraction in (0, 1] (or null: all)",
+        ),
+        (
+            "trainer.devices",
+            trainer.devices,
+            _valid_devices,
+            ">= 1, -1 (all), a list of device indices >= 0 or a string such as 'auto'",
+        ),
+        ("trainer.num_nodes", trainer.num_nodes, lambda v: v >= 1, ">= 1"),
+        ("image_size", sweep.image_size, lambda v: v >= 1, f">= 1{own}"),
+        ("num_workers", sweep.num_workers, lambda v: v >= 0, ">= 0"),
+        ("subset_seed", sweep.subset_seed, lambda v: v >= 0, ">= 0 (or null: each seed)"),
+    ]
+    checks += [
+        (
+            f"seeds[{i}]",
+            seed,
+            lambda v: min_seed_value <= v <= max_seed_value,
+            f"in {min_seed_value}..{max_seed_value}",
+        )
+        for i, seed in enumerate(sweep.seeds)
+    ]
+    checks += [
+        (f"categories[{i}]: k", k, lambda v: v == "all" or v >= 1, ">= 1 or 'all'")
+        for i, k in enumerate(sweep.categories)
+    ]
+    for key, value, valid, rule in checks:
+        if value is not None and not valid(value):
+            shown = list(value) if isinstance(value, tuple) else value
+            raise ConfigError(f"{context}: {key} must be {rule}, got {shown!r}")
+
+
+def _valid_devices(devices: int | str | tuple[int, ...]) -> bool:
+    """Whether Lightning can take ``devices``: a count, -1 (all), indices, or a string it parses."""
+    if isinstance(devices, str):
+        return True
+    if isinstance(devices, int):
+        return devices == -1 or devices >= 1
+    return bool(devices) and min(devices) >= 0
 
 
 def dataset_name(entry: DatasetEntry) -> str:

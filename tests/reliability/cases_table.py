@@ -108,6 +108,40 @@ CASES: tuple[Case, ...] = (
         (f"{REL}/test_interrupts.py::test_prepare_resumes_over_a_torn_file_and_a_leftover_temp",),
     ),
     Case(
+        "Two runners generating the same synthetic dataset",
+        "starts two `adbench run` (or `adbench data synth`) whose synthetic root does not exist",
+        "each process writes into its own hidden `.ROOT.partial-*` folder beside the root and "
+        "renames it into place; the second to finish discards its copy and keeps the first's "
+        "(byte-identical): both succeed, the set is complete and no partial folder is left. If "
+        "the first wrote other settings: `DatasetFormatError: ROOT holds a synthetic dataset "
+        "with other settings: ...`",
+        (
+            f"{REL}/test_data_races.py::test_two_processes_generate_one_complete_set",
+            f"{REL}/test_data_races.py::test_the_loser_of_the_rename_keeps_the_winners_set",
+        ),
+    ),
+    Case(
+        "Synthetic dataset that differs from its `meta.json` (deleted category or image)",
+        "`adbench data check ROOT --format synthetic`",
+        "lists `category 'X' is listed in ROOT/meta.json but missing from ROOT` and "
+        "`category 'X': 7 training images, ROOT/meta.json implies 8` (likewise test images); "
+        "exit code 1",
+        (f"{REL}/test_data_races.py::test_data_check_compares_a_synthetic_set_with_its_meta",),
+    ),
+    Case(
+        "Category with no training images",
+        "`adbench data check`, `adbench fit` or `adbench run` on a dataset with such a category",
+        "`DatasetFormatError: category 'X' has no training images (normal train split empty) "
+        "in ROOT; remove it or add images`: listed by `adbench data check` (exit code 1) and "
+        "raised before training starts (`UnifiedDataModule.setup('fit')`), so each sweep cell "
+        "holding the category fails with it in `error.json` and writes no result; scoring a "
+        "trained model on it stays allowed",
+        (
+            f"{REL}/test_empty_training.py::test_category_without_training_images_is_refused",
+            f"{REL}/test_empty_training.py::test_sweep_cell_with_an_untrained_category_fails",
+        ),
+    ),
+    Case(
         "NaN or inf in an anomaly map or score",
         "evaluates a method",
         "`InvalidInputError` naming the sample index and its position in the batch; the batch "
@@ -158,6 +192,48 @@ CASES: tuple[Case, ...] = (
         ),
     ),
     Case(
+        "Corrupt `result.json` in a run directory (garbage bytes, cut JSON, keys missing)",
+        "`adbench leaderboard DIR`, `adbench plot scaling DIR`, `adbench run SWEEP --out DIR` "
+        "(also with `--dry-run`)",
+        "a warning `<file> is not UTF-8 JSON (...)` (or `<file> holds no metrics`) `; moved it "
+        "to result.json.corrupt-<time>, the cell counts as unfinished`, and the bad file is kept "
+        "beside the cell under that name; `leaderboard` and `plot` leave the cell out, "
+        "`--dry-run` lists it as `incomplete`, `run` runs it again; other cells are untouched",
+        (
+            f"{REL}/test_corrupt_files.py::test_leaderboard_skips_a_corrupt_result",
+            f"{REL}/test_corrupt_files.py::test_plot_skips_a_corrupt_result",
+            f"{REL}/test_corrupt_files.py::test_dry_run_lists_a_corrupt_result_as_to_run",
+            f"{REL}/test_corrupt_files.py::test_run_reruns_a_corrupt_result_and_keeps_the_bad_file",
+        ),
+    ),
+    Case(
+        "Unreadable `error.json` or `cell.json` of an unfinished cell",
+        "reads the run directory (`adbench run --dry-run`, `load_cells`)",
+        "no traceback: a failed cell's error reads `<file> is not UTF-8 JSON (...)`; an "
+        "unreadable `cell.json` gives the warning `<file> is not UTF-8 JSON (...); the cell is "
+        "left out of the cells table` and `--dry-run` lists the cell as `new`",
+        (f"{REL}/test_corrupt_files.py::test_unreadable_cell_and_error_files_are_named",),
+    ),
+    Case(
+        "Empty or unreadable `.lock` (a runner killed between creating and writing it)",
+        "runs the sweep again (or `--dry-run`)",
+        "a lock that names no owner and is older than 5 s is broken at once with the warning "
+        "`broke the lock <file>: it names no owner and is N s old`, and the cell runs "
+        "(`--dry-run` lists it as `new`); a younger one counts as a lock being written (busy)",
+        (f"{REL}/test_corrupt_files.py::test_a_lock_left_empty_by_a_kill_is_broken_at_once",),
+    ),
+    Case(
+        "Lock of a dead runner, or of a live one, on this machine",
+        "runs the sweep again (or `--dry-run`)",
+        "a lock whose pid is not alive is broken at once and the cell runs; a live runner's "
+        "cell is left to it: `run` counts it `busy` (exit code 0) and `--dry-run` lists it as "
+        "`busy`",
+        (
+            f"{REL}/test_corrupt_files.py::test_a_dead_runners_lock_is_broken_and_a_live_one_is_busy",
+            "tests/runner/test_execute.py::test_stale_locks_are_broken",
+        ),
+    ),
+    Case(
         "Disk full on any result write",
         "any command that writes a file",
         "the previous file stays intact, no temporary file is left, the `OSError` names the file",
@@ -179,6 +255,51 @@ CASES: tuple[Case, ...] = (
         "that cell is recorded as failed (`error.json` names the file) with no partial or "
         "temporary file; finished cells are untouched; a re-run retries it",
         (f"{REL}/test_disk_full.py::test_disk_full_on_a_cell_result_fails_that_cell_only",),
+    ),
+    Case(
+        "Sweep value out of range (`trainer.max_epochs: 0`, `seeds: [-1]`, `image_size: -8`, "
+        "`trainer.devices: 0`, ...)",
+        "`adbench run SWEEP` (also with `--set trainer.max_epochs=0`)",
+        "exit code 2 before any cell runs, one line naming the field, its range and the value: "
+        "`adbench: error: <file>: trainer.max_epochs must be >= 1 (or null: each method's own), "
+        "got 0` (likewise `seeds[1] must be in 0..4294967295, got -1`, `image_size must be >= 1 "
+        "(or null: each method's own), got -8`); nothing is written",
+        (
+            f"{REL}/test_sweep_values.py::test_out_of_range_value_is_refused_with_its_field",
+            f"{REL}/test_sweep_values.py::test_values_at_the_edges_of_their_range_are_accepted",
+            f"{REL}/test_sweep_values.py::test_max_epochs_0_stops_the_run_before_any_cell",
+        ),
+    ),
+    Case(
+        "Image size a method cannot use (`image_size: 30` for a ViT with 14 px patches)",
+        "`adbench run` with `anomalib.dinomaly` or `anomalib.inp_former`",
+        "`ConfigError` before any cell runs: `sweep 'NAME', method 'anomalib.dinomaly': "
+        "data.image_size must be a multiple of the ViT patch size 14, got 30` (`crop_size ...` "
+        "when it crops); the other built-in methods train and score at 30 px",
+        (f"{REL}/test_sweep_values.py::test_image_size_a_method_cannot_use_fails_before_any_cell",),
+    ),
+    Case(
+        "Sweep value of the wrong type (`categories: [four]`)",
+        "`adbench run SWEEP`",
+        "`<file>: categories[0] must be an integer or 'all', got 'four'`; every field of several "
+        "types names them (`an integer or null`, `an integer, a string or a list of integers`)",
+        (f"{REL}/test_sweep_values.py::test_wrong_type_names_the_accepted_types",),
+    ),
+    Case(
+        "Number that YAML 1.1 reads as text (`1e9`, `5E-2`: it needs a dot and a signed exponent)",
+        "writes it for a number field of a sweep file",
+        "`<file>: trainer.gradient_clip_val must be a number or null, got '1e9' (a string: "
+        "YAML 1.1 reads 1e9 as text; write 1.0e+9)`; an integer field suggests the integer "
+        "(`write 1000`), a quoted number says `write it without quotes`",
+        (f"{REL}/test_sweep_values.py::test_number_yaml_reads_as_text_gets_a_hint",),
+    ),
+    Case(
+        "Value listed twice (`seeds: [0, 0]`, `categories: [2, 2]`, two method entries alike)",
+        "`adbench run SWEEP`",
+        "`<file>: seeds lists 0 more than once; list each value once` (likewise `categories`); "
+        "two method entries with one label: ``sweep 'NAME': two methods are labelled "
+        "'toy:tiny'; give each its own `label:` ``; no cell runs",
+        (f"{REL}/test_sweep_values.py::test_duplicate_values_are_refused",),
     ),
 )
 

@@ -3,17 +3,21 @@
 `make_synthetic` writes ``<root>/<category>/{train/good,test/<defect>,ground_truth/<defect>}``
 plus ``meta.json``; the ``synthetic`` reader is the MVTec reader with ``dataset="synthetic"``.
 Every file depends only on (seed, category number, split, image number, image size), so the same
-arguments give byte-identical files and more categories or images extend a smaller set.
+arguments give byte-identical files and more categories or images extend a smaller set. The set is
+written into a private temporary folder beside ``root`` and renamed into place, so a reader never
+sees a partial set; of two processes writing the same set, the second to finish keeps the first's.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from adbench.data.formats.common import existing_dir
@@ -62,8 +66,25 @@ def make_synthetic(
     settings = {"seed": seed, "image_size": image_size, "n_train": n_train, "n_test": n_test}
     if not _prepare_root(root, n_categories, settings, overwrite):
         return root
-    partial = root.with_name(f".{root.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.partial-"))
+    try:
+        _write(scratch / root.name, n_categories, settings)
+        try:
+            (scratch / root.name).rename(root)  # atomic; POSIX replaces an empty ``root``
+        except OSError:
+            if _prepare_root(root, n_categories, settings, overwrite=False):
+                raise
+            # another process wrote this same set first: keep its (byte-identical) copy
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return root
+
+
+def _write(partial: Path, n_categories: int, settings: dict) -> None:
+    """Write every category and then ``meta.json`` into the new folder ``partial``."""
+    seed, image_size = settings["seed"], settings["image_size"]
+    n_train, n_test = settings["n_train"], settings["n_test"]
     specs = [category_spec(seed, number) for number in range(n_categories)]
     for number, spec in enumerate(specs):
         _write_category(partial / spec.name, spec, seed, number, image_size, n_train, n_test)
@@ -83,10 +104,6 @@ def make_synthetic(
         ],
     }
     write_atomic(partial / META, json.dumps(meta, indent=1) + "\n")
-    if root.exists():
-        root.rmdir()  # empty, or emptied by _prepare_root
-    partial.rename(root)
-    return root
 
 
 def _prepare_root(root: Path, n_categories: int, settings: dict, overwrite: bool) -> bool:
@@ -180,3 +197,44 @@ def read_synthetic(root: str | Path, categories: Iterable[str] | str | None = No
             f"`adbench data synth {folder} --categories N` or read it with format 'mvtec'"
         )
     return read_mvtec(folder, categories, dataset="synthetic")
+
+
+def meta_problems(root: str | Path, counts: pd.DataFrame, every_category: bool = True) -> list[str]:
+    """Where a synthetic set differs from its ``meta.json`` (used by ``adbench data check``).
+
+    Args:
+        root: the dataset root.
+        counts: `SampleIndex.counts` of the categories read from ``root``.
+        every_category: ``counts`` covers every category on disk (not a selection), so a
+            category of ``meta.json`` absent from it is missing.
+
+    Returns:
+        One sentence per category of ``meta.json`` that is missing, per category read that it
+        does not list, and per split whose image count is not its ``n_train`` / ``n_test``.
+    """
+    root = Path(root).expanduser().resolve()
+    meta_path = root / META
+    try:
+        meta = json.loads(meta_path.read_text())
+        listed = [entry["name"] for entry in meta["categories"]]
+        implied = {"train": ("training", meta["n_train"]), "test": ("test", meta["n_test"])}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return [f"{meta_path} is not a {META} written by make_synthetic: {err!r}"]
+    present = set(map(str, counts.index))
+    problems = [
+        f"category '{name}' is listed in {meta_path} but missing from {root}"
+        for name in listed
+        if every_category and name not in present
+    ]
+    problems += [
+        f"category '{name}' is in {root} but not listed in {meta_path}"
+        for name in sorted(present - set(listed))
+    ]
+    for name in (name for name in listed if name in present):
+        for column, (word, expected) in implied.items():
+            found = int(counts.loc[name, column])
+            if found != expected:
+                problems.append(
+                    f"category '{name}': {found} {word} images, {meta_path} implies {expected}"
+                )
+    return problems
