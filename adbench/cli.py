@@ -13,7 +13,7 @@ from pathlib import Path
 from adbench.errors import ConfigError
 
 # Areas that contribute subcommands through ``add_commands(subparsers)``.
-COMMAND_MODULES = ("adbench.data.commands", "adbench.runner.commands")
+COMMAND_MODULES = ("adbench.data.commands", "adbench.runner.commands", "adbench.reproduce.commands")
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -76,6 +76,7 @@ def _fit(args: argparse.Namespace) -> int:
         overrides=parse_set(args.set or []),
         random_weights=args.random_weights,
         seed=args.seed,
+        protocol=args.protocol,
         evaluation=args.mode,
         aupro_fpr_limit=args.aupro_fpr_limit,
     )
@@ -94,7 +95,7 @@ def _fit(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The full ``adbench`` argument parser (every area's subcommands included)."""
     from adbench import __version__
-    from adbench.protocol import AUPRO_FPR_LIMIT
+    from adbench.protocols import AUPRO_FPR_LIMIT, DEFAULT_PROTOCOL, EVALUATION_MODES, PROTOCOLS
 
     parser = argparse.ArgumentParser(
         prog="adbench",
@@ -130,13 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="mechanics mode: the full architecture with random weights, no download",
     )
-    p.add_argument("--mode", choices=("streaming", "exact"), default="streaming")
+    p.add_argument(
+        "--protocol",
+        default=DEFAULT_PROTOCOL,
+        help=f"evaluation protocol: {', '.join(PROTOCOLS)} (default {DEFAULT_PROTOCOL}; "
+        "see docs/reproduce.md)",
+    )
+    p.add_argument("--mode", choices=EVALUATION_MODES, help="metric mode (default: the protocol's)")
     p.add_argument(
         "--aupro-fpr-limit",
         type=float,
-        default=AUPRO_FPR_LIMIT,
-        help=f"upper FPR limit of AUPRO (default {AUPRO_FPR_LIMIT}, MVTec AD; "
-        "MVTec AD 2 uses 0.05)",
+        help=f"upper FPR limit of AUPRO (default: the protocol's, {AUPRO_FPR_LIMIT} for MVTec "
+        "AD; MVTec AD 2 uses 0.05)",
     )
     p.add_argument(
         "--out", default="runs/fit", help="run folder (config, logs, checkpoint, metrics)"

@@ -217,9 +217,13 @@ def _coerce(tp: Any, value: Any, context: str, key: str, default: Any = None) ->
                 return _coerce(option, value, context, key)
             except ConfigError:
                 continue
+        words = [
+            str(a) for o in args if typing.get_origin(o) is Literal for a in typing.get_args(o)
+        ]
+        hint = did_you_mean(str(value), words) if isinstance(value, str) and words else ""
         raise ConfigError(
             f"{context}: {key} must be {_type_name(tp)}, got {value!r}"
-            f"{_text_number_hint(tp, value)}"
+            f"{_text_number_hint(tp, value)}{hint}"
         )
     if origin is Literal:
         if value not in args:

@@ -19,7 +19,7 @@ import lightning as L
 from adbench.config import check_num_classes, has_field
 from adbench.contract import AnomalyMethod
 from adbench.errors import ConfigError
-from adbench.protocol import AUPRO_FPR_LIMIT
+from adbench.protocols import DEFAULT_PROTOCOL, Protocol, get_protocol
 from adbench.quiet import quiet_third_party
 
 if TYPE_CHECKING:
@@ -167,10 +167,11 @@ def train(
 def evaluate(
     method: AnomalyMethod,
     datamodule: L.LightningDataModule,
-    mode: str = "streaming",
+    mode: str | None = None,
     trainer: L.Trainer | None = None,
-    view_pooling: str = "max",
-    fpr_limit: float = AUPRO_FPR_LIMIT,
+    view_pooling: str | None = None,
+    fpr_limit: float | None = None,
+    protocol: str | Protocol = DEFAULT_PROTOCOL,
     **trainer_options: Any,
 ) -> MetricTable:
     """Score the test split once (Lightning's predict loop) and compute every metric per category.
@@ -183,11 +184,15 @@ def evaluate(
         datamodule: provides ``categories`` and the test split as ``predict_dataloader``; when it
             also has an ``index`` (`SampleIndex`) whose rows carry ``object_id`` and ``view``
             (Real-IAD), the table gains the object-level S-AUROC, S-AP and S-F1max.
-        mode: "streaming" (histogram pixel metrics, bounded memory) or "exact" (sort-based).
+        mode: "streaming" (histogram pixel metrics, bounded memory) or "exact" (sort-based);
+            None: the protocol's default.
         trainer: reuse a Trainer (e.g. the one `fit` returned); otherwise a new one is made from
             ``trainer_options`` (``accelerator``, ``devices``, ``precision`` ...).
-        view_pooling: object score from its view scores: "max", "mean" or "topK" (e.g. "top2").
-        fpr_limit: upper FPR limit of AUPRO (`adbench.protocol.AUPRO_FPR_LIMIT`).
+        view_pooling: object score from its view scores: "max", "mean" or "topK" (e.g. "top2");
+            None: the protocol's.
+        fpr_limit: upper FPR limit of AUPRO; None: the protocol's (0.3).
+        protocol: the evaluation protocol, by name (`adbench.protocols.PROTOCOLS`) or object.
+            The datamodule should load masks as the protocol says (``mask_load``).
         **trainer_options: `lightning.Trainer` arguments for the new Trainer when ``trainer``
             is None (they override the defaults: no logger, checkpoints or model summary).
     """
@@ -196,12 +201,12 @@ def evaluate(
     quiet_third_party()
     index = getattr(datamodule, "index", None)
     objects = None if index is None else index.object_ids()
+    rules = get_protocol(protocol, aupro_fpr_limit=fpr_limit, view_pooling=view_pooling)
     method.evaluator = Evaluator(
         list(datamodule.categories),
-        mode=mode,
+        mode=rules.check_evaluation(mode or rules.default_evaluation()),
         objects=objects,
-        view_pooling=view_pooling,
-        fpr_limit=fpr_limit,
+        protocol=rules,
     )
     if trainer is None:
         options = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False}

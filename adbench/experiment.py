@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from adbench.errors import ConfigError
 from adbench.io import write_atomic, write_json
-from adbench.protocol import (
-    AUPRO_FPR_LIMIT,
+from adbench.protocols import (
+    DEFAULT_PROTOCOL,
     EVALUATION_MODES,
-    check_aupro_fpr_limit,
+    Protocol,
+    get_protocol,
     protocol_card,
     write_protocol,
 )
@@ -49,9 +50,11 @@ class Experiment:
         index: the categories and samples to train and test on.
         seed: seeds the initial weights, the training loop and the data order.
         trainer: Trainer keyword arguments beyond ``config.trainer`` (accelerator, devices ...).
-        evaluation: "streaming" or "exact" metrics.
-        view_pooling: object score from view scores (Real-IAD): "max", "mean" or "topK".
-        aupro_fpr_limit: upper FPR limit of AUPRO (`adbench.protocol.AUPRO_FPR_LIMIT`).
+        protocol: the evaluation protocol's name (`adbench.protocols.PROTOCOLS`).
+        evaluation: "streaming" or "exact" metrics; None: the protocol's default.
+        view_pooling: object score from view scores (Real-IAD): "max", "mean" or "topK"; None:
+            the protocol's (None again for a protocol that scores views as images).
+        aupro_fpr_limit: upper FPR limit of AUPRO; None: the protocol's (0.3).
         dataset: the dataset's name in results (default: the index's ``dataset`` column).
         preset: the preset the config was resolved from (recorded).
         label: the method's name in leaderboards (default: ``method``).
@@ -63,20 +66,34 @@ class Experiment:
     index: SampleIndex
     seed: int = 0
     trainer: Mapping[str, Any] = field(default_factory=dict)
-    evaluation: str = "streaming"
-    view_pooling: str = "max"
-    aupro_fpr_limit: float = AUPRO_FPR_LIMIT
+    protocol: str = DEFAULT_PROTOCOL
+    evaluation: str | None = None
+    view_pooling: str | None = None
+    aupro_fpr_limit: float | None = None
     dataset: str | None = None
     preset: str | None = None
     label: str | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_aupro_fpr_limit(self.aupro_fpr_limit)
-        if self.evaluation not in EVALUATION_MODES:
+        rules = get_protocol(
+            self.protocol, aupro_fpr_limit=self.aupro_fpr_limit, view_pooling=self.view_pooling
+        )
+        if self.evaluation is not None and self.evaluation not in EVALUATION_MODES:
             raise ConfigError(
                 f"evaluation must be one of {', '.join(EVALUATION_MODES)}, got {self.evaluation!r}"
             )
+        evaluation = rules.check_evaluation(self.evaluation or rules.default_evaluation())
+        object.__setattr__(self, "evaluation", evaluation)
+        object.__setattr__(self, "view_pooling", rules.view_pooling)
+        object.__setattr__(self, "aupro_fpr_limit", rules.aupro.fpr_limit)
+
+    @property
+    def rules(self) -> Protocol:
+        """The evaluation protocol with this experiment's FPR limit and view pooling."""
+        return get_protocol(
+            self.protocol, aupro_fpr_limit=self.aupro_fpr_limit, view_pooling=self.view_pooling
+        )
 
     @property
     def image_size(self) -> int:
@@ -93,15 +110,14 @@ class Experiment:
         """``dataset``, else the index's dataset names joined by ``+``."""
         return self.dataset or "+".join(sorted(map(str, self.index.frame["dataset"].unique())))
 
-    def protocol(self) -> dict[str, Any]:
-        """The evaluation protocol card of this experiment (`adbench.protocol.protocol_card`)."""
+    def card(self) -> dict[str, Any]:
+        """The evaluation protocol card of this experiment (`adbench.protocols.protocol_card`)."""
         return protocol_card(
             self.dataset_name,
             self.index,
             image_size=self.image_size,
             evaluation=self.evaluation,
-            view_pooling=self.view_pooling,
-            aupro_fpr_limit=self.aupro_fpr_limit,
+            protocol=self.rules,
             seeds=[self.seed],
             map_smoothing=getattr(getattr(self.config, "scoring", None), "sigma", None),
         )
@@ -125,6 +141,8 @@ class Experiment:
             "evaluation": self.evaluation,
             "view_pooling": self.view_pooling,
             "aupro_fpr_limit": self.aupro_fpr_limit,
+            # absent for the default protocol, so that earlier cells keep their ids
+            **({"protocol": self.protocol} if self.protocol != DEFAULT_PROTOCOL else {}),
         }
 
     @classmethod
@@ -150,6 +168,7 @@ class Experiment:
             evaluation=record["evaluation"],
             view_pooling=record["view_pooling"],
             aupro_fpr_limit=record["aupro_fpr_limit"],
+            protocol=record.get("protocol", DEFAULT_PROTOCOL),
             dataset=dataset,
             preset=method.get("preset"),
             label=method.get("label"),
@@ -212,9 +231,10 @@ def resolve(
     overrides: Mapping[str, Any] | None = None,
     random_weights: bool = False,
     seed: int = 0,
-    evaluation: str = "streaming",
-    view_pooling: str = "max",
-    aupro_fpr_limit: float = AUPRO_FPR_LIMIT,
+    protocol: str = DEFAULT_PROTOCOL,
+    evaluation: str | None = None,
+    view_pooling: str | None = None,
+    aupro_fpr_limit: float | None = None,
     dataset: str | None = None,
     label: str | None = None,
 ) -> Experiment:
@@ -229,20 +249,28 @@ def resolve(
         overrides: as in `layer_config`.
         random_weights: as in `layer_config`.
         seed: the `Experiment` field.
+        protocol: the `Experiment` field; a protocol with its own map smoothing sets the
+            method's ``scoring.sigma`` to 0 (recorded in the config), so maps are smoothed once.
         evaluation: the `Experiment` field.
         view_pooling: the `Experiment` field.
         aupro_fpr_limit: the `Experiment` field.
         dataset: the `Experiment` field.
         label: the `Experiment` field.
     """
-    from adbench.config import fill_num_classes
+    from adbench.config import fill_num_classes, has_field
+    from adbench.registry import get_method_spec
 
+    layered = dict(overrides or {})
+    if get_protocol(protocol).smooths and has_field(
+        get_method_spec(method).config, "scoring.sigma"
+    ):
+        layered = {**layered, "scoring.sigma": 0.0}
     config, trainer = layer_config(
         method,
         preset=preset,
         files=files,
         settings=settings,
-        overrides=overrides,
+        overrides=layered,
         random_weights=random_weights,
     )
     config = fill_num_classes(config, len(index.categories))
@@ -252,6 +280,7 @@ def resolve(
         index,
         seed=seed,
         trainer=trainer,
+        protocol=protocol,
         evaluation=evaluation,
         view_pooling=view_pooling,
         aupro_fpr_limit=aupro_fpr_limit,
@@ -318,7 +347,11 @@ def run_experiment(
     with PeakMemory() as memory:
         started = time.perf_counter()
         datamodule = UnifiedDataModule.for_config(
-            experiment.index, experiment.config, num_workers=num_workers, seed=experiment.seed
+            experiment.index,
+            experiment.config,
+            num_workers=num_workers,
+            seed=experiment.seed,
+            mask_load=experiment.rules.mask_load,
         )
         method = build(experiment.method, experiment.config, seed=experiment.seed)
         options = trainer_kwargs(
@@ -338,8 +371,7 @@ def run_experiment(
             datamodule,
             mode=experiment.evaluation,
             trainer=trainer,
-            view_pooling=experiment.view_pooling,
-            fpr_limit=experiment.aupro_fpr_limit,
+            protocol=experiment.rules,
         )
         inferred = time.perf_counter()
     times = {

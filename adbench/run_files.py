@@ -70,7 +70,7 @@ def result_record(
             "kwargs": _plain({key: value for key, value in options.items() if key != "callbacks"}),
         },  # objects, not settings
         "run_record": _plain(method.run_record()),
-        "protocol": experiment.protocol(),
+        "protocol": experiment.card(),
         "checkpoint": os.path.relpath(checkpoint, folder) if checkpoint and folder else None,
         "finished_at": now(),
         "host": socket.gethostname(),

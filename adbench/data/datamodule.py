@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from adbench.batch import Batch
 from adbench.contract import DataDefaults
 from adbench.data.cache import find_caches, use_cache
-from adbench.data.dataset import AnomalyDataset, as_size
+from adbench.data.dataset import AnomalyDataset, MaskLoad, as_size
 from adbench.data.index import SampleIndex, no_training_images, untrained_categories
 from adbench.errors import ConfigError, DatasetFormatError
 
@@ -42,6 +42,9 @@ class UnifiedDataModule(L.LightningDataModule):
         cache_dir: resized cache(s) built by ``adbench data prepare``; ``None`` uses the cache
             next to a dataset root when one of a large enough size exists; ``()`` uses none.
         per_category: train and test on this one category only (class-separated mode).
+        mask_load: how masks are resized to the image size: ``nearest`` (binary) or ``bilinear``
+            (the evaluation protocol's ``mask_load``; no resized cache is used then, since a
+            cache holds nearest-resized masks).
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class UnifiedDataModule(L.LightningDataModule):
         pin_memory: bool | None = None,
         cache_dir: str | Path | Sequence[str | Path] | None = None,
         per_category: str | None = None,
+        mask_load: MaskLoad = "nearest",
     ) -> None:
         super().__init__()
         if batch_size < 1 or num_workers < 0:
@@ -72,11 +76,13 @@ class UnifiedDataModule(L.LightningDataModule):
         self.seed = seed
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.per_category = per_category
+        self.mask_load = mask_load
         selected = index.select([per_category]) if per_category else index
         self.categories: list[str] = selected.categories
         frame = index.frame
         frame = frame[frame["category"].isin(self.categories)]
         caches = _cache_list(cache_dir, frame["root"].unique(), self.image_size)
+        caches = caches if mask_load == "nearest" else []
         self.cache_dirs = caches
         self._cache_arg = cache_dir
         if caches:
@@ -99,7 +105,7 @@ class UnifiedDataModule(L.LightningDataModule):
 
     def dataset(self, split: Split) -> AnomalyDataset:
         """The images of one split (``train``, ``val`` or ``test``)."""
-        return AnomalyDataset(self._rows[split], self.categories, self.image_size)
+        return AnomalyDataset(self._rows[split], self.categories, self.image_size, self.mask_load)
 
     def one_category(self, name: str) -> UnifiedDataModule:
         """The same settings restricted to one category (one model per category)."""
@@ -113,6 +119,7 @@ class UnifiedDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             cache_dir=self._cache_arg,
             per_category=name,
+            mask_load=self.mask_load,
         )
 
     def _loader(self, split: Split, shuffle: bool) -> DataLoader:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,8 @@ from adbench.data.index import optional
 from adbench.errors import ConfigError, DatasetFormatError, InvalidInputError
 
 Size = tuple[int, int]
+MaskLoad = Literal["nearest", "bilinear"]
+RESAMPLING = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR}
 
 
 def as_size(image_size: int | Sequence[int]) -> Size:
@@ -49,11 +52,18 @@ def read_rgb(path: str | Path, size: Size) -> Image.Image:
     return image
 
 
-def read_mask(path: str | Path, size: Size, image_path: str | Path | None = None) -> Image.Image:
-    """Mask as 0/255 gray: non-zero pixels are anomalous, resized nearest to ``size`` (H, W).
+def read_mask(
+    path: str | Path,
+    size: Size,
+    image_path: str | Path | None = None,
+    resample: MaskLoad = "nearest",
+) -> Image.Image:
+    """Mask as 0/255 gray: non-zero pixels are anomalous, resized to ``size`` (H, W).
 
-    With ``image_path``, a mask whose size differs from that image's is an error (it would
-    otherwise be stretched silently onto the image).
+    ``resample`` ``nearest`` keeps it binary; ``bilinear`` (PIL's, antialiased, as torchvision's
+    ``Resize`` of a PIL mask) gives edge pixels intermediate values. With ``image_path``, a mask
+    whose size differs from that image's is an error (it would otherwise be stretched silently
+    onto the image).
     """
     decoded = decode_image(path, "L", None)
     if image_path is not None:
@@ -67,7 +77,7 @@ def read_mask(path: str | Path, size: Size, image_path: str | Path | None = None
     binary = np.asarray(decoded) > 0
     image = Image.fromarray(binary.astype(np.uint8) * 255)
     if image.size != (size[1], size[0]):
-        image = image.resize((size[1], size[0]), Image.NEAREST)
+        image = image.resize((size[1], size[0]), RESAMPLING[resample])
     return image
 
 
@@ -87,10 +97,20 @@ def load_image(path: str | Path, size: Size) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(pixels))
 
 
-def load_mask(path: str | Path, size: Size, image_path: str | Path | None = None) -> torch.Tensor:
-    """(1, H, W) float32 in {0, 1} at ``size`` (checked against ``image_path``, see `read_mask`)."""
-    binary = np.asarray(read_mask(path, size, image_path)) > 127
-    return torch.from_numpy(binary.astype(np.float32)[None])
+def load_mask(
+    path: str | Path,
+    size: Size,
+    image_path: str | Path | None = None,
+    resample: MaskLoad = "nearest",
+) -> torch.Tensor:
+    """(1, H, W) float32 at ``size`` (checked against ``image_path``, see `read_mask`).
+
+    Values are in {0, 1} with ``nearest``; in [0, 1] (value / 255) with ``bilinear``.
+    """
+    gray = np.asarray(read_mask(path, size, image_path, resample))
+    if resample == "nearest":
+        return torch.from_numpy((gray > 127).astype(np.float32)[None])
+    return torch.from_numpy((gray.astype(np.float32) / np.float32(255))[None])
 
 
 class AnomalyDataset(Dataset):
@@ -100,12 +120,23 @@ class AnomalyDataset(Dataset):
         frame_rows: rows of ``SampleIndex.frame`` (their index labels become ``Sample.index``).
         categories: category names; ``Sample.category`` is the position of a row's category.
         image_size: output side, or (H, W).
+        mask_load: how masks are resized: ``nearest`` (binary) or ``bilinear`` (fractional
+            edges; the rule of some papers' protocols, `adbench.protocols.Protocol.mask_load`).
     """
 
     def __init__(
-        self, frame_rows: pd.DataFrame, categories: Sequence[str], image_size: int | Sequence[int]
+        self,
+        frame_rows: pd.DataFrame,
+        categories: Sequence[str],
+        image_size: int | Sequence[int],
+        mask_load: MaskLoad = "nearest",
     ) -> None:
+        if mask_load not in RESAMPLING:
+            raise ConfigError(
+                f"mask_load must be one of {', '.join(RESAMPLING)}, got {mask_load!r}"
+            )
         self.size = as_size(image_size)
+        self.mask_load = mask_load
         lookup = {name: i for i, name in enumerate(categories)}
         unknown = sorted(set(frame_rows["category"].astype(str)) - set(lookup))
         if unknown:
@@ -127,7 +158,7 @@ class AnomalyDataset(Dataset):
         if mask_path is None:
             mask = torch.from_numpy(np.zeros((1, *self.size), dtype=np.float32))
         else:
-            mask = load_mask(mask_path, self.size, self.paths[item])
+            mask = load_mask(mask_path, self.size, self.paths[item], self.mask_load)
         return Sample(
             image=image,
             mask=mask,

@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from adbench.errors import InvalidInputError
 from adbench.metrics.ranking import ArrayLike, ranked_curve
-from adbench.protocol import AUPRO_FPR_LIMIT
+from adbench.protocols import AUPRO_FPR_LIMIT
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 

@@ -11,9 +11,10 @@ object id of multi-view datasets), it also reports the object-level S-AUROC, S-A
 pooled from the gathered image scores at ``compute`` time (see `adbench.metrics.objects`), so the
 views of one object may be scored by different processes.
 
-Input rules: an anomaly map whose size differs from its mask is resized bilinearly
-(``align_corners=False``) to the mask size; a mask pixel is anomalous when its value is > 0.5; a
-NaN or inf in a map or score raises `InvalidInputError` naming the sample index.
+Input rules are the evaluation protocol's (`adbench.protocols`; `adbench.protocols.apply.prepare`).
+Under the default ``adbench`` protocol an anomaly map whose size differs from its mask is resized
+bilinearly (``align_corners=False``) to the mask size and a mask pixel is anomalous when its value
+is > 0.5. A NaN or inf in a map or score raises `InvalidInputError` naming the sample index.
 """
 
 from __future__ import annotations
@@ -25,20 +26,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.distributed import gather_all_tensors
 
 from adbench.batch import AnomalyOutput, Batch
 from adbench.errors import InvalidInputError, unknown_name
+from adbench.metrics.adeval import adeval_pixel_metrics
 from adbench.metrics.aupro import label_regions
 from adbench.metrics.bins import BinLayout
 from adbench.metrics.objects import ViewPooling, object_keys, object_scores
+from adbench.metrics.pro_thresholds import thresholded_aupro
 from adbench.metrics.ranking import Curve, ranked_curve
 from adbench.metrics.streaming import CHANNELS, HIGHEST, LOWEST, StreamingPixels, cat_state
 from adbench.metrics.table import METRICS, OBJECT_METRICS, MetricTable
-from adbench.protocol import AUPRO_FPR_LIMIT, EVALUATION_MODES, check_aupro_fpr_limit
+from adbench.protocols import DEFAULT_PROTOCOL, EVALUATION_MODES, Protocol, get_protocol
+from adbench.protocols.apply import prepare
 
 MODES = EVALUATION_MODES
 IMAGE_COLUMNS = 4  # score, label, category, index
@@ -67,11 +70,14 @@ class Evaluator(StreamingPixels, Metric):
             each side).
         calibration_pixels: pixels of a category kept exactly before its bin range is fixed
             (streaming mode); a category with fewer pixels in total is evaluated exactly.
-        fpr_limit: upper FPR limit of AUPRO.
+        fpr_limit: upper FPR limit of AUPRO; None: the protocol's (0.3).
         objects: object id per sample index (`SampleIndex` row id) of multi-view datasets; a
-            category with objects among its test images also gets S-AUROC, S-AP and S-F1max.
+            category with objects among its test images also gets S-AUROC, S-AP and S-F1max
+            (unless the protocol scores views as independent images).
         view_pooling: how view scores become an object's score: ``"max"`` (the Real-IAD
-            protocol), ``"mean"`` or ``"topK"`` (mean of the K highest, e.g. ``"top2"``).
+            protocol), ``"mean"`` or ``"topK"`` (mean of the K highest, e.g. ``"top2"``); None:
+            the protocol's.
+        protocol: the evaluation protocol (`adbench.protocols.PROTOCOLS` name or object).
         **kwargs: passed to `torchmetrics.Metric` (e.g. ``process_group``).
     """
 
@@ -85,9 +91,10 @@ class Evaluator(StreamingPixels, Metric):
         mode: str = "streaming",
         bins: int = 4096,
         calibration_pixels: int = 2**17,
-        fpr_limit: float = AUPRO_FPR_LIMIT,
+        fpr_limit: float | None = None,
         objects: Mapping[int, str | None] | pd.Series | None = None,
-        view_pooling: str = "max",
+        view_pooling: str | None = None,
+        protocol: str | Protocol = DEFAULT_PROTOCOL,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("dist_sync_fn", gather_as_float64)
@@ -108,9 +115,12 @@ class Evaluator(StreamingPixels, Metric):
         self.mode = mode
         self.layout = BinLayout(bins)
         self.calibration_pixels = calibration_pixels
-        self.fpr_limit = check_aupro_fpr_limit(fpr_limit)
-        self.objects = None if objects is None else object_keys(objects)
-        self.view_pooling = ViewPooling.parse(view_pooling)
+        self.protocol = get_protocol(protocol, aupro_fpr_limit=fpr_limit, view_pooling=view_pooling)
+        self.protocol.check_evaluation(mode)
+        self.fpr_limit = self.protocol.aupro.fpr_limit
+        pooling = self.protocol.view_pooling
+        self.objects = None if objects is None or pooling is None else object_keys(objects)
+        self.view_pooling = None if pooling is None else ViewPooling.parse(pooling)
         k, size = len(self.categories), self.layout.size if mode == "streaming" else 0
         self.add_state("image_rows", default=[], dist_reduce_fx="cat")
         self.add_state("pixel_scores", default=[], dist_reduce_fx="cat")
@@ -131,16 +141,15 @@ class Evaluator(StreamingPixels, Metric):
             output: anomaly maps (B, 1, h, w) and image scores (B,).
             batch: reads ``mask`` (B, 1, H, W), ``label``, ``category`` and ``index`` (B,).
         """
-        maps, mask = output.anomaly_map.detach(), batch.mask
-        if maps.shape[-2:] != mask.shape[-2:]:
-            size = mask.shape[-2:]
-            maps = F.interpolate(maps.float(), size, mode="bilinear", align_corners=False)
+        maps, positive, scores = prepare(
+            self.protocol, output.anomaly_map.detach(), output.score.detach(), batch.mask
+        )
         maps = maps[:, 0].to(torch.float32).flatten(1)
         extremes = torch.aminmax(maps, dim=1)  # NaN and inf show up here
-        self._check(output.score.detach(), extremes, batch)
-        columns = (output.score.detach(), batch.label, batch.category, batch.index)
+        self._check(scores, extremes, batch)
+        columns = (scores, batch.label, batch.category, batch.index)
         self.image_rows.append(torch.stack([t.to(torch.float64) for t in columns], 1).flatten())
-        regions = label_regions((mask[:, 0] > 0.5).cpu().numpy())
+        regions = label_regions(positive.cpu().numpy())
         if regions.pixels.size:
             self.regions.index_add_(
                 0, batch.category, torch.from_numpy(regions.counts).to(self.regions)
@@ -162,6 +171,7 @@ class Evaluator(StreamingPixels, Metric):
             image_curve = ranked_curve(rows[:, 0], rows[:, 1] > 0)
             pixel_curve = self._pixel_curve(histogram[:, c], core[:, c], *pixels.get(c, ()))
             values[name] = self._metrics(image_curve, pixel_curve, int(self.regions[c]))
+            self._protocol_pixels(values[name], *pixels.get(c, (torch.zeros(0),) * 2), c)
             self._warn_undefined(name, values[name], rows[:, 1].numpy(), "test images")
             if c in objects:
                 scores, labels = objects[c]
@@ -172,6 +182,21 @@ class Evaluator(StreamingPixels, Metric):
                 self._warn_undefined(name, found, labels, "test objects")
                 values[name].update(found)
         return MetricTable.from_values(values)
+
+    def _protocol_pixels(self, values: dict[str, float], scores: Tensor, weights: Tensor, c: int):
+        """Replace pixel metrics the protocol computes its own way (exact mode: every pixel).
+
+        Args:
+            values: the category's metrics, updated in place.
+            scores: (n,) float32 pixel scores of category ``c``.
+            weights: (n,) 1/|region| per anomalous pixel, 0 for normal pixels.
+            c: the category's position.
+        """
+        regions = int(self.regions[c])
+        if self.protocol.pixels.kind == "strips":
+            values.update(adeval_pixel_metrics(scores, weights, regions, self.protocol))
+        elif self.protocol.aupro.thresholds is not None:
+            values["AUPRO"] = thresholded_aupro(scores, weights, regions, self.protocol.aupro)
 
     def _objects(self, images: Tensor) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Pooled ``(scores, labels)``, each (objects,), of the categories that have objects."""

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from adbench.errors import InvalidInputError
-from adbench.protocol import AUPRO_FPR_LIMIT
+from adbench.protocols import AUPRO_FPR_LIMIT
 
 ArrayLike = np.ndarray | Tensor
 

@@ -11,8 +11,9 @@ ranks methods by a metric's mean (in %) divided by the mean device-hours of trai
 
 Published reference rows (`adbench.runner.reference.load_reference`) are the numbers papers
 report. With ``reference=`` they are shown in their own table under each measured dataset's
-table, each method marked "(published)" with its source; they are never ranked, never bold and
-never compared with the measured rows.
+table, each method marked "(published)" with its protocol and source; they are never ranked and
+never bold. A measured method is shown beside its published row, with the difference, only
+under the same protocol, dataset and k (`adbench.runner.reference_compare`).
 
 With ``stats=True`` (CLI ``--stats``) each cell also shows a 95 % bootstrap interval, and paired
 tests, degradation slopes and average ranks follow (`adbench.runner.stats`). The text tables
@@ -31,6 +32,7 @@ import pandas as pd
 from adbench.errors import ConfigError, unknown_name
 from adbench.runner.costs import COSTS, DEVICE_HOURS, cost_results, device_unit, memory_column
 from adbench.runner.reference import load_reference
+from adbench.runner.reference_compare import reference_blocks
 from adbench.runner.stats import confidence_intervals
 from adbench.runner.store import check_protocols, load_cells, load_results
 from adbench.runner.tables import (
@@ -42,7 +44,6 @@ from adbench.runner.tables import (
     pivot,
     rank_table,
     ranking_tables,
-    reference_table,
     significant,
     stats_tables,
     with_intervals,
@@ -167,9 +168,11 @@ def leaderboard(
         per_gpu_hour: render only the ranking of methods by this metric per GPU-hour (per
             device-hour for runs not on GPUs) of training, see `cost_ranking`.
         reference: published rows to show under each measured dataset's table (marked
-            "(published)", with their sources, never ranked): a YAML file or folder, a
-            `load_reference` table, or True for the rows shipped with adbench. In CSV they are
-            appended with ``category = mean``, ``published = True`` and ``source``.
+            "(published)", with their protocols and sources, never ranked; beside a measured
+            method with the difference only under the same protocol, dataset and k): a YAML
+            file or folder, a `load_reference` table, or True for the rows shipped with adbench.
+            In CSV they are appended with ``category = mean``, ``published = True``,
+            ``protocol``, ``setting`` and ``source``.
         stats: add a 95 % bootstrap interval to each cell (`confidence_intervals`), a paired
             Wilcoxon test of the leader against every other method, the degradation slope per
             doubling of k where a dataset has 2 or more k values, and the average ranks over
@@ -268,10 +271,10 @@ def _csv(
         category=MEAN, std=np.nan, n_seeds=np.nan, published=True
     )
     rows["method"] = rows["method"] + PUBLISHED
-    both = pd.concat(
-        [summary.assign(published=False, protocol=np.nan, source=np.nan), rows], ignore_index=True
-    )
-    return both[[*summary.columns, "published", "protocol", "source"]].to_csv(index=False)
+    extra = ["protocol", "setting", "source"]
+    measured = summary.assign(published=False, **dict.fromkeys(extra, np.nan))
+    both = pd.concat([measured, rows], ignore_index=True)
+    return both[[*summary.columns, "published", *extra]].to_csv(index=False)
 
 
 @dataclass(frozen=True)
@@ -316,10 +319,10 @@ def _dataset_blocks(board: _Board, dataset: str, rows: pd.DataFrame) -> list[str
     k_used = int(rows["k"].iloc[0])
     blocks = [_measured_table(board, dataset, rows, table)]
     if board.published is not None:
-        block = reference_table(
-            board.published, dataset, list(table["mean"].columns), board.digits, board.render
+        means = table["mean"]
+        blocks += reference_blocks(
+            board.published, board.results, dataset, k_used, means, board.digits, board.render
         )
-        blocks += [block] if block else []
     if board.intervals is not None:  # stats=True
         blocks += stats_tables(board.results, dataset, k_used, methods, ranked_by, board.render)
     for metric in board.per_category:

@@ -8,13 +8,23 @@ mappings, each checked by `adbench.config.from_dict` against `ReferenceRow`::
       - method: Dinomaly
         dataset: mvtec
         k: 15
-        protocol: multi-class unified, 392 px centre crop, ViT-B/14 DINOv2-R
+        protocol: dinomaly          # a name of adbench.protocols.PROTOCOLS, or null
+        setting: multi-class unified, ViT-B/14 DINOv2-R, 392 px crop of 448
         metrics: {I-AUROC: 99.6, P-AUROC: 98.4, AUPRO: 94.8}
-        source: Guo et al., CVPR 2025 (arXiv:2405.14325), MVTec AD multi-class table
+        authors: [Jia Guo, Shuai Lu, Weihang Zhang, Fang Chen, Huiqi Li, Hongen Liao]
+        venue: CVPR 2025
+        arxiv: "2405.14325v5"       # quoted: 2503.02424 alone would read as a number
+        table: Table 1
+        seeds: null                 # not stated by the paper
+        notes: ...                  # optional
+
+`adbench.runner.reference_compare` shows a row beside the measured numbers of the same method,
+with the difference, where the protocol, the dataset and k agree.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -25,13 +35,24 @@ import yaml
 
 from adbench.config import from_dict
 from adbench.errors import ConfigError, InvalidInputError, unknown_name
+from adbench.protocols import PROTOCOLS
 from adbench.runner.tables import metric_order
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
 PACKAGE_DATA = "published"  # the folder of shipped rows inside the adbench.runner package
-REFERENCE_COLUMNS = ("dataset", "k", "method", "metric", "value", "protocol", "source")
+REFERENCE_COLUMNS = (
+    "dataset",
+    "k",
+    "method",
+    "metric",
+    "value",
+    "protocol",
+    "setting",
+    "source",
+)
+ARXIV_ID = re.compile(r"\d{4}\.\d{4,5}(v\d+)?")  # e.g. 2405.14325v5 (the version where known)
 
 
 @dataclass(frozen=True)
@@ -42,26 +63,48 @@ class ReferenceRow:
         method: the method's name as its paper prints it (e.g. ``Dinomaly``).
         dataset: the adbench dataset name the row belongs to (``mvtec``, ``visa``, ...).
         k: the number of categories of the unified model.
-        protocol: how the paper evaluated (setting, resolution, backbone).
+        protocol: the name of the evaluation protocol the paper's numbers follow (a key of
+            `adbench.protocols.PROTOCOLS`), or None when it is not known.
+        setting: how the paper trained and tested (setting, backbone, resolution), free text.
         metrics: metric name (one of `adbench.runner.tables.metric_order`) -> value in %.
-        source: the paper and the table the values come from.
+        authors: the paper's authors, in its order.
+        venue: where it was published, with the year (``CVPR 2025``).
+        table: the paper's table the values come from (``Table 1``).
+        arxiv: the arXiv identifier, with its version where known (``2405.14325v5``).
+        seeds: the seeds the paper reports over; None when it does not state them.
+        notes: anything a reader of the numbers should know.
     """
 
     method: str
     dataset: str
     k: int
-    protocol: str
+    protocol: str | None
+    setting: str
     metrics: dict[str, float]
-    source: str
+    authors: tuple[str, ...]
+    venue: str
+    table: str
+    arxiv: str | None = None
+    seeds: tuple[int, ...] | None = None
+    notes: str = ""
 
     def __post_init__(self) -> None:
         # `from_dict` re-raises these as a ConfigError naming the file and row
         if self.k < 1:
             raise InvalidInputError(f"k must be a positive number of categories, got {self.k}")
+        if self.protocol is not None and self.protocol not in PROTOCOLS:
+            raise InvalidInputError(str(unknown_name("protocol", self.protocol, PROTOCOLS)))
         if not self.metrics:
             raise InvalidInputError("'metrics' must map metric names to values in %")
-        if not self.source.strip():
-            raise InvalidInputError("'source' must name the paper and table")
+        for key in ("method", "dataset", "setting", "venue", "table"):
+            if not getattr(self, key).strip():
+                raise InvalidInputError(f"'{key}' must not be empty")
+        if not self.authors or not all(name.strip() for name in self.authors):
+            raise InvalidInputError("'authors' must list the paper's authors")
+        if self.arxiv is not None and not ARXIV_ID.fullmatch(self.arxiv):
+            raise InvalidInputError(
+                f"arxiv = {self.arxiv!r} is not an arXiv identifier such as 2405.14325v5"
+            )
         order = metric_order()
         for metric, value in self.metrics.items():
             if metric not in order:
@@ -72,6 +115,16 @@ class ReferenceRow:
                 or not 0 <= value <= 100
             ):
                 raise InvalidInputError(f"{metric} = {value!r} is not a percentage in [0, 100]")
+
+    @property
+    def source(self) -> str:
+        """The short citation: ``Guo et al., CVPR 2025, arXiv:2405.14325v5, Table 1``."""
+        surnames = [name.split()[-1] for name in self.authors]
+        who = surnames[0] + (
+            "" if len(surnames) == 1 else f" and {surnames[1]}" if len(surnames) == 2 else " et al."
+        )
+        arxiv = f", arXiv:{self.arxiv}" if self.arxiv else ""
+        return f"{who}, {self.venue}{arxiv}, {self.table}"
 
 
 def shipped_reference() -> Traversable:
@@ -86,11 +139,11 @@ def load_reference(source: str | Path | None = None) -> pd.DataFrame:
 
     Returns:
         Columns `REFERENCE_COLUMNS`, one row per (row, metric); ``value`` is a fraction (as in the
-        measured results).
+        measured results), ``protocol`` a protocol name or None, ``source`` the row's citation.
 
     Raises:
         ConfigError: a missing file or folder, a file without rows, a missing or unknown key, an
-            unknown metric or a value outside [0, 100], naming the file and row.
+            unknown protocol or metric, or a value outside [0, 100], naming the file and row.
     """
     path = shipped_reference() if source is None else Path(source)
     if path.is_dir():
@@ -114,6 +167,7 @@ def load_reference(source: str | Path | None = None) -> pd.DataFrame:
                     "metric": metric,
                     "value": float(value) / 100,
                     "protocol": row.protocol,
+                    "setting": row.setting,
                     "source": row.source,
                 }
                 for metric, value in row.metrics.items()

@@ -5,7 +5,7 @@ Layout of a sweep's output folder ``DIR``::
     DIR/sweep.yaml                 the last sweep run into DIR (validated)
     DIR/results.parquet|csv        one row per (cell, category, metric)   (see store.py)
     DIR/cells.parquet|csv          one row per cell: status, timings, memory
-    DIR/protocol.yaml              the evaluation protocol of each (dataset, k)  (adbench.protocol)
+    DIR/protocol.yaml              the evaluation protocol of each (dataset, k)  (adbench.protocols)
     DIR/cells/<id>/cell.json       the cell (identity + resolved config), written before it runs
     DIR/cells/<id>/config.yaml     the resolved config, readable
     DIR/cells/<id>/index.parquet   the sample index the cell used

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from adbench.protocol import AUPRO_FPR_LIMIT
+from adbench.protocols import DEFAULT_PROTOCOL
 
 
 @dataclass(frozen=True)
@@ -92,9 +92,11 @@ class Sweep:
     preset: str = "paper"
     image_size: int | None = None
     trainer: TrainerSettings = field(default_factory=TrainerSettings)
-    evaluation: Literal["streaming", "exact"] = "streaming"
-    view_pooling: str = "max"  # object score from its view scores (Real-IAD): max, mean, topK
-    aupro_fpr_limit: float = AUPRO_FPR_LIMIT  # 0.05 for MVTec AD 2
+    protocol: str = DEFAULT_PROTOCOL  # evaluation protocol (adbench.protocols.PROTOCOLS)
+    # None: the protocol's value (streaming, max, 0.3 under adbench; 0.05 for MVTec AD 2)
+    evaluation: Literal["streaming", "exact"] | None = None
+    view_pooling: str | None = None  # object score from its view scores (Real-IAD): max, mean, topK
+    aupro_fpr_limit: float | None = None
     subset_seed: int | None = 0  # None: each seed draws its own nested category subsets
     num_workers: int = 0
     checkpoints: bool = True

@@ -21,7 +21,7 @@ import yaml
 
 from adbench.errors import AdbenchError, ConfigError, CorruptFileError
 from adbench.io import write_atomic
-from adbench.protocol import PROTOCOL_FILE, RANKED_FIELDS, differing_fields
+from adbench.protocols import PROTOCOL_FILE, RANKED_FIELDS, differing_fields
 from adbench.runner import rundir
 
 IDENTITY = ("cell_id", "method", "name", "preset", "dataset", "k", "seed")
@@ -251,7 +251,7 @@ def load_cells(out: str | Path) -> pd.DataFrame:
 def check_protocols(results: pd.DataFrame, split: bool = False) -> pd.DataFrame:
     """Refuse to rank together cells of a (dataset, k) measured under different protocols.
 
-    Protocols differ when a ranked field (`adbench.protocol.RANKED_FIELDS`) differs; the error
+    Protocols differ when a ranked field (`adbench.protocols.RANKED_FIELDS`) differs; the error
     names the fields. With ``split``, rename each protocol's dataset
     ``"<dataset> (<field>=<value>, ...)"`` instead, so that it gets a table of its own. Rows
     without a protocol (measured before cards) are not checked.

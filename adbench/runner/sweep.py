@@ -28,7 +28,7 @@ from typing import Any
 from adbench.config import config_hash, from_dict, load_yaml, merge, to_dict, unflatten
 from adbench.errors import AdbenchError, ConfigError
 from adbench.experiment import layer_config, resolve
-from adbench.protocol import check_aupro_fpr_limit
+from adbench.protocols import get_protocol
 from adbench.runner.datasets import load_dataset
 from adbench.runner.launchers import parse_launcher
 from adbench.runner.schema import (
@@ -100,14 +100,19 @@ def _check(sweep: Sweep, context: str) -> None:
                 raise ConfigError(
                     f"{context}: {key} lists {value!r} more than once; list each value once"
                 )
-    try:
-        check_aupro_fpr_limit(sweep.aupro_fpr_limit)
-    except ConfigError as err:
-        raise ConfigError(f"{context}: {err}") from err
     from adbench.metrics.objects import ViewPooling
 
     try:
-        ViewPooling.parse(sweep.view_pooling)
+        protocol = get_protocol(
+            sweep.protocol, aupro_fpr_limit=sweep.aupro_fpr_limit, view_pooling=sweep.view_pooling
+        )
+        if sweep.evaluation is not None:
+            protocol.check_evaluation(sweep.evaluation)
+    except AdbenchError as err:
+        raise ConfigError(f"{context}: {err}") from err
+    try:
+        if protocol.view_pooling is not None:
+            ViewPooling.parse(protocol.view_pooling)
     except AdbenchError as err:
         raise ConfigError(f"{context}: view_pooling: {err}") from err
     for i, entry in enumerate(sweep.datasets):
@@ -334,6 +339,7 @@ def expand(sweep: Sweep) -> list[Cell]:
                         overrides=entry.set,
                         random_weights=entry.random_weights,
                         seed=seed,
+                        protocol=sweep.protocol,
                         evaluation=sweep.evaluation,
                         view_pooling=sweep.view_pooling,
                         aupro_fpr_limit=sweep.aupro_fpr_limit,

@@ -1,7 +1,8 @@
 """Text tables of a leaderboard.
 
 Formatted cells (best value in bold) rendered as Markdown or LaTeX, and the blocks built from
-them (published rows, statistics, the per-GPU-hour ranking).
+them (statistics, the per-GPU-hour ranking; the published rows are
+`adbench.runner.reference_compare`'s).
 
 A table is a DataFrame of strings: its index holds the row names, its columns the column
 headers; a renderer (`markdown`, `latex`) turns it, a title and the corner header into text.
@@ -92,45 +93,6 @@ def with_intervals(text: pd.DataFrame, intervals: pd.DataFrame, digits: int) -> 
             if np.isfinite(low):
                 text.at[method, metric] += f" [{100 * low:.{digits}f}, {100 * high:.{digits}f}]"
     return text
-
-
-def reference_table(
-    published: pd.DataFrame, dataset: str, metrics: list[str], digits: int, render: Renderer
-) -> str:
-    """The published rows of ``dataset`` as their own table.
-
-    The rows come from `adbench.runner.reference.load_reference`: the measured ``metrics`` and
-    any other published metric, then ``k`` and the source; not ranked, nothing bold. Empty when
-    ``dataset`` has no published rows.
-    """
-    rows = published[published["dataset"] == dataset]
-    if rows.empty:
-        return ""
-    order = metric_order()
-    shown = {*metrics, *rows["metric"]}
-    columns = [m for m in order if m in shown]
-    wide = rows.pivot_table(
-        index=["method", "k", "source"],
-        columns="metric",
-        values="value",
-        aggfunc="first",
-        sort=False,
-    )
-    text = pd.DataFrame("-", index=range(len(wide)), columns=[*columns, "k", "source"])
-    names = []
-    for i, ((method, k, source), values) in enumerate(wide.iterrows()):
-        names.append(method + PUBLISHED)
-        for metric in columns:
-            value = values.get(metric, np.nan)
-            if not np.isnan(value):
-                text.at[i, metric] = f"{100 * value:.{digits}f}"
-        text.at[i, "k"], text.at[i, "source"] = str(k), source
-    text.index = names
-    title = (
-        f"{dataset}: published reference rows (reported by their papers, not measured "
-        "here, not ranked); values in %"
-    )
-    return render(title, text, "method")
 
 
 def stats_tables(

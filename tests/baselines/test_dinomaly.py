@@ -1,21 +1,44 @@
-"""anomalib.dinomaly: the paper preset, the offline refusal, weights reaching the encoder, and the
-mechanics (forward and backward) at a reduced size; unified training on several categories with an
-anomalib model that has an offline preset."""
+"""anomalib.dinomaly: the paper presets, the official MLP biases and optimiser eps, the offline
+refusal, weights reaching the encoder, and the mechanics (forward and backward) at a reduced size;
+unified training on several categories with an anomalib model that has an offline preset."""
 
 from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
 
 import pytest
 import timm
 import torch
+from anomalib.models.image.dinomaly import torch_model as dinomaly_torch
 from anomalib.models.image.dinomaly.components.loss import CosineHardMiningLoss
 from baseline_helpers import as_batch, smooth_images
+from torch import nn
 from torchvision.transforms.v2 import CenterCrop
 
 import adbench
 from adbench import registry
+from adbench.baselines.dino_reconstruction import encoder_without_download
 from adbench.errors import ConfigError, WeightsNotFoundError
 
 SMALL = {"name": "vit_small_patch14_reg4_dinov2.lvd142m", "layers": [2, 3, 4, 5, 6, 7, 8, 9]}
+
+
+def linear(fan_in: int, fan_out: int) -> int:
+    """Parameters of ``nn.Linear(fan_in, fan_out)`` with its default bias."""
+    return fan_in * fan_out + fan_out
+
+
+def official_trainable(dim: int, depth: int = 8) -> int:
+    """Trainable parameters of the official Dinomaly (dinomaly_mvtec_uni.py, train()): bMlp
+    bottleneck and ``depth`` Blocks (qkv_bias=True, LinearAttention2, Mlp), all biased."""
+    mlp = linear(dim, 4 * dim) + linear(4 * dim, dim)
+    block = 2 * dim + linear(dim, 3 * dim) + linear(dim, dim) + 2 * dim + mlp  # norm1 ... mlp
+    return mlp + depth * block
+
+
+def trainable_count(method) -> int:
+    return sum(p.numel() for p in method.parameters() if p.requires_grad)
 
 
 def test_paper_preset_is_the_papers_multi_class_setting():
@@ -27,7 +50,7 @@ def test_paper_preset_is_the_papers_multi_class_setting():
     assert (config.data.image_size, config.crop_size, config.data.batch_size) == (448, 392, 16)
     assert (config.decoder_depth, config.bottleneck_dropout) == (8, 0.2)
     assert (config.optim.lr, config.final_lr, config.optim.warmup_steps) == (2e-3, 2e-4, 100)
-    assert config.optim.weight_decay == 1e-4
+    assert (config.optim.weight_decay, config.adam_eps, config.mlp_bias) == (1e-4, 1e-10, True)
     assert (config.trainer.max_steps, config.trainer.gradient_clip_val) == (10_000, 0.1)
     assert (config.hard_mining_p, config.hard_mining_steps, config.hard_mining_factor) == (
         0.9,
@@ -35,6 +58,51 @@ def test_paper_preset_is_the_papers_multi_class_setting():
         0.1,
     )
     assert "tiny" not in registry.get_method_spec("anomalib.dinomaly").presets
+
+
+def test_realiad_preset_is_the_official_realiad_script():
+    # dinomaly_realiad_uni.py differs from dinomaly_mvtec_uni.py in total_iters and dropout only
+    assert "paper-realiad" in registry.get_method_spec("anomalib.dinomaly").presets
+    paper = adbench.resolve_config("anomalib.dinomaly", "paper")
+    realiad = adbench.resolve_config("anomalib.dinomaly", "paper-realiad")
+    assert (realiad.trainer.max_steps, realiad.bottleneck_dropout) == (50_000, 0.4)
+    assert realiad == dataclasses.replace(
+        paper,
+        bottleneck_dropout=0.4,
+        trainer=dataclasses.replace(paper.trainer, max_steps=50_000),
+    )
+
+
+@pytest.mark.slow
+def test_mlp_biases_are_the_official_ones_and_mlp_bias_false_is_anomalibs_model():
+    torch.manual_seed(0)
+    options = {"random_weights": True, "crop_size": 28, "backbone": SMALL}
+    official = adbench.create("anomalib.dinomaly", "paper", **options)
+    bias_free = adbench.create("anomalib.dinomaly", "paper", mlp_bias=False, **options)
+    dim = official.model.encoder.feature_extractor.embed_dim  # 384 (ViT-S)
+    # fc1 and fc2 biases of the bottleneck and of each of the 8 decoder MLPs: 9 x 5 x dim
+    assert trainable_count(official) - trainable_count(bias_free) == 9 * 5 * dim == 17_280
+    assert trainable_count(official) == official_trainable(dim)
+    linears = [m for t in official.trainable() for m in t.modules() if isinstance(m, nn.Linear)]
+    assert all(m.bias is not None and not m.bias.any() for m in linears)  # zero-initialised
+    assert all(m.weight.abs().max() <= 0.03 for m in linears)  # truncated normal, official init
+    # mlp_bias=False: anomalib's DinomalyModel, parameter for parameter
+    with encoder_without_download(dinomaly_torch):
+        anomalib = dinomaly_torch.DinomalyModel(encoder_name="vit_small_patch14_reg4_dinov2")
+    shapes = {n: p.shape for n, p in anomalib.named_parameters() if n.split(".")[0] != "encoder"}
+    mine = {n: p.shape for n, p in bias_free.model.named_parameters() if p.requires_grad}
+    assert mine == shapes
+
+    images = smooth_images(2, size=28, seed=5)
+    for method in (official, bias_free):
+        with torch.no_grad():
+            out = method.eval()(images)
+        assert out.anomaly_map.shape == (2, 1, 28, 28) and torch.isfinite(out.score).all()
+
+    # StableAdamW with the official eps 1e-10 (dinomaly_mvtec_uni.py)
+    official._trainer = SimpleNamespace(estimated_stepping_batches=1000)
+    optimizer = official.configure_optimizers()["optimizer"]
+    assert optimizer.param_groups[0]["eps"] == 1e-10 and optimizer.param_groups[0]["amsgrad"]
 
 
 def test_offline_paper_preset_names_the_dinov2_weights(monkeypatch, tmp_path):
@@ -54,6 +122,8 @@ def test_bad_settings_are_named_errors():
         adbench.resolve_config("anomalib.dinomaly", "paper", {"decoder_depth": 6})
     with pytest.raises(ConfigError, match="crop_size must be in"):
         adbench.resolve_config("anomalib.dinomaly", "paper", {"crop_size": 500})
+    with pytest.raises(ConfigError, match="adam_eps must be positive, got 0"):
+        adbench.resolve_config("anomalib.dinomaly", "paper", {"adam_eps": 0})
 
 
 @pytest.mark.slow
@@ -86,6 +156,7 @@ def test_mechanics_forward_and_backward_of_the_paper_architecture_at_56_px():
     )
     assert len(method.model.decoder) == 8
     assert method.model.encoder.feature_extractor.embed_dim == 768  # ViT-B
+    assert trainable_count(method) == official_trainable(768) == 61_425_408
     images = smooth_images(2, size=64, seed=3)
     method.train()
     loss = method.training_step(as_batch(images), 0)

@@ -179,7 +179,9 @@ def test_view_pooling_of_the_sweep_reaches_the_object_metrics(
     monkeypatch.setattr(
         engine,
         "evaluate",
-        lambda *args, **kwargs: used.append(kwargs["view_pooling"]) or evaluate(*args, **kwargs),
+        lambda *args, **kwargs: (
+            used.append(kwargs["protocol"].view_pooling) or evaluate(*args, **kwargs)
+        ),
     )
     sweep = make_sweep(
         realiad_root.root,

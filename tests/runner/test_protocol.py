@@ -12,7 +12,7 @@ from runner_helpers import make_sweep
 
 import adbench
 from adbench.errors import ConfigError
-from adbench.protocol import RANKED_FIELDS, differing_fields, index_hash, protocol_card
+from adbench.protocols import PROTOCOLS, RANKED_FIELDS, differing_fields, index_hash, protocol_card
 from adbench.runner import leaderboard, load_results, run_sweep
 
 
@@ -28,7 +28,12 @@ def test_index_hash_is_the_content_not_the_location(tmp_path):
     fewer = a.select(a.categories[:2])
     assert index_hash(fewer.frame) != index_hash(a.frame)
     card = protocol_card(
-        "synthetic", a, image_size=32, evaluation="streaming", view_pooling="max", seeds=[2, 0]
+        "synthetic",
+        a,
+        image_size=32,
+        evaluation="streaming",
+        protocol=PROTOCOLS["adbench"],
+        seeds=[2, 0],
     )
     assert set(RANKED_FIELDS) <= set(card)
     assert card["aupro_fpr_limit"] == 0.3 and card["seeds"] == [0, 2]

@@ -30,7 +30,10 @@ MASK_RULE = (
 MAP_RESIZE = "anomaly maps resized bilinearly (align_corners=False) to the mask size"
 IMAGE_RESIZE = "images resized to image_size x image_size (bilinear), no crop at evaluation"
 AGGREGATION = "macro: each metric per category, then the unweighted mean over categories"
+DEFAULT_NAME = "adbench"  # cards written before named protocols were all adbench's
 RANKED_FIELDS = (
+    "protocol",
+    "rules",
     "mask_rule",
     "map_resize",
     "image_resize",
@@ -75,22 +78,38 @@ def protocol_card(
     *,
     image_size: int,
     evaluation: str,
-    view_pooling: str,
-    aupro_fpr_limit: float = AUPRO_FPR_LIMIT,
+    protocol: Any,
     seeds: Iterable[int] = (),
     map_smoothing: float | None = None,
 ) -> dict[str, Any]:
-    """The protocol of results on ``index`` (a `SampleIndex`) of ``dataset``."""
+    """The protocol of results on ``index`` (a `SampleIndex`) of ``dataset``.
+
+    Args:
+        dataset: the dataset's name.
+        index: the samples evaluated.
+        image_size: the input side.
+        evaluation: the metric mode.
+        protocol: the `adbench.protocols.Protocol` (its name and rules are recorded).
+        seeds: the seeds of the results.
+        map_smoothing: the method's own smoothing sigma, when it has one.
+    """
+    own = protocol.name == DEFAULT_NAME
+    rules = protocol.fields()  # less the FPR limit and view pooling, recorded as fields below
+    rules.pop("view_pooling")
+    rules["aupro"] = {k: v for k, v in rules["aupro"].items() if k != "fpr_limit"}
+    rule_text = f"the {protocol.name} protocol's rules (see 'rules')"
     return {
-        "mask_rule": MASK_RULE,
-        "map_resize": MAP_RESIZE,
+        "protocol": protocol.name,
+        "rules": rules,
+        "mask_rule": MASK_RULE if own else rule_text,
+        "map_resize": MAP_RESIZE if own else rule_text,
         "image_resize": IMAGE_RESIZE,
         "image_size": int(image_size),
         "map_smoothing_sigma": None if map_smoothing is None else float(map_smoothing),
-        "aggregation": AGGREGATION,
-        "aupro_fpr_limit": float(aupro_fpr_limit),
+        "aggregation": AGGREGATION if own else protocol.aggregation,
+        "aupro_fpr_limit": float(protocol.aupro.fpr_limit),
         "evaluation": evaluation,
-        "view_pooling": view_pooling,
+        "view_pooling": protocol.view_pooling,
         "dataset": dataset,
         "index_hash": index_hash(index.frame),
         "categories": sorted(map(str, index.categories)),
@@ -99,8 +118,17 @@ def protocol_card(
 
 
 def differing_fields(first: Mapping[str, Any], second: Mapping[str, Any]) -> list[str]:
-    """The `RANKED_FIELDS` on which two cards differ."""
-    return [f for f in RANKED_FIELDS if first.get(f) != second.get(f)]
+    """The `RANKED_FIELDS` on which two cards differ.
+
+    A card written before named protocols has neither ``protocol`` nor ``rules``: it is an
+    ``adbench`` card, and its rules are compared through the fields it has.
+    """
+    compared = [
+        f for f in RANKED_FIELDS if f != "rules" or ("rules" in first and "rules" in second)
+    ]
+    named = {"protocol": DEFAULT_NAME}
+    first, second = {**named, **first}, {**named, **second}
+    return [f for f in compared if first.get(f) != second.get(f)]
 
 
 def write_protocol(folder: str | Path, card: Mapping[str, Any]) -> Path:
