@@ -95,3 +95,54 @@ def test_a_bad_fpr_limit_is_refused_before_training(tiny_root, toy, tmp_path):
         adbench.Experiment(
             "toy", None, adbench.load_index("synthetic", tiny_root), aupro_fpr_limit=1.5
         )
+
+
+@pytest.fixture(scope="module")
+def dinomaly_run(tmp_path_factory, tiny_root, toy):
+    """The toy sweep at k = 2 under the dinomaly protocol."""
+    out = tmp_path_factory.mktemp("dinomaly")
+    sweep = make_sweep(tiny_root, categories=[2], protocol="dinomaly")
+    report = run_sweep(sweep, out, progress=False, report=False, fail_fast=True)
+    return out, report
+
+
+def test_a_named_protocol_reaches_the_cell_the_card_and_the_method_config(dinomaly_run, two_limits):
+    out, report = dinomaly_run
+    (cell,) = report.cells
+    assert cell.config["protocol"] == "dinomaly" and cell.config["evaluation"] == "exact"
+    assert cell.config["view_pooling"] is None
+    assert cell.config["method"]["config"]["scoring"]["sigma"] == 0.0  # smoothed once
+    assert cell.config["method"]["set"] == {}  # the user's overrides, as given
+    result = json.loads((out / "cells" / cell.id / "result.json").read_text())
+    card = result["protocol"]
+    assert card["protocol"] == "dinomaly" and card["rules"]["eval_size"] == 256
+    assert card["rules"]["smoothing"] == {"sigma": 4.0, "kernel_size": 5, "padding": "zeros"}
+    default = json.loads(next((two_limits[0.3] / "cells").glob("*/result.json")).read_text())
+    assert default["protocol"]["protocol"] == "adbench"
+    (default_cell,) = (two_limits[0.3] / "cells").iterdir()
+    config = yaml.safe_load((default_cell / "config.yaml").read_text())
+    assert "protocol" not in config  # the default keeps the cell ids of earlier versions
+
+
+def test_the_leaderboard_refuses_to_rank_two_protocols_together(dinomaly_run, two_limits):
+    mixed = pd.concat([load_results(dinomaly_run[0]), load_results(two_limits[0.3])])
+    with pytest.raises(ConfigError, match=r"differ in protocol, rules, .*protocol=dinomaly"):
+        leaderboard(mixed, per_category=[])
+    text = leaderboard(mixed, per_category=[], split_protocols=True)
+    assert "protocol=dinomaly" in text and "protocol=adbench" in text
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"evaluation": "streaming"}, r"protocol 'dinomaly' evaluates in exact mode"),
+        ({"view_pooling": "mean"}, r"scores the views of an object as independent images"),
+        ({"protocol": "dinomally"}, r"unknown protocol 'dinomally'; did you mean 'dinomaly'"),
+    ],
+)
+def test_protocol_settings_are_checked_when_the_sweep_is_read(
+    tiny_root, toy, tmp_path, change, message
+):
+    sweep = make_sweep(tiny_root, **{"protocol": "dinomaly", **change})
+    with pytest.raises(ConfigError, match=message):
+        run_sweep(sweep, tmp_path, progress=False)
