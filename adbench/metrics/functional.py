@@ -59,7 +59,8 @@ def evaluate(
         labels: (N,) 0 normal, 1 anomalous.
         maps: (N, H, W) or (N, 1, H, W) anomaly maps; resized bilinearly to the mask size when
             their size differs.
-        masks: (N, H, W) or (N, 1, H, W) ground truth; pixels > 0.5 are anomalous.
+        masks: (N, H, W) or (N, 1, H, W) ground truth; pixels > 0.5 are anomalous (under the
+            default protocol; ``protocol=`` in ``evaluator_kwargs`` applies another's rules).
         categories: N category names; rows follow their order of first appearance.
         mode: ``"streaming"`` or ``"exact"`` (see `Evaluator`).
         objects: N object ids (None for an image without one) of a multi-view dataset; adds the
