@@ -18,12 +18,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adbench.config import fill_num_classes, from_dict, load_yaml, merge, unflatten
-from adbench.errors import AdbenchError, ConfigError, MissingDependencyError, unknown_name
+from adbench.errors import (
+    AdbenchError,
+    ConfigError,
+    MissingDependencyError,
+    did_you_mean,
+    unknown_name,
+)
 
 if TYPE_CHECKING:
     from adbench.contract import AnomalyMethod
 
 GROUP = "adbench.methods"
+VARIANT_KEY = "variant"  # the top-level preset key that says what the preset runs
+PAPER_DESIGN = "paper-design"  # the paper's design, at its settings or reduced in size or budget
+CPU_VARIANT = "cpu-variant"  # the method redesigned to run on a CPU: not the paper's design
+VARIANTS = (PAPER_DESIGN, CPU_VARIANT)
 
 
 @dataclass(frozen=True)
@@ -34,7 +44,8 @@ class MethodSpec:
         name: short registry name (``"glad"``).
         module: the `AnomalyMethod` subclass.
         config: its frozen config dataclass; the defaults are the paper's settings.
-        presets: preset name -> YAML file or mapping, each an overlay on the defaults.
+        presets: preset name -> YAML file or mapping, each an overlay on the defaults (its
+            top-level ``variant`` key is not part of the overlay: see `variant`).
         paper: the reference, e.g. ``"Yao et al., ECCV 2024, arXiv:2406.07487"``.
         requires: optional modules the method imports (checked before it is loaded).
         extra: the pip extra that provides ``requires`` (``pip install 'adbench-uad[extra]'``).
@@ -48,12 +59,33 @@ class MethodSpec:
     requires: tuple[str, ...] = ()
     extra: str = ""
 
-    def preset(self, name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    def preset(self, name: str) -> dict[str, Any]:
         """The overlay dict of preset ``name``.
 
         A top-level ``extends: <preset>`` key layers it on that preset's overlay (e.g.
         ``paper-visa`` extends ``paper``).
         """
+        data = self._layered(name)
+        data.pop(VARIANT_KEY, None)
+        return data
+
+    def variant(self, name: str) -> str:
+        """What preset ``name`` runs: `PAPER_DESIGN` (the default) or `CPU_VARIANT`.
+
+        Declared by the preset's top-level ``variant`` key, inherited through ``extends``.
+        """
+        value = self._layered(name).get(VARIANT_KEY, PAPER_DESIGN)
+        if value not in VARIANTS:
+            source = self.presets[name]
+            where = f"{source}: " if isinstance(source, (str, Path)) else ""
+            raise ConfigError(
+                f"{where}preset '{name}' of method '{self.name}': variant '{value}' is not one "
+                f"of {', '.join(VARIANTS)}{did_you_mean(str(value), VARIANTS)}"
+            )
+        return value
+
+    def _layered(self, name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Preset ``name``'s keys layered on those of the preset it extends."""
         if name not in self.presets:
             raise unknown_name(f"preset of method '{self.name}'", name, self.presets)
         if name in _seen:
@@ -64,7 +96,7 @@ class MethodSpec:
         source = self.presets[name]
         data = load_yaml(source) if isinstance(source, (str, Path)) else dict(source)
         base = data.pop("extends", None)
-        return data if base is None else merge(self.preset(str(base), (*_seen, name)), data)
+        return data if base is None else merge(self._layered(str(base), (*_seen, name)), data)
 
 
 _REGISTERED: dict[str, MethodSpec] = {}
@@ -156,6 +188,7 @@ def _validate(spec: Any, name: str, origin: str) -> None:
         )
     for preset in spec.presets:
         from_dict(spec.config, spec.preset(preset), context=f"{name} preset '{preset}'")
+        spec.variant(preset)
 
 
 def register_method(spec: MethodSpec) -> MethodSpec:

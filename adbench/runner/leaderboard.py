@@ -18,6 +18,10 @@ under the same protocol, dataset and k (`adbench.runner.reference_compare`).
 With ``stats=True`` (CLI ``--stats``) each cell also shows a 95 % bootstrap interval, and paired
 tests, degradation slopes and average ranks follow (`adbench.runner.stats`). The text tables
 themselves are made in `adbench.runner.tables`.
+
+A method measured with a preset that redesigns it for the CPU is labelled so in every table
+(`adbench.runner.variants`), and a row whose mean of the ranked metric is below the naive
+detector's at the same k is marked (`adbench.runner.floor`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import pandas as pd
 
 from adbench.errors import ConfigError, unknown_name
 from adbench.runner.costs import COSTS, DEVICE_HOURS, cost_results, device_unit, memory_column
+from adbench.runner.floor import floor_check, marked, note, with_floor
 from adbench.runner.reference import load_reference
 from adbench.runner.reference_compare import reference_blocks
 from adbench.runner.stats import confidence_intervals
@@ -48,6 +53,7 @@ from adbench.runner.tables import (
     stats_tables,
     with_intervals,
 )
+from adbench.runner.variants import with_variants
 
 FORMATS = ("md", "latex", "csv")
 MEAN = "mean"
@@ -158,7 +164,8 @@ def leaderboard(
 
     Args:
         source: run directory, or the tidy results table.
-        fmt: "md", "latex" or "csv" (the `summarize` table).
+        fmt: "md", "latex" or "csv" (the `summarize` table, with the floor check's column
+            ``below_naive``: `adbench.runner.floor.with_floor`).
         k: category count to tabulate (default: each dataset's largest).
         per_category: metrics that also get a category x method breakdown.
         digits: decimals of the percentages.
@@ -197,7 +204,7 @@ def leaderboard(
         )
     intervals = confidence_intervals(results, k) if stats else None
     if fmt == "csv":
-        return _csv(summary, intervals, published)
+        return _csv(with_floor(summary, results, metric_order()), intervals, published)
     order = metric_order()
     for metric in per_category:
         if metric not in order:
@@ -225,10 +232,10 @@ def _measured(
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, bool]:
     """The checked results, the cells table and whether the cost columns are shown.
 
-    The results include the cost rows when costs are needed.
+    The results include the cost rows when costs are needed; CPU variants are labelled so.
     """
     results = source if isinstance(source, pd.DataFrame) else load_results(source)
-    results = check_protocols(results, split=split_protocols)
+    results = with_variants(check_protocols(results, split=split_protocols))
     show_cost = fmt == "md" if cost is None else cost
     if (show_cost or per_gpu_hour is not None) and cells is None:
         if not isinstance(source, pd.DataFrame):
@@ -240,8 +247,10 @@ def _measured(
                 "cost columns and the per-GPU-hour view need the cells table: "
                 "pass a run directory, or cells=load_cells(DIR)"
             )
-    if cells is not None and (show_cost or per_gpu_hour is not None):
-        results = pd.concat([results, cost_results(cells)], ignore_index=True)
+    if cells is not None:
+        cells = with_variants(cells)
+        if show_cost or per_gpu_hour is not None:
+            results = pd.concat([results, cost_results(cells)], ignore_index=True)
     return results, cells, show_cost
 
 
@@ -317,7 +326,7 @@ def _dataset_blocks(board: _Board, dataset: str, rows: pd.DataFrame) -> list[str
     table = table.sort_values(("mean", ranked_by), ascending=False)
     methods = list(table.index)
     k_used = int(rows["k"].iloc[0])
-    blocks = [_measured_table(board, dataset, rows, table)]
+    blocks = [_measured_table(board, dataset, rows, table, ranked_by)]
     if board.published is not None:
         means = table["mean"]
         blocks += reference_blocks(
@@ -340,8 +349,13 @@ def _dataset_blocks(board: _Board, dataset: str, rows: pd.DataFrame) -> list[str
     return blocks
 
 
-def _measured_table(board: _Board, dataset: str, rows: pd.DataFrame, table: pd.DataFrame) -> str:
-    """The methods x metrics table of one dataset, best first, with intervals and costs."""
+def _measured_table(
+    board: _Board, dataset: str, rows: pd.DataFrame, table: pd.DataFrame, ranked_by: str
+) -> str:
+    """The methods x metrics table of one dataset, best first, with intervals and costs.
+
+    Rows below the naive detector's mean of ``ranked_by`` are marked (`adbench.runner.floor`).
+    """
     k_used, seeds = int(rows["k"].iloc[0]), int(rows["n_seeds"].max())
     title = f"{dataset}: k = {k_used} categories; values in %, " + (
         f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed"
@@ -360,4 +374,7 @@ def _measured_table(board: _Board, dataset: str, rows: pd.DataFrame, table: pd.D
         text = text.join(costs.reindex(index=table.index, columns=list(COSTS)).map(significant))
         gpu = memory_column(board.cells[board.cells["dataset"] == dataset]) == "peak_gpu_mb"
         title += f"; costs: mean over seeds, peak GB of {'GPU' if gpu else 'CPU'} memory"
-    return board.render(title, text, "method")
+    check = floor_check(board.results, ranked_by)
+    check = check[(check["dataset"] == dataset) & (check["k"] == k_used)]
+    text.index = marked(text.index, check)
+    return board.render(f"{title}; {note(check, ranked_by)}", text, "method")

@@ -2,12 +2,14 @@
 
 * `plot_scaling`: a metric or cost column vs the number of categories k, one line per method
   with the seed spread, next to the cost (training time, peak memory) vs k. The cost columns are
-  those of `adbench.runner.costs`.
+  those of `adbench.runner.costs`. A metric's point below the naive detector's mean at the same k
+  is drawn hollow (`adbench.runner.floor`).
 * `plot_ranks` and `plot_critical_difference`: Demsar's critical-difference diagram of the
   average ranks (`adbench.runner.stats.average_ranks`).
 
-Figures are `matplotlib.figure.Figure` objects drawn off screen: nothing here selects a backend
-or touches pyplot's figures, so a notebook keeps its own backend.
+Methods measured with a CPU variant of their preset are labelled so
+(`adbench.runner.variants`). Figures are `matplotlib.figure.Figure` objects drawn off screen:
+nothing here selects a backend or touches pyplot's figures, so a notebook keeps its own backend.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ import pandas as pd
 from adbench.errors import ConfigError, unknown_name
 from adbench.io import write_atomic
 from adbench.runner.costs import COSTS, cost_results, memory_column
+from adbench.runner.floor import floor_check, note
 from adbench.runner.stats import average_ranks, degradation_slopes
 from adbench.runner.store import load_cells, load_results
+from adbench.runner.variants import with_variants
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -65,7 +69,9 @@ def _panel(
     colors: dict[str, str],
     scale: float = 1.0,
     labels: dict[str, str] | None = None,
+    hollow: frozenset[tuple[str, int]] = frozenset(),
 ) -> None:
+    """One line per method of ``stats`` (`_seed_stats`); its points in ``hollow`` left unfilled."""
     for method, rows in stats.groupby("method", sort=False):
         axis.plot(
             rows["k"],
@@ -75,6 +81,9 @@ def _panel(
             color=colors[method],
             label=(labels or {}).get(method, method),
         )
+        below = rows[[(method, k) in hollow for k in rows["k"]]]
+        if not below.empty:
+            axis.plot(below["k"], scale * below["mean"], "o", mfc="white", color=colors[method])
         if (rows["count"] > 1).any():
             axis.fill_between(
                 rows["k"],
@@ -87,6 +96,19 @@ def _panel(
     axis.set_ylabel(ylabel)
     axis.set_xlabel("categories k")
     axis.grid(True, alpha=0.3)
+
+
+def _legend_columns(labels: list[str], width: int = 200) -> int:
+    """The most legend columns (at most 4) whose labels fit the 14-inch figure's width.
+
+    Matplotlib fills the columns top to bottom; ``width`` counts characters, 8 per marker.
+    """
+    for columns in range(min(len(labels), 4), 1, -1):
+        rows = -(-len(labels) // columns)
+        parts = [labels[start : start + rows] for start in range(0, len(labels), rows)]
+        if sum(max(len(label) + 8 for label in part) for part in parts) <= width:
+            return columns
+    return 1
 
 
 def _slope_labels(scores: pd.DataFrame, metric: str) -> dict[str, str]:
@@ -131,7 +153,7 @@ def plot_scaling(
     from matplotlib.figure import Figure
 
     _check_formats(formats)
-    results, cells = load_results(out), load_cells(out)
+    results, cells = with_variants(load_results(out)), with_variants(load_cells(out))
     metrics = sorted(set(results["metric"]))
     if metric in COSTS:
         results, scale, ylabel = cost_results(cells), 1.0, metric
@@ -160,11 +182,16 @@ def plot_scaling(
         palette = matplotlib.colormaps["tab10"]
         colors = {m: palette(i % 10) for i, m in enumerate(methods)}
         memory = memory_column(costs)
-        rows = -(-len(methods) // 4)  # legend rows under the panels
-        figure = Figure(figsize=(14, 4.4 + 0.3 * rows), layout="constrained")
+        figure = Figure(layout="constrained")
         axes = figure.subplots(1, 3)
-        labels = _slope_labels(scores, metric) if metric not in COSTS else None
-        _panel(axes[0], _seed_stats(scores, "value"), ylabel, colors, scale=scale, labels=labels)
+        labels, hollow, floor = None, frozenset(), ""
+        if metric not in COSTS:
+            labels = _slope_labels(scores, metric)
+            check = floor_check(scores, metric)
+            below = check[check["below"]]
+            hollow = frozenset(zip(below["method"], below["k"], strict=True))
+            floor = "\n" + note(check, metric, mark="hollow marker =")
+        _panel(axes[0], _seed_stats(scores, "value"), ylabel, colors, scale, labels, hollow=hollow)
         _panel(axes[1], _seed_stats(costs, "train_s"), "training time (s)", colors)
         _panel(
             axes[2],
@@ -182,16 +209,18 @@ def plot_scaling(
         axes[1].set_title("cost: training time")
         axes[2].set_title("cost: peak memory")
         handles, labels = axes[0].get_legend_handles_labels()
+        columns = _legend_columns(labels)
+        rows = -(-len(labels) // columns) + floor.count("\n")  # legend lines under the panels
+        figure.set_size_inches(14, 4.4 + 0.3 * rows)
         figure.legend(
             handles,
             labels,
             loc="outside lower center",
-            ncol=min(len(labels), 4),
+            ncol=columns,
             title=f"mean over {seeds} seed{'s' if seeds > 1 else ''}"
             + (", band = min-max over seeds" if seeds > 1 else "")
-            + (
-                "; (slope: points per doubling of k [95 % interval])" if metric not in COSTS else ""
-            ),
+            + ("; (slope: points per doubling of k [95 % interval])" if metric not in COSTS else "")
+            + floor,
             frameon=False,
         )
         stem = f"scaling_{name.replace('/', '_')}_{_UNSAFE.sub('_', metric)}"
@@ -214,7 +243,7 @@ def plot_ranks(
     ``save_dir`` (default ``out/plots``).
     """
     _check_formats(formats)
-    ranks, summary = average_ranks(load_results(out), metric)
+    ranks, summary = average_ranks(with_variants(load_results(out)), metric)
     save_dir = Path(save_dir) if save_dir is not None else Path(out) / "plots"
     save_dir.mkdir(parents=True, exist_ok=True)
     title = f"average rank by {metric} over {summary['n_blocks']} (dataset, k) blocks" + (

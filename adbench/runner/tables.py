@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from adbench.errors import ConfigError
+from adbench.runner.floor import MARK, below_k, floor_check, note
 from adbench.runner.stats import average_ranks, degradation_slopes, paired_test
 
 PUBLISHED = " (published)"
@@ -100,7 +101,8 @@ def stats_tables(
 ) -> list[str]:
     """The paired tests of the leader (``methods[0]``) against the others at ``k``.
 
-    The degradation slopes of ``dataset`` follow when it has two or more k values.
+    The degradation slopes of ``dataset`` follow when it has two or more k values, with the k at
+    which each method's mean is below the naive detector's (`adbench.runner.floor`).
     """
     blocks = []
     rows = results[results["dataset"] == dataset]
@@ -134,18 +136,21 @@ def stats_tables(
         )
     if rows["k"].nunique() >= 2:
         slopes = degradation_slopes(rows, metric).set_index("method").reindex(methods)
+        check = floor_check(rows, metric)
         text = pd.DataFrame(
             {
                 "points per doubling of k": [_slope_text(row) for _, row in slopes.iterrows()],
                 "k": [f"{row.k_min:.0f}-{row.k_max:.0f}" for _, row in slopes.iterrows()],
                 "points": slopes["n_points"].map(lambda n: f"{n:.0f}"),
+                "below naive at k": below_k(check, methods),
             },
             index=slopes.index,
         )
         blocks.append(
             render(
                 f"{dataset}: degradation slope of {metric} (change in points per "
-                "doubling of k, least squares over seeds, [95 % interval])",
+                "doubling of k, least squares over seeds, [95 % interval]); "
+                + note(check, metric, mark="below naive at k lists the k with"),
                 text,
                 "method",
             )
@@ -228,12 +233,15 @@ def markdown(title: str, text: pd.DataFrame, corner: str) -> str:
 
 
 def latex(title: str, text: pd.DataFrame, corner: str) -> str:
-    """A booktabs ``tabular`` after the title as a comment; ``**x**`` cells become bold."""
+    r"""A booktabs ``tabular`` after the title as a comment; ``**x**`` cells become bold.
+
+    The floor mark `adbench.runner.floor.MARK` becomes ``$^\dagger$``.
+    """
 
     def escape(value: str) -> str:
         for char in ("\\", "&", "%", "_", "#"):
             value = value.replace(char, "\\" + char)
-        return value
+        return value.replace(MARK, r"$^\dagger$")
 
     def cell(value: str) -> str:
         bold = value.startswith("**")
