@@ -154,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupted() -> int:
+    """Ctrl-C (SIGINT): one line, exit code 130 (128 + SIGINT), as shells report it."""
+    print("adbench: interrupted", file=sys.stderr)
+    return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``adbench`` console script."""
     from adbench.errors import AdbenchError
@@ -172,6 +178,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AdbenchError as err:
         print(f"adbench: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return _interrupted()
+    except SystemExit as exit_:  # Lightning turns Ctrl-C during fit/predict into sys.exit(1)
+        if isinstance(exit_.__context__, KeyboardInterrupt):
+            return _interrupted()
+        raise
     except OSError as err:  # a full disk or quota is the machine's state, not a bug: no traceback
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise

@@ -3,7 +3,8 @@
 A method writes ``__init__(config)``, ``training_step`` and ``forward(images) -> AnomalyOutput``.
 The base provides the evaluation steps (which feed the `Evaluator`; it resizes maps to the mask
 size), the optimiser and schedule from ``config.optim``, hyper-parameter saving as a plain
-dict and a checkpoint round trip that rebuilds the typed config.
+dict and a checkpoint round trip that rebuilds the typed config. It refuses to score a method
+that was never fitted (`AnomalyMethod.check_fitted`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_type_hints
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 
 from adbench.batch import AnomalyOutput, Batch
 from adbench.config import from_dict, to_dict
-from adbench.errors import AdbenchError, ConfigError
+from adbench.errors import AdbenchError, ConfigError, NotFittedError
 
 if TYPE_CHECKING:
     from adbench.metrics import Evaluator
@@ -66,6 +68,17 @@ class TrainerDefaults:
     precision: str = "32-true"
     gradient_clip_val: float | None = None
     accumulate_grad_batches: int = 1
+
+    def __post_init__(self) -> None:
+        epochs, steps, clip = self.max_epochs, self.max_steps, self.gradient_clip_val
+        for name, valid, allowed in (
+            ("max_epochs", epochs is None or epochs >= 1, ">= 1 (or null: no epoch limit)"),
+            ("max_steps", steps == -1 or steps >= 1, ">= 1, or -1 for no step limit"),
+            ("gradient_clip_val", clip is None or clip >= 0, ">= 0 (or null: no clipping)"),
+            ("accumulate_grad_batches", self.accumulate_grad_batches >= 1, ">= 1"),
+        ):
+            if not valid:
+                raise ConfigError(f"trainer.{name} must be {allowed}, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -165,6 +178,8 @@ class AnomalyMethod(L.LightningModule):
             )
         self.save_hyperparameters({"config": to_dict(config)})
         self.evaluator: Evaluator | None = None
+        # set when a fit ends; saved with the weights, so a checkpoint or state dict carries it
+        self.register_buffer("fitted", torch.tensor(False))
 
     # -- the part a method writes -------------------------------------------------------------
     def forward(self, images: Tensor) -> AnomalyOutput:
@@ -275,7 +290,56 @@ class AnomalyMethod(L.LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
 
+    # -- fitted state (never re-implemented by a method; an override of a hook calls super) -----
+    def on_fit_end(self) -> None:
+        """Mark the method fitted."""
+        self.fitted.fill_(True)
+
+    def on_predict_start(self) -> None:
+        """Refuse to score an unfitted method (`check_fitted`)."""
+        self.check_fitted()
+
+    def on_test_start(self) -> None:
+        """Refuse to score an unfitted method (`check_fitted`)."""
+        self.check_fitted()
+
+    def check_fitted(self) -> None:
+        """Raise `NotFittedError` unless the method was fitted or loaded from a fitted state.
+
+        In mechanics mode (``config.random_weights``) an unfitted method is scored, with a
+        warning: its scores measure cost, not accuracy.
+        """
+        if bool(self.fitted):
+            return
+        if self.config.random_weights:
+            warnings.warn(
+                f"{self.method_name or type(self).__name__} was never fitted: scoring its "
+                "untrained weights (random_weights=True, mechanics mode)",
+                stacklevel=2,
+            )
+            return
+        raise self.not_fitted("was never fitted")
+
+    def not_fitted(self, what: str) -> NotFittedError:
+        """The error for scoring before fitting: ``"<method> <what>: fit it first ..."``."""
+        return NotFittedError(
+            f"{self.method_name or type(self).__name__} {what}: fit it first "
+            "(adbench.fit(method, datamodule)) or load a fitted checkpoint "
+            f"({type(self).__name__}.from_checkpoint(path))"
+        )
+
     # -- checkpoints --------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A checkpoint written while fitting holds trained weights: it loads as fitted."""
+        trainer = self._trainer
+        if trainer is not None and trainer.state.fn == TrainerFn.FITTING:
+            checkpoint["state_dict"]["fitted"] = torch.tensor(True)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        """Weights saved before the ``fitted`` flag existed load as fitted."""
+        state_dict.setdefault(prefix + "fitted", torch.tensor(True))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @classmethod
     def from_checkpoint(cls, path: str, map_location: str | torch.device = "cpu") -> AnomalyMethod:
         """Rebuild a method (typed config and weights) from a Lightning checkpoint."""

@@ -10,15 +10,20 @@ method's defaults under the user's settings. `fit` applies them to the settings 
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import lightning as L
+import torch
+from fsspec.utils import get_protocol as url_protocol
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from adbench.config import check_num_classes, has_field
 from adbench.contract import AnomalyMethod
 from adbench.errors import ConfigError
+from adbench.io import write_atomic
 from adbench.protocols import DEFAULT_PROTOCOL, Protocol, get_protocol
 from adbench.quiet import quiet_third_party
 
@@ -131,6 +136,25 @@ def fit(
     return train(method, datamodule, options, seed=seed, default_root_dir=default_root_dir)
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, writing local files with `adbench.io.write_atomic`.
+
+    A kill or a full disk then leaves no torn checkpoint (Lightning's own writer may stage the
+    file elsewhere and copy it into place), and the `OSError` of a full disk names the file.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        """Write ``checkpoint`` to ``path`` atomically (remote paths: Lightning's writer)."""
+        if storage_options is not None or url_protocol(str(path)) != "file":
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_atomic(path, buffer.getvalue())
+
+
 def train(
     method: AnomalyMethod,
     datamodule: L.LightningDataModule,
@@ -154,6 +178,7 @@ def train(
             if writes
             else False,
             "enable_checkpointing": writes,
+            "plugins": [AtomicCheckpointIO()] if writes else None,
             "default_root_dir": default_root_dir,
             "num_sanity_val_steps": 0,
             "enable_model_summary": False,

@@ -41,6 +41,10 @@ class InvalidInputError(AdbenchError, ValueError):
     """Values that cannot be evaluated: NaN/inf in a map or score, an out-of-range label or id."""
 
 
+class NotFittedError(AdbenchError, ValueError):
+    """A method scored before it was fitted or loaded from a fitted checkpoint."""
+
+
 class CorruptFileError(AdbenchError, ValueError):
     """A file adbench wrote that cannot be read back: garbage or cut bytes, keys missing."""
 

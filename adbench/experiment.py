@@ -342,7 +342,7 @@ def run_experiment(
 
     folder = None if out is None or rank_zero_only.rank != 0 else Path(out)
     if folder is not None:
-        experiment.index.to_parquet(folder / "index.parquet")
+        write_atomic(folder / "index.parquet", experiment.index.frame.to_parquet(index=False))
         write_json(folder / "environment.json", environment())
     with PeakMemory() as memory:
         started = time.perf_counter()

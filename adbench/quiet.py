@@ -1,6 +1,7 @@
 """What reaches the terminal: adbench's messages, progress and errors, not third-party noise.
 
-Dropped everywhere (`quiet_third_party`): Lightning's advertising tips (litlogger, litmodels),
+Dropped everywhere (`quiet_third_party`): Lightning's advertising tips (litlogger, litmodels)
+and its Ctrl-C notice (the ``adbench`` command says ``adbench: interrupted`` itself),
 deprecation warnings raised inside third-party packages (a user of adbench cannot act on them),
 and two Lightning warnings about adbench's own design (frozen backbones kept in eval mode, an
 empty validation split).
@@ -36,11 +37,12 @@ FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _installed = False
 
 
-class _NoTips(logging.Filter):
-    """Drops Lightning's "Tip:" advertisements."""
+class _Dropped(logging.Filter):
+    """Drops Lightning's "Tip:" advertisements and its Ctrl-C notice."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Tip:" not in record.getMessage()
+        message = record.getMessage()
+        return "Tip:" not in message and "Detected KeyboardInterrupt" not in message
 
 
 class _Terminal(logging.Handler):
@@ -67,9 +69,9 @@ def quiet_third_party() -> None:
         warnings.filterwarnings("ignore", category=category, module=THIRD_PARTY)
     for message in _BY_DESIGN:
         warnings.filterwarnings("ignore", message=message, category=UserWarning)
-    # a logger's filters see only the records logged on it: these are the loggers that print tips
+    # a logger's filters see only the records logged on it: these are the loggers of both notices
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-        logging.getLogger(name).addFilter(_NoTips())
+        logging.getLogger(name).addFilter(_Dropped())
 
 
 def _show_warning(

@@ -133,11 +133,8 @@ class MemoryBankAdapter(AnomalibAdapter):
 
     def infer(self, images: Tensor) -> InferenceBatch:
         """Anomalib's ``InferenceBatch``; an unfitted model is a named error, not anomalib's."""
-        if not self.is_fitted():
-            raise AdbenchError(
-                f"{self.method_name or type(self).__name__} has no memory yet: fit it first "
-                "(adbench.fit(method, datamodule)) or load a fitted checkpoint"
-            )
+        if not self.has_memory():
+            raise self.not_fitted("has no memory yet")
         return super().infer(images)
 
     def on_fit_start(self) -> None:
@@ -161,15 +158,16 @@ class MemoryBankAdapter(AnomalibAdapter):
         self.build_if_pending()
 
     def on_fit_end(self) -> None:
-        """Build the bank if a step budget ended the epoch early."""
+        """Build the bank if a step budget ended the epoch early; the method is then fitted."""
         self.build_if_pending()
+        super().on_fit_end()
 
     def configure_optimizers(self) -> None:
         """No optimiser: the backbone is frozen and the bank is not learned by gradients."""
         return None
 
     # -- the part a memory-bank model writes ----------------------------------------------------
-    def is_fitted(self) -> bool:
+    def has_memory(self) -> bool:
         """Whether the bank (or the statistics) has been built."""
         raise NotImplementedError
 

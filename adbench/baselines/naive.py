@@ -88,10 +88,7 @@ class NaiveMeanImage(AnomalyMethod):
     def means(self) -> Tensor:
         """(K', 3, H, W) mean image of each category that had training images."""
         if self.counts.numel() == 0 or int(self.counts.sum()) == 0:
-            raise AdbenchError(
-                "naive has no mean images yet: fit it first "
-                "(adbench.fit(method, datamodule)) or load a fitted checkpoint"
-            )
+            raise self.not_fitted("has no mean images yet")
         seen = self.counts > 0
         return self.sums[seen] / self.counts[seen].view(-1, 1, 1, 1).double()
 

@@ -137,7 +137,7 @@ class AnomalibPadim(MemoryBankAdapter):
         """Drop statistics collected but not yet turned into Gaussians."""
         self.statistics = RunningGaussian()
 
-    def is_fitted(self) -> bool:
+    def has_memory(self) -> bool:
         """Whether the Gaussians have been estimated."""
         return self.model.gaussian.mean.numel() > 0
 

@@ -139,7 +139,7 @@ class AnomalibPatchCore(MemoryBankAdapter):
         """Drop embeddings collected but not yet built into the bank."""
         self.model.embedding_store.clear()
 
-    def is_fitted(self) -> bool:
+    def has_memory(self) -> bool:
         """Whether the memory bank holds any rows."""
         return self.model.memory_bank.numel() > 0
 

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from adbench.data.dataset import decode_image
+from adbench.data.dataset import decode_image, mismatched_masks
 from adbench.data.formats import load_index
 from adbench.data.formats.common import collecting_problems
 from adbench.data.formats.synthetic import meta_problems
@@ -83,9 +83,9 @@ def check_dataset(
 ) -> CheckReport:
     """Read a dataset root, collecting every problem, then decode every file.
 
-    Problems are layout errors, categories without training images and, for a synthetic set,
-    differences from its ``meta.json``; with ``decode``, unreadable files and masks of the wrong
-    size.
+    Problems are layout errors, categories without training images, masks of the wrong size
+    (from the decoded files, or from the file headers without ``decode``) and, for a synthetic
+    set, differences from its ``meta.json``; with ``decode``, unreadable files.
 
     Args:
         root: the dataset root.
@@ -98,7 +98,7 @@ def check_dataset(
     """
     with collecting_problems() as problems:
         try:
-            index = load_index(format, root, categories, **options)
+            index = load_index(format, root, categories, check_masks=False, **options)
         except DatasetFormatError as err:
             problems.extend(getattr(err, "problems", [str(err)]))
             index = None
@@ -116,4 +116,6 @@ def check_dataset(
                 results = pool.map(_file_problems, rows)
                 for found in tqdm(results, total=len(rows), desc="decode", disable=not progress):
                     problems.extend(found)
+        else:
+            problems.extend(mismatched_masks(index.frame))
     return CheckReport(Path(root), format, summary, list(problems))

@@ -1,8 +1,14 @@
-"""`AnomalyDataset`: rows of a `SampleIndex` -> `Sample` tensors (decode, resize, binarise)."""
+"""`AnomalyDataset`: rows of a `SampleIndex` -> `Sample` tensors (decode, resize, binarise).
+
+Images with an alpha channel are composited on black (`decode_image`); a mask must have the size
+of its image (`read_mask` per sample, `mismatched_masks` for a whole index from file headers).
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +25,12 @@ from adbench.errors import ConfigError, DatasetFormatError, InvalidInputError
 Size = tuple[int, int]
 MaskLoad = Literal["nearest", "bilinear"]
 RESAMPLING = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR}
+HEADER_THREADS = 8  # header reads of `mismatched_masks` (they wait on the disk, not the CPU)
+_alpha_warned = False  # whether this process has shown its `AlphaChannelWarning`
+
+
+class AlphaChannelWarning(UserWarning):
+    """An image had an alpha channel and was composited on black (once per process)."""
 
 
 def as_size(image_size: int | Sequence[int]) -> Size:
@@ -30,18 +42,41 @@ def as_size(image_size: int | Sequence[int]) -> Size:
 
 
 def decode_image(path: str | Path, mode: str, size: Size | None) -> Image.Image:
-    """Open and fully decode an image (JPEGs are decoded at a reduced scale when that suffices)."""
+    """Open and fully decode an image (JPEGs are decoded at a reduced scale when that suffices).
+
+    An image with an alpha channel (RGBA, LA, or a transparent palette colour) is composited on
+    black before its conversion to ``mode``: a transparent pixel reads as black, a pixel of
+    opacity ``a`` as ``a`` times its colour. The first such file of a process is named in an
+    `AlphaChannelWarning`.
+    """
     try:
         with Image.open(path) as image:
             if size is not None:
                 image.draft(mode, (size[1], size[0]))
             image.load()
+            if image.has_transparency_data:
+                return _on_black(image, path).convert(mode)
             return image.convert(mode)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
         raise DatasetFormatError(
             f"cannot read image {path}: {err}. The file is missing, truncated or not an image; "
             "restore it from the original download (or remove it and its split entry)."
         ) from err
+
+
+def _on_black(image: Image.Image, path: str | Path) -> Image.Image:
+    """``image`` composited on an opaque black background (RGBA); warns once per process."""
+    global _alpha_warned
+    if not _alpha_warned:
+        _alpha_warned = True
+        warnings.warn(
+            f"{path} has an alpha channel: adbench composites such images on black (transparent "
+            "pixels read as black); later files with alpha are converted alike without a warning",
+            AlphaChannelWarning,
+            stacklevel=2,
+        )
+    rgba = image.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
 
 
 def read_rgb(path: str | Path, size: Size) -> Image.Image:
@@ -70,9 +105,8 @@ def read_mask(
         expected = source_size(image_path)
         if decoded.size != expected:
             raise DatasetFormatError(
-                f"mask {path} is {decoded.size[0]}x{decoded.size[1]} px but its image "
-                f"{image_path} is {expected[0]}x{expected[1]} px; masks must have the size of "
-                "their image (run `adbench data check` to list every such file)"
+                f"{size_mismatch(path, decoded.size, image_path, expected)}; masks must have "
+                "the size of their image (run `adbench data check` to list every such file)"
             )
     binary = np.asarray(decoded) > 0
     image = Image.fromarray(binary.astype(np.uint8) * 255)
@@ -88,6 +122,38 @@ def source_size(path: str | Path) -> tuple[int, int]:
             return image.size
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
         raise DatasetFormatError(f"cannot read image {path}: {err}") from err
+
+
+def size_mismatch(
+    mask: str | Path, mask_size: tuple[int, int], image: str | Path, image_size: tuple[int, int]
+) -> str:
+    """``"mask M is WxH px but its image I is WxH px"`` (sizes as (width, height))."""
+    return (
+        f"mask {mask} is {mask_size[0]}x{mask_size[1]} px but its image {image} is "
+        f"{image_size[0]}x{image_size[1]} px"
+    )
+
+
+def mismatched_masks(frame: pd.DataFrame) -> list[str]:
+    """A `size_mismatch` sentence for each row of an index table whose mask and image differ.
+
+    Reads only the files' headers. A file whose header cannot be read is skipped: decoding it
+    (a sample load, ``adbench data check``) names it.
+    """
+    rows = frame[frame["mask_path"].notna()]
+    pairs = list(zip(rows["mask_path"], rows["path"], strict=True))
+    with ThreadPoolExecutor(max_workers=HEADER_THREADS) as pool:
+        found = pool.map(_mismatch, pairs)
+        return [sentence for sentence in found if sentence]
+
+
+def _mismatch(pair: tuple[str, str]) -> str | None:
+    mask, image = pair
+    try:
+        mask_size, image_size = source_size(mask), source_size(image)
+    except DatasetFormatError:
+        return None
+    return None if mask_size == image_size else size_mismatch(mask, mask_size, image, image_size)
 
 
 def load_image(path: str | Path, size: Size) -> torch.Tensor:

@@ -140,8 +140,10 @@ def run_sweep(
         statuses = get_launcher(sweep.launcher)(
             cells, out, runtime, sweep.launcher, fail_fast=fail_fast, progress=progress
         )
-    finally:
-        store.write()
+    except BaseException:
+        store.refresh()  # a failed export is only logged: the sweep's own error is raised
+        raise
+    store.write()
     files: list[Path] = []
     if report and (store.results()["category"] == "mean").any():
         files.append(out / "leaderboard.md")

@@ -12,6 +12,7 @@ import dataclasses
 import gc
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from adbench.quiet import cell_logs
 from adbench.run_files import now
 from adbench.runner import rundir
 from adbench.runner.schema import Cell
+from adbench.runner.store import EXPORT_EVERY_S, ResultStore
 
 FINISHED, SKIPPED, FAILED, BUSY = "finished", "skipped", "failed", "busy"
 RUNTIME = "runtime.json"
@@ -94,7 +96,9 @@ def run_cell(out: str | Path, cell: Cell, runtime: Runtime, fail_fast: bool = Fa
     with lock:
         if rundir.is_finished(folder):  # finished by another runner just before we took the lock
             return SKIPPED
-        return _attempt(cell, folder, runtime, fail_fast)
+        status = _attempt(cell, folder, runtime, fail_fast)
+    ResultStore(out).refresh(EXPORT_EVERY_S)
+    return status
 
 
 def _attempt(cell: Cell, folder: Path, runtime: Runtime, fail_fast: bool) -> str:
@@ -113,7 +117,8 @@ def _attempt(cell: Cell, folder: Path, runtime: Runtime, fail_fast: bool) -> str
         )
         if fail_fast:
             raise CellFailed(message)
-        _log.error("%s (traceback in %s)", message, folder / rundir.ERROR)
+        first, *more = message.splitlines()  # a message that lists problems: its first line
+        _log.error("%s%s (traceback in %s)", first, " ..." if more else "", folder / rundir.ERROR)
     return status
 
 
@@ -121,7 +126,12 @@ def _run_here(cell: Cell, folder: Path, runtime: Runtime) -> str:
     try:
         execute(cell, folder, runtime)
     except Exception as err:  # recorded, and the sweep goes on
-        record_error(folder, err)
+        try:
+            record_error(folder, err)
+        except OSError as lost:  # the disk is still full: stop the sweep, naming both files
+            raise OSError(
+                lost.errno, f"cell {cell.id} failed ({err}), and writing {lost.filename} failed too"
+            ) from err
         return FAILED
     finally:
         _release_memory()
@@ -153,7 +163,21 @@ def _run_worker(folder: Path) -> str:
 def record_error(folder: Path, err: BaseException) -> None:
     """Write ``error.json`` (type, message, traceback) for a failed attempt."""
     text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-    _write_error(folder, type(err).__name__, str(err), text)
+    _write_error(folder, type(err).__name__, error_message(err), text)
+
+
+def error_message(err: BaseException) -> str:
+    """``str(err)``, less the traceback that PyTorch wraps a DataLoader worker's error in.
+
+    PyTorch re-raises it as ``Caught <Type> in DataLoader worker process N.`` followed by the
+    worker's traceback, whose last line is ``<module>.<Type>: <message>``: that message is kept.
+    """
+    text = str(err)
+    wrapped = re.match(r"Caught (\w+) .*?\.\nOriginal Traceback", text)
+    if wrapped is None:
+        return text
+    last = list(re.finditer(rf"^(?:[\w.]+\.)?{wrapped[1]}: ", text, re.M))
+    return text[last[-1].end() :].rstrip("\n") if last else text
 
 
 def _write_error(folder: Path, kind: str, message: str, text: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -46,6 +47,7 @@ CELL_COLUMNS = (
     *DEVICE_COLUMNS,
     "error",
 )
+EXPORT_EVERY_S = 30.0  # a sweep refreshes its exports after a cell at most this often
 _log = logging.getLogger(__name__)
 
 
@@ -138,6 +140,21 @@ class ResultStore:
             write_atomic(path, yaml.safe_dump({"protocols": cards}, sort_keys=False))
             paths[PROTOCOL_FILE] = path
         return paths
+
+    def refresh(self, every_s: float = 0.0) -> None:
+        """`write`, unless ``results.parquet`` was written less than ``every_s`` seconds ago.
+
+        A runner calls it after each cell it runs (``every_s=EXPORT_EVERY_S``), so the
+        exports lag a killed sweep by at most that long. A failed write (a full disk) is logged
+        as a warning, not raised: the cells' own files are what counts.
+        """
+        exported = self.out / "results.parquet"
+        if exported.is_file() and time.time() - exported.stat().st_mtime < every_s:
+            return
+        try:
+            self.write()
+        except OSError as err:
+            _log.warning("could not refresh the results files of %s: %s", self.out, err)
 
     def _finished(self) -> list[dict]:
         results = (rundir.read_result(f) for f in sorted(rundir.cells_dir(self.out).iterdir()))

@@ -165,7 +165,7 @@ def test_adbench_evaluate_reports_objects_of_a_realiad_index(realiad_root) -> No
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table = adbench.evaluate(
-            ToyAutoencoder(ToyConfig()),
+            ToyAutoencoder(ToyConfig(random_weights=True)),  # mechanics mode: scored unfitted
             datamodule,
             mode="exact",
             accelerator="cpu",

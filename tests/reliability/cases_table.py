@@ -45,11 +45,33 @@ CASES: tuple[Case, ...] = (
         (f"{REL}/test_bad_inputs.py::test_empty_image_file_is_refused_when_listing",),
     ),
     Case(
+        "Image with an alpha channel (RGBA, LA, a transparent palette colour)",
+        "trains or evaluates on a dataset holding it",
+        "it is composited on black, never silently stripped of its alpha: a transparent pixel "
+        "reads as black, a pixel of opacity a as a times its colour (masks alike); the first "
+        "such file of a process gives one `AlphaChannelWarning: <path> has an alpha channel: "
+        "adbench composites such images on black ...`",
+        (
+            f"{REL}/test_terminal_messages.py::test_rgba_images_are_composited_on_black_with_one_warning",
+        ),
+    ),
+    Case(
         "Corrupt image inside a sweep",
         "`adbench run`, then restores the file and runs again",
         "only the cell using the image fails; its `error.json` names the file, the other cells "
         "finish; the re-run runs only that cell and leaves finished cells byte-identical",
         (f"{REL}/test_bad_inputs.py::test_corrupt_image_fails_only_its_cell",),
+    ),
+    Case(
+        "Corrupt image read by a DataLoader worker process (`num_workers: 2`)",
+        "`adbench run`",
+        "one terminal line per failed cell: `cell <id> (...) failed: DatasetFormatError: cannot "
+        "read image <path>: ... (traceback in <cell>/error.json)`; the traceback goes to the "
+        "cell's `run.log` and `error.json`, whose `message` is the error's own (without "
+        "PyTorch's worker traceback)",
+        (
+            f"{REL}/test_terminal_messages.py::test_a_truncated_image_is_one_terminal_line_per_failed_cell",
+        ),
     ),
     Case(
         "Broken files found up front",
@@ -82,6 +104,21 @@ CASES: tuple[Case, ...] = (
         (
             f"{REL}/test_bad_inputs.py::test_mask_of_the_wrong_size_names_mask_image_and_sizes",
             "tests/data/test_check.py::test_every_problem_is_listed",
+        ),
+    ),
+    Case(
+        "Mask of the wrong size, found before training",
+        "`adbench run`, `adbench fit` or `load_index` on a dataset holding it",
+        "exit code 2 before any cell runs, nothing written: `DatasetFormatError: masks of "
+        "another size than their image in ROOT: N problem(s)` listing `mask <path> is WxH px but "
+        "its image <path> is WxH px` (the first 20, then `... and N more`), read from the file "
+        "headers when the dataset is loaded (about 0.15 ms per mask and its image); a file whose "
+        "header cannot be read is left to the sample load; `adbench data check` lists them as "
+        "`<mask>: mask size (W, H) differs from image size (W, H)` (with `--no-decode`, as the "
+        "run does)",
+        (
+            f"{REL}/test_mask_sizes.py::test_wrong_mask_sizes_stop_the_run_before_any_cell",
+            f"{REL}/test_mask_sizes.py::test_an_unreadable_header_is_left_to_the_sample_load",
         ),
     ),
     Case(
@@ -142,6 +179,23 @@ CASES: tuple[Case, ...] = (
         ),
     ),
     Case(
+        "Method evaluated before it was fitted",
+        "`adbench.evaluate` (or Lightning's `predict`/`test`) on a method just created",
+        "`NotFittedError: <method> was never fitted: fit it first (adbench.fit(method, "
+        "datamodule)) or load a fitted checkpoint (<Class>.from_checkpoint(path))`, for every "
+        "registered method. A method is fitted once a fit ended, or loaded from a checkpoint "
+        "written while fitting or from a fitted method's state dict (its `fitted` buffer travels "
+        "with the weights; weights saved before it existed load as fitted). Mechanics mode "
+        "(`random_weights=True`) scores the untrained weights with the warning `<method> was "
+        "never fitted: scoring its untrained weights (random_weights=True, mechanics mode)`",
+        (
+            f"{REL}/test_unfitted_methods.py::test_every_method_refuses_to_score_before_fitting",
+            f"{REL}/test_unfitted_methods.py::test_the_test_loop_refuses_too",
+            f"{REL}/test_unfitted_methods.py::test_fitted_state_travels_with_checkpoints_and_state_dicts",
+            f"{REL}/test_unfitted_methods.py::test_mechanics_mode_scores_an_unfitted_method_and_says_so",
+        ),
+    ),
+    Case(
         "NaN or inf in an anomaly map or score",
         "evaluates a method",
         "`InvalidInputError` naming the sample index and its position in the batch; the batch "
@@ -161,6 +215,16 @@ CASES: tuple[Case, ...] = (
         "runs the sweep again",
         "finished cells are skipped with byte-identical results; the interrupted cell is run again",
         ("tests/runner/test_processes.py::test_resume_after_kill",),
+    ),
+    Case(
+        "Ctrl-C (SIGINT)",
+        "presses Ctrl-C during any `adbench` command, training included",
+        "exit code 130 and one line `adbench: interrupted` on stderr (no traceback, no "
+        "Lightning notice); the cell's lock is released, and the next run runs the cell",
+        (
+            f"{REL}/test_terminal_messages.py::test_ctrl_c_is_one_line",
+            f"{REL}/test_terminal_messages.py::test_ctrl_c_during_training_ends_the_run_with_one_line",
+        ),
     ),
     Case(
         "Runner killed while writing a cell's `result.json`",
@@ -257,6 +321,53 @@ CASES: tuple[Case, ...] = (
         (f"{REL}/test_disk_full.py::test_disk_full_on_a_cell_result_fails_that_cell_only",),
     ),
     Case(
+        "Disk full while a cell writes its checkpoint (`checkpoints: true`)",
+        "`adbench run` (a real 1 MiB tmpfs where mounting one is permitted, else a simulated "
+        "`ENOSPC`)",
+        "the checkpoint goes to a temporary file beside it, removed on failure: no torn "
+        "checkpoint stays; that cell fails with one line in its `error.json`: `[Errno 28] No "
+        "space left on device: '<cell>/logs/version_0/checkpoints/<name>.ckpt'`; finished "
+        "cells keep their files; the sweep goes on and exports the results",
+        (
+            f"{REL}/test_checkpoint_disk_full.py::test_full_disk_on_a_checkpoint_fails_that_cell_only",
+            f"{REL}/test_checkpoint_disk_full.py::"
+            "test_simulated_full_disk_on_a_checkpoint_and_the_sweep_goes_on",
+        ),
+    ),
+    Case(
+        "Disk still full when the failed cell's `error.json` is written",
+        "`adbench run`",
+        "the sweep stops: exit code 1 and one line `adbench: error: [Errno 28] cell <id> failed "
+        "([Errno 28] No space left on device: '<checkpoint>'), and writing <cell>/error.json "
+        "failed too`; no checkpoint, temporary file or lock stays; a re-run runs the cell",
+        (
+            f"{REL}/test_checkpoint_disk_full.py::"
+            "test_disk_still_full_for_the_error_stops_the_sweep_with_one_line",
+        ),
+    ),
+    Case(
+        "Runner killed (SIGKILL) while writing a cell's `index.parquet`",
+        "runs the sweep again",
+        "no torn `index.parquet` exists (only a temporary file, like every file of a cell); "
+        "`results.parquet` and `results.csv` already hold the cells finished before the kill; "
+        "the re-run runs the cell again and its folder ends clean",
+        (
+            f"{REL}/test_current_exports.py::test_killed_run_leaves_current_results_and_no_torn_index",
+        ),
+    ),
+    Case(
+        "Results files read while a sweep runs or after it was killed",
+        "reads `DIR/results.parquet`, `results.csv`, `cells.parquet`, `cells.csv`",
+        "they are rewritten atomically after a cell ends, unless written less than 30 s before "
+        "(`adbench.runner.store.EXPORT_EVERY_S`), and at the end of the run: they lack at most "
+        "the cells of the last 30 s (`load_results(DIR)` reads the cell folders: always "
+        "current); a full disk while refreshing them is a warning, never a failed cell",
+        (
+            f"{REL}/test_current_exports.py::test_exports_are_refreshed_at_most_every_export_every_s",
+            f"{REL}/test_current_exports.py::test_killed_run_leaves_current_results_and_no_torn_index",
+        ),
+    ),
+    Case(
         "Sweep value out of range (`trainer.max_epochs: 0`, `seeds: [-1]`, `image_size: -8`, "
         "`trainer.devices: 0`, ...)",
         "`adbench run SWEEP` (also with `--set trainer.max_epochs=0`)",
@@ -268,6 +379,23 @@ CASES: tuple[Case, ...] = (
             f"{REL}/test_sweep_values.py::test_out_of_range_value_is_refused_with_its_field",
             f"{REL}/test_sweep_values.py::test_values_at_the_edges_of_their_range_are_accepted",
             f"{REL}/test_sweep_values.py::test_max_epochs_0_stops_the_run_before_any_cell",
+        ),
+    ),
+    Case(
+        "Method trainer value out of range (a preset's or a sweep's `set: {trainer.max_epochs: "
+        "0}`, `trainer.max_steps: -2`, ...)",
+        "`adbench run SWEEP`, `adbench.create(...)` or builds the method's config",
+        "`ConfigError` before any cell runs (exit code 2, one line): `sweep 'NAME', method "
+        "'toy': trainer.max_epochs must be >= 1 (or null: no epoch limit), got 0` (likewise "
+        "`trainer.max_steps must be >= 1, or -1 for no step limit`, "
+        "`trainer.accumulate_grad_batches must be >= 1`, `trainer.gradient_clip_val must be "
+        ">= 0 (or null: no clipping)`)",
+        (
+            f"{REL}/test_method_trainer_values.py::test_out_of_range_method_trainer_value_is_refused",
+            f"{REL}/test_method_trainer_values.py::"
+            "test_method_trainer_values_at_the_edges_are_accepted",
+            f"{REL}/test_method_trainer_values.py::"
+            "test_method_max_epochs_0_stops_the_run_before_any_cell",
         ),
     ),
     Case(
