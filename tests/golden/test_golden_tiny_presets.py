@@ -61,6 +61,7 @@ CASES: dict[str, dict[str, Any]] = {
     "dpdiff_ad": {},
     "glad": {},
     "mddnet": {},
+    "rd": {},
 }
 POINTS = ((0, 0), (1, 2), (2, 1))  # map positions in quarters of its height and width
 
