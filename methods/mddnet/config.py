@@ -18,18 +18,9 @@ from adbench.contract import (
     ScoringConfig,
     TrainerDefaults,
 )
+from adbench.distillation import BottleneckConfig
 from adbench.errors import ConfigError
 from adbench.synthesis import SynthesisConfig
-
-
-@dataclass(frozen=True)
-class BottleneckConfig:
-    """The RD one-class bottleneck that fuses the teacher levels into z."""
-
-    channels: int = 2048  # D; RD: 2048 x 8 x 8 for WRN-50-2 at 256 px
-    blocks: int = 3  # RD: the OCBE fuses with a ResNet stage of 3 bottleneck blocks
-    mid_ratio: float = 0.5  # RD (wide ResNet): inner width = half the output channels
-    stride: int = 2  # RD: z is half the deepest level's size (16 -> 8 at 256 px); 1 keeps it
 
 
 @dataclass(frozen=True)

@@ -12,24 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from adbench.distillation import global_cosine_loss, pixel_cosine_distance
+
 from .config import LossConfig
 from .memory import MemoryRead
-from .scoring import pixel_cosine_distance
-
-
-def global_cosine_loss(predicted: list[Tensor], target: list[Tensor]) -> Tensor:
-    """sum_i mean_b [1 - cos(vec(P_i), vec(T_i))], each level flattened to one vector per image.
-
-    Used for L_res = 1 - cos(R_i(a), T_i(n)) and L_id = 1 - cos(I_i(a), T_i(a)).
-
-    Args:
-        predicted: levels [(B, C_i, h_i, w_i)].
-        target: levels shaped like ``predicted`` (treated as constants).
-    """
-    total = predicted[0].new_zeros(())
-    for p, t in zip(predicted, target, strict=True):
-        total = total + (1 - F.cosine_similarity(p.flatten(1), t.detach().flatten(1), dim=1)).mean()
-    return total
 
 
 def resize_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:

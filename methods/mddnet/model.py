@@ -13,11 +13,11 @@ import torch
 from torch import Tensor, nn
 
 from adbench.backbones import FeatureExtractor
+from adbench.distillation import FeatureDecoder, FusionBottleneck, discrepancy_map
 
 from .config import MDDNetConfig
-from .layers import FeatureDecoder, FusionBottleneck
 from .memory import ClassAwareMemory, MemoryRead
-from .scoring import discrepancy_map, fuse_maps
+from .scoring import fuse_maps
 
 
 class StudentOutput(NamedTuple):

@@ -19,8 +19,8 @@ from adbench.contract import (
     ScoringConfig,
     TrainerDefaults,
 )
+from adbench.distillation import BottleneckConfig
 from adbench.errors import ConfigError
-from adbench.methods.mddnet.config import BottleneckConfig
 
 
 @dataclass(frozen=True)

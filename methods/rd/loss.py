@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from adbench.distillation import global_cosine_loss, pixel_cosine_distance
 from adbench.errors import ConfigError
-from adbench.methods.mddnet.loss import global_cosine_loss
-from adbench.methods.mddnet.scoring import pixel_cosine_distance
 
 
 def distillation_loss(teacher: list[Tensor], student: list[Tensor], form: str) -> Tensor:

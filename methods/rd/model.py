@@ -12,8 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from adbench.backbones import FeatureExtractor
-from adbench.methods.mddnet.layers import FeatureDecoder, FusionBottleneck
-from adbench.methods.mddnet.scoring import discrepancy_map
+from adbench.distillation import FeatureDecoder, FusionBottleneck, discrepancy_map
 
 from .config import RDConfig
 

@@ -10,9 +10,9 @@ import torch
 from fixtures.learning import synthetic_task
 
 import adbench
+from adbench.distillation import pixel_cosine_distance
 from adbench.methods.mddnet import MDDNet
 from adbench.methods.mddnet.loss import resize_mask
-from adbench.methods.mddnet.scoring import pixel_cosine_distance
 from adbench.synthesis import AnomalySynthesizer
 
 # -- learning ----------------------------------------------------------------------------------

@@ -14,12 +14,12 @@ import pytest
 import torch
 from mddnet_helpers import t
 
+from adbench.distillation import global_cosine_loss
 from adbench.methods.mddnet.config import LossConfig
 from adbench.methods.mddnet.loss import (
     class_evidence_loss,
     compactness_loss,
     discrepancy_loss,
-    global_cosine_loss,
     mddnet_loss,
     normal_tokens,
 )

@@ -16,11 +16,11 @@ import torch
 from mddnet_helpers import IMAGES, build, t
 
 from adbench.batch import Batch
+from adbench.distillation import FeatureDecoder, FusionBottleneck, ResidualBlock, discrepancy_map
 from adbench.errors import ConfigError
-from adbench.methods.mddnet.layers import FeatureDecoder, FusionBottleneck, ResidualBlock
 from adbench.methods.mddnet.loss import mddnet_loss
 from adbench.methods.mddnet.memory import ClassAwareMemory
-from adbench.methods.mddnet.scoring import discrepancy_map, fuse_maps
+from adbench.methods.mddnet.scoring import fuse_maps
 
 
 # -- memory ------------------------------------------------------------------------------------

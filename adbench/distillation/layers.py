@@ -1,10 +1,10 @@
-"""Reverse-distillation building blocks of MDD-Net: residual blocks, the bottleneck, the decoders.
+"""Reverse-distillation building blocks: residual blocks, the one-class bottleneck, the decoder.
 
-The bottleneck is the one-class bottleneck of reverse distillation (Deng & Li, CVPR 2022) that
-MDD-Net's DRD-Net keeps (Xing et al., arXiv 2504.14884): shallower teacher levels are brought to the
-deepest level's size by strided convolutions, concatenated and compressed by a residual stage into
-the embedding z. Each decoder mirrors the teacher: one upsampling residual stage per teacher level,
-deepest first, producing features shaped like the teacher's.
+The bottleneck is the one-class bottleneck of reverse distillation (Deng & Li, CVPR 2022), which
+`rd` uses as is and MDD-Net's DRD-Net keeps (Xing et al., arXiv 2504.14884): shallower teacher
+levels are brought to the deepest level's size by strided convolutions, concatenated and compressed
+by a residual stage into the embedding z. A decoder mirrors the teacher: one upsampling residual
+stage per teacher level, deepest first, producing features shaped like the teacher's.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def _log2_ratio(high: int, low: int, what: str) -> int:
     steps = math.log2(high / low)
     if steps < 0 or steps != int(steps):
         raise ConfigError(
-            f"mddnet: {what} must differ by a power of two, got strides {low} "
+            f"{what} must differ by a power of two, got strides {low} "
             f"and {high}; pick backbone.layers with strides that double per level"
         )
     return int(steps)
@@ -178,7 +178,7 @@ class FeatureDecoder(nn.Module):
             steps = _log2_ratio(stride, level_stride, "decoder input and backbone levels")
             if steps > 1:
                 raise ConfigError(
-                    f"mddnet: a decoder stage upsamples by at most 2, but stride "
+                    f"a decoder stage upsamples by at most 2, but stride "
                     f"{stride} -> {level_stride}; use bottleneck.stride 1 or 2"
                 )
             mode: BlockMode = "up" if steps == 1 else "same"
