@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +43,37 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
         code = exit_.code if isinstance(exit_.code, int) else 1
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def killed_while_writing(file_name: str) -> str:
+    """Python code of an `adbench` run that SIGKILLs itself halfway through writing the second
+    file named ``file_name`` (an atomic write's draft ``.<file_name>.*``); arguments: the CLI's."""
+    return textwrap.dedent(f"""
+        import os, signal, sys
+        import adbench.io as io
+        real, seen = io.os.fdopen, []
+
+        class Torn:
+            def __init__(self, handle):
+                self.handle = handle
+            def __enter__(self):
+                return self
+            def __exit__(self, *exc):
+                self.handle.close()
+            def write(self, data):
+                self.handle.write(data[: len(data) // 2])
+                self.handle.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        def fdopen(fd, *args, **kwargs):
+            handle = real(fd, *args, **kwargs)
+            if os.readlink(f"/proc/self/fd/{{fd}}").split("/")[-1].startswith(".{file_name}."):
+                seen.append(fd)
+                if len(seen) == 2:
+                    return Torn(handle)
+            return handle
+
+        io.os.fdopen = fdopen
+        from adbench.cli import main
+        sys.exit(main(sys.argv[1:]))
+    """)

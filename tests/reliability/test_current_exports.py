@@ -6,49 +6,20 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from reliability_helpers import LINUX_FDS, toy_sweep
+from reliability_helpers import LINUX_FDS, killed_while_writing, toy_sweep
 
 from adbench.runner import ResultStore, plan, run_sweep
 from adbench.runner.rundir import RESULT, cell_dir, read_json
 from adbench.runner.store import EXPORT_EVERY_S
 
 # `adbench run` that SIGKILLs itself halfway through writing the second cell's index.parquet
-KILLED_WRITING_AN_INDEX = textwrap.dedent("""
-    import os, signal, sys
-    import adbench.io as io
-    real, seen = io.os.fdopen, []
-
-    class Torn:
-        def __init__(self, handle):
-            self.handle = handle
-        def __enter__(self):
-            return self
-        def __exit__(self, *exc):
-            self.handle.close()
-        def write(self, data):
-            self.handle.write(data[: len(data) // 2])
-            self.handle.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    def fdopen(fd, *args, **kwargs):
-        handle = real(fd, *args, **kwargs)
-        if os.readlink(f"/proc/self/fd/{fd}").split("/")[-1].startswith(".index.parquet."):
-            seen.append(fd)
-            if len(seen) == 2:
-                return Torn(handle)
-        return handle
-
-    io.os.fdopen = fdopen
-    from adbench.cli import main
-    sys.exit(main(sys.argv[1:]))
-""")
+KILLED_WRITING_AN_INDEX = killed_while_writing("index.parquet")
 
 
 def finished_rows(folder: Path) -> pd.DataFrame:

@@ -8,11 +8,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import yaml
-from reliability_helpers import LINUX_FDS, snapshot, toy_sweep
+from reliability_helpers import LINUX_FDS, killed_while_writing, snapshot, toy_sweep
 
 from adbench.data import prepare_cache, verify_cache
 from adbench.data.cache import MANIFEST
@@ -20,35 +19,7 @@ from adbench.runner import plan, run_sweep
 from adbench.runner.rundir import LOCK, RESULT, cell_dir
 
 # `adbench run` that SIGKILLs itself halfway through writing the second cell's result.json
-KILLED_WHILE_WRITING = textwrap.dedent("""
-    import os, signal, sys
-    import adbench.io as io
-    real, seen = io.os.fdopen, []
-
-    class Torn:
-        def __init__(self, handle):
-            self.handle = handle
-        def __enter__(self):
-            return self
-        def __exit__(self, *exc):
-            self.handle.close()
-        def write(self, data):
-            self.handle.write(data[: len(data) // 2])
-            self.handle.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    def fdopen(fd, *args, **kwargs):
-        handle = real(fd, *args, **kwargs)
-        if os.readlink(f"/proc/self/fd/{fd}").split("/")[-1].startswith(".result.json."):
-            seen.append(fd)
-            if len(seen) == 2:
-                return Torn(handle)
-        return handle
-
-    io.os.fdopen = fdopen
-    from adbench.cli import main
-    sys.exit(main(sys.argv[1:]))
-""")
+KILLED_WHILE_WRITING = killed_while_writing("result.json")
 
 
 @LINUX_FDS
