@@ -124,8 +124,12 @@ def perlin_noise(
     return (math.sqrt(2.0) * torch.lerp(top, bottom, v)).reshape(*lead, height, width)
 
 
-def otsu_foreground(images: Tensor) -> Tensor:
-    """(B, 1, H, W) bool: the Otsu class of each gray image that is rarer along the border."""
+def otsu_foreground(images: Tensor, polarity: Tensor | None = None) -> Tensor:
+    """(B, 1, H, W) bool: the object's Otsu class of each gray image.
+
+    ``polarity`` (B,) int per image: 1 = the bright class, -1 = the dark class (at or below the
+    threshold), 0 = the class rarer along the border; None = 0 for every image.
+    """
     gray = images.mean(dim=1)
     batch = gray.shape[0]
     bins = (gray.clamp(0, 1) * 255).round().long().flatten(1)
@@ -136,10 +140,12 @@ def otsu_foreground(images: Tensor) -> Tensor:
     levels = torch.arange(256, device=images.device, dtype=torch.float32)
     w0, mu = p.cumsum(1), (p * levels).cumsum(1)
     between = (mu[:, -1:] * w0 - mu) ** 2 / (w0 * (1 - w0)).clamp(min=1e-12)
-    threshold = between.argmax(dim=1).float().view(batch, 1, 1) / 255
-    bright = gray > threshold
+    bright = bins.view_as(gray) > between.argmax(dim=1).view(batch, 1, 1)  # as cv2, on 8 bits
     border = torch.cat([bright[:, 0], bright[:, -1], bright[:, :, 0], bright[:, :, -1]], dim=1)
     background_bright = border.float().mean(dim=1).view(batch, 1, 1) > 0.5
+    if polarity is not None:
+        polarity = polarity.to(images.device).view(batch, 1, 1)
+        background_bright = torch.where(polarity == 0, background_bright, polarity < 0)
     return (bright != background_bright).unsqueeze(1)
 
 
@@ -280,6 +286,8 @@ class AnomalySynthesizer:
         images: Tensor,
         generator: torch.Generator | None = None,
         foreground: Tensor | None = None,
+        polarity: Tensor | None = None,
+        fill: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Corrupt ``images`` (B, 3, H, W) in [0, 1].
 
@@ -289,6 +297,8 @@ class AnomalySynthesizer:
                 torch's global generator.
             foreground: (B,) bool, which images keep their anomaly on the Otsu foreground;
                 None = ``config.foreground`` for every image.
+            polarity: (B,) int, which Otsu class is each image's object (`otsu_foreground`).
+            fill: (B, 3, H, W) in [0, 1], the source to blend in instead of the configured one.
 
         Returns:
             (corrupted images (B, 3, H, W), masks (B, 1, H, W) in {0, 1}); images left normal
@@ -312,10 +322,10 @@ class AnomalySynthesizer:
             foreground = torch.full((batch,), cfg.foreground, dtype=torch.bool)
         foreground = foreground.to(device).view(batch, 1, 1, 1)
         if bool(foreground.any()):
-            mask &= otsu_foreground(images) | ~foreground
+            mask &= otsu_foreground(images, polarity) | ~foreground
         mask &= (draws[:, 0] < cfg.probability).view(batch, 1, 1, 1)
         mask = mask.to(images.dtype)
-        source = self._source(images, generator)
+        source = self._source(images, generator) if fill is None else fill
         beta = (cfg.beta[0] + (cfg.beta[1] - cfg.beta[0]) * draws[:, 1]).view(batch, 1, 1, 1)
         corrupted = images * (1 - mask) + (1 - beta) * source * mask + beta * images * mask
         return corrupted, mask
@@ -336,7 +346,7 @@ class AnomalySynthesizer:
             return _affine(loaded, (height, width), generator, (0.5, 1.0))
         if self.source_used == "self":
             own = photometric_augment(images, self.config.augment, generator)
-            return _shuffle_patches(own, SELF_GRID, generator)
+            return shuffle_patches(own, SELF_GRID, generator)
         if self._textures is None or self._textures.device != device:
             self._textures = _texture_stack().to(device)
         picks = torch.randint(len(self._textures), (batch,), generator=generator, device=gen_device)
@@ -345,7 +355,7 @@ class AnomalySynthesizer:
         return torch.lerp(colours[:, 0], colours[:, 1], gray)
 
 
-def _shuffle_patches(images: Tensor, grid: int, generator: torch.Generator | None) -> Tensor:
+def shuffle_patches(images: Tensor, grid: int, generator: torch.Generator | None) -> Tensor:
     """Cut each image (B, C, H, W) into grid x grid cells and shuffle the cells per image."""
     batch, _, height, width = images.shape
     side_h, side_w = -(-height // grid) * grid, -(-width // grid) * grid  # next multiples

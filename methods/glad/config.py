@@ -108,19 +108,20 @@ class DenoiserConfig:
 
 
 def _glad_synthesis() -> SynthesisConfig:
-    # official dataset code: p = 0.5 normal, Perlin scales 2^k with k in {0..5}, rotation,
-    # threshold 0.3, beta ~ U(0, 0.8), Otsu foreground restriction (only for the object
-    # categories of the official lists, methods/glad/categories.py; other categories use
-    # synthesis.foreground: True, choice), texture source (DTD when synthesis.dtd_root is set,
-    # else scikit-image's CC0 textures, with a warning on the paper path); the DTD and self
-    # sources get 3 random operations of DRAEM's photometric list (imgaug in the official code)
+    # official dataset code (dataset/dataset_multiclass.py at 9de702b, 2024-06-25): p = 0.5
+    # normal (line 241), Perlin scales 2^k with k in {0..5} (204-205), rotation (207),
+    # threshold 0.3 (203), beta ~ U(0, 0.8) (231), 3 random operations of DRAEM's photometric
+    # list on the fill source (192-196; imgaug there, torchvision here); the Otsu foreground only
+    # for the object categories of the official lists, every other category whole-image (mode 3,
+    # lines 211-223; methods/glad/categories.py). source / dtd_root: the texture source, read
+    # only with training.fill_source "texture"
     return SynthesisConfig(
         probability=0.5,
         perlin_scales=(0, 5),
         threshold=0.3,
         rotate=True,
         beta=(0.0, 0.8),
-        foreground=True,
+        foreground=False,
         augment=3,
     )
 
@@ -130,15 +131,28 @@ class TrainingConfig:
     """Anomaly-oriented training (ATP)."""
 
     synthesis: SynthesisConfig = field(default_factory=_glad_synthesis)  # official recipe
-    self_source_share: float = 0.5  # official: an anomaly is filled from a texture or, with this
-    # probability, from the image's own (augmented) shuffled 8 x 8 cells (source "self")
-    target: Literal["normal_x0", "flipped_correction"] = "normal_x0"  # paper: eps* whose
-    # x0-estimate is the normal latent; flipped_correction: the official code's 2025 sign change
+    # official (dataset_multiclass.py at 9de702b, lines 271-303): every anomaly is filled from
+    # the image's own augmented copy, as is ("own") or, with probability self_source_share, with
+    # its 8 x 8 cells shuffled; the texture branch of that code loads a DTD image and discards it
+    # (line 279). "texture": the non-shuffled share is filled from synthesis.source instead (DTD
+    # with synthesis.dtd_root, as the code does since a0365d2, 2025-03-15; else scikit-image's
+    # CC0 textures)
+    fill_source: Literal["own", "texture"] = "own"
+    self_source_share: float = 0.5  # official: the share filled with the shuffled own cells
+    target: Literal["normal_x0", "flipped_correction"] = "normal_x0"  # official until 2025
+    # (main_multi.py at 8317418, line 187): eps* whose x0-estimate is the normal latent;
+    # flipped_correction: the sign change of 7fef283 (2025-05-13, main_multi.py line 187)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.self_source_share <= 1.0:
             raise ConfigError(
                 f"training.self_source_share must be in [0, 1], got {self.self_source_share}"
+            )
+        if self.fill_source == "own" and self.synthesis.dtd_root is not None:
+            raise ConfigError(
+                f"training.synthesis.dtd_root is set ({self.synthesis.dtd_root}) but "
+                "training.fill_source is 'own', which reads no texture; set "
+                "training.fill_source: texture to fill anomalies from DTD"
             )
 
 
@@ -147,11 +161,15 @@ class SamplerConfig:
     """Inference: DDIM from T_max with the adaptive denoising step (ADS) and fusion (SAFF)."""
 
     t_max: int = 650  # official, MVTec AD (VisA/MPDD: 500): noise level the input is taken to
+    # official (utilize/utilize.py at 9de702b, lines 77-80): the input is noised at index
+    # t_max - noise_offset, offset 0 on MVTec AD and MPDD (line 78), 1 on VisA (line 80)
+    noise_offset: int = 0
     steps: int = 25  # official: DDIM steps from t_max down to clean
     # official: diffusers' "leading" DDIM spacing with steps_offset 1 over the first t_max
-    # training steps; the input is noised at index t_max - 1 and the steps are 625, 599, ..., 1
-    # (t_max 650, 25 steps), so the first ADS check already compares two different x0.
-    # "linspace": noised at t_max, steps from t_max to 0 (the first check has x0_in = x0_gen)
+    # training steps (utilize.py line 84, ddim_scheduling.py lines 331-336): the steps are 625,
+    # 599, ..., 1 (t_max 650, 25 steps), below the noising step, so the first ADS check already
+    # compares two different x0. "linspace": steps from the noising step to 0 (the first check
+    # has x0_in = x0_gen)
     spacing: Literal["leading", "linspace"] = "leading"
     tau: float = 0.45  # official, MVTec AD (MPDD 0.35, VisA 0.15): stop when s > tau
     min_step: int = 350  # official, MVTec AD (VisA 250): every sample stops once t < min_step
@@ -164,17 +182,33 @@ class SamplerConfig:
     # clamped [0, 1] decodes with the extractor's own normalisation (as the scoring does)
     ads_input: Literal["raw", "normalised"] = "raw"
     seed: int = 0  # choice: the noise eps comes from a generator seeded per call (deterministic)
+    # choice: the ADS check decodes (and takes the features of) at most this many latents at a
+    # time, and the final reconstruction is decoded in the same chunks (memory bound:
+    # GLADModel.decode)
+    decode_chunk: int = 8
 
     @property
     def noise_step(self) -> int:
-        """The timestep index the input is noised to (t_max - 1 with "leading", else t_max)."""
-        return self.t_max - 1 if self.spacing == "leading" else self.t_max
+        """The timestep index the input is noised to: t_max - noise_offset."""
+        return self.t_max - self.noise_offset
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.score_topk < 1 or self.min_step < 1:
+        if self.steps < 1 or self.score_topk < 1 or self.min_step < 1 or self.decode_chunk < 1:
             raise ConfigError(
-                f"sampler.steps, sampler.score_topk and sampler.min_step must be "
-                f">= 1, got {self.steps}, {self.score_topk} and {self.min_step}"
+                f"sampler.steps, sampler.score_topk, sampler.min_step and sampler.decode_chunk "
+                f"must be >= 1, got {self.steps}, {self.score_topk}, {self.min_step} and "
+                f"{self.decode_chunk}"
+            )
+        if not 0 <= self.noise_offset <= self.t_max:
+            raise ConfigError(
+                f"sampler.noise_offset must be in [0, t_max = {self.t_max}], got "
+                f"{self.noise_offset}"
+            )
+        if self.steps == 1 and self.spacing == "leading":
+            raise ConfigError(
+                f"sampler.steps=1 with sampler.spacing 'leading' runs one DDIM step at t = 1 on "
+                f"a latent noised at {self.noise_step}; use sampler.steps >= 2 or "
+                "sampler.spacing 'linspace'"
             )
 
 

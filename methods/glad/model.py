@@ -172,23 +172,53 @@ class GLADModel(nn.Module):
         return self.schedule.predict_eps(x_t, out, t) if self.prediction == "x0" else out
 
     # -- inference: adaptive denoising step (ADS) and feature fusion (SAFF) ---------------------
+    def ddim_trajectory(self) -> list[tuple[int, int]]:
+        """The (t, t_prev) pairs of the DDIM trajectory (``sampler.spacing``).
+
+        "leading": over the first t_max training steps, as the official scheduler (625, 599,
+        ..., 1 for t_max 650 and 25 steps); "linspace": from the noising step to 0.
+        """
+        cfg = self.sampler
+        start = cfg.t_max - 1 if cfg.spacing == "leading" else cfg.noise_step
+        return self.schedule.ddim_timesteps(start, cfg.steps, cfg.spacing)
+
+    def decode(self, latents: Tensor, raw: bool = False) -> Tensor:
+        """Decode latents (N, C, h, w) -> images (N, 3, H, W), ``sampler.decode_chunk`` at a time.
+
+        Raw decodes are in about [-1, 1] (`LatentCodec.decode_raw`), the others in [0, 1]. The
+        decoder's peak memory grows with the chunk, not with N: SD v1.4's VAE decoder keeps about
+        six 128-channel maps of the output size per image, ~6 x 128 x H x W x 4 bytes in fp32,
+        0.75 GiB at 512 px (measured on CPU with random weights: 1.5 GiB for 2 and 3.0 GiB for
+        4 images), half of it in fp16; DINO ViT-B/8 on the chunk's 512 px decodes adds about
+        0.23 GiB per image. With the default chunk of 8 an ADS check of a test batch of 32 (64
+        decodes) peaks at about 6 GiB (+ 2 GiB) in fp32 instead of 48 GiB (+ 15 GiB).
+        """
+        decode = self.codec.decode_raw if raw else self.codec.decode
+        return torch.cat([decode(chunk) for chunk in latents.split(self.sampler.decode_chunk)])
+
     def ads_discrepancy(self, x0_in: Tensor, x0_gen: Tensor) -> Tensor:
         """A(p) = min_q (1 - cos(f_in(p), f_gen(q))) on the decoded latents (B, 1, h, w).
 
         ``sampler.ads_input`` picks the features: of the raw or of the normalised decodes; in
-        feature space the latents' own level ``sampler.feature_level``.
+        feature space the latents' own level ``sampler.feature_level``. The latents are decoded
+        and their features taken ``sampler.decode_chunk`` at a time (`decode`).
         """
         latents = torch.cat([x0_in, x0_gen])
+        cfg = self.sampler
         if self.in_feature_space:
-            f_in, f_gen = self.codec.levels(latents)[self.sampler.feature_level].chunk(2)
+            f_in, f_gen = self.codec.levels(latents)[cfg.feature_level].chunk(2)
             return nn_discrepancy(f_in, f_gen)
-        raw = self.sampler.ads_input == "raw"
-        images = self.codec.decode_raw(latents) if raw else self.codec.decode(latents)
-        size = self.sampler.feature_size
-        if size is not None and images.shape[-2:] != (size, size):
-            images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
-        level = self.features(images, normalize=not raw)[self.sampler.feature_level]
-        f_in, f_gen = level.chunk(2)
+        raw = cfg.ads_input == "raw"
+        levels = []
+        for chunk in latents.split(cfg.decode_chunk):
+            images = self.decode(chunk, raw)
+            size = cfg.feature_size
+            if size is not None and images.shape[-2:] != (size, size):
+                images = F.interpolate(
+                    images, size=(size, size), mode="bilinear", align_corners=False
+                )
+            levels.append(self.features(images, normalize=not raw)[cfg.feature_level])
+        f_in, f_gen = torch.cat(levels).chunk(2)
         return nn_discrepancy(f_in, f_gen)
 
     @torch.no_grad()
@@ -202,7 +232,7 @@ class GLADModel(nn.Module):
         """Reconstruct a normal version of ``images`` (B, 3, H, W) in [0, 1].
 
         Every sample is noised to ``sampler.noise_step`` and follows the same DDIM trajectory
-        (``sampler.spacing``); while it is still adapting, its generated x0 is compared with the
+        (`ddim_trajectory`); while it is still adapting, its generated x0 is compared with the
         input's x0 (the input re-noised with the same eps and cleaned with the same eps_hat). It
         stops at the first step where s > tau (taking the SAFF fusion) or t < min_step (taking
         the input-anchored x0). Stopping is a per-sample flag; the batch is never split into a
@@ -225,9 +255,7 @@ class GLADModel(nn.Module):
         stop_steps = torch.full((B,), -1, dtype=torch.long, device=device)
         stop_scores = torch.zeros(B, device=device)
         x_t = self.schedule.add_noise(z0, eps, torch.full((B,), cfg.noise_step, device=device))
-        for t_int, t_prev_int in self.schedule.ddim_timesteps(
-            cfg.noise_step, cfg.steps, cfg.spacing
-        ):
+        for t_int, t_prev_int in self.ddim_trajectory():
             t = torch.full((B,), t_int, device=device, dtype=torch.long)
             eps_hat = self.predict_noise(x_t, t, context)
             x0 = self.schedule.predict_x0(x_t, eps_hat, t)
@@ -241,7 +269,7 @@ class GLADModel(nn.Module):
                 active[idx[stopped]] = False
             x_t = self.schedule.ddim_step(x0, eps_hat, torch.full_like(t, t_prev_int))
         stop_steps[active] = 0  # never stopped: the generated trajectory to the end
-        images = None if self.in_feature_space else self.codec.decode(x_t)
+        images = None if self.in_feature_space else self.decode(x_t)
         return Reconstruction(images, x_t, z0, stop_steps, stop_scores)
 
     def _adapt(
@@ -293,6 +321,7 @@ class GLADModel(nn.Module):
         bidirectional: Tensor | None = None,
         input_latents: Tensor | None = None,
         stationary: Tensor | None = None,
+        polarity: Tensor | None = None,
     ) -> Tensor:
         """Multi-level NN feature discrepancy between input and reconstruction (B, 1, h, w).
 
@@ -308,6 +337,8 @@ class GLADModel(nn.Module):
                 encoded (`Reconstruction.input_latents`); None encodes ``images``.
             stationary: (B,) bool, which maps use ``scoring.stationary_search_radius`` instead
                 of ``scoring.search_radius``; None = none.
+            polarity: (B,) int, each image's object class for the object mask
+                (`adbench.synthesis.otsu_foreground`); None = the class rarer on the border.
         """
         cfg = self.scoring
         batch = len(images)
@@ -352,5 +383,6 @@ class GLADModel(nn.Module):
         foreground = foreground.to(images.device).view(batch, 1, 1, 1)
         if bool(foreground.any()):
             sigma = cfg.sigma * size[0] / images.shape[-2]  # the scoring sigma, at this size
-            maps = torch.where(foreground, maps * foreground_mask(pair[:batch], sigma), maps)
+            mask = foreground_mask(pair[:batch], sigma, polarity)
+            maps = torch.where(foreground, maps * mask, maps)
         return maps

@@ -14,11 +14,16 @@ from torch import Tensor
 from adbench.batch import AnomalyOutput, Batch
 from adbench.contract import AnomalyMethod
 from adbench.errors import AdbenchError
-from adbench.methods.glad.categories import bidirectional_flags, foreground_flags
+from adbench.methods.glad.categories import (
+    bidirectional_flags,
+    foreground_flags,
+    foreground_polarity,
+)
 from adbench.methods.glad.config import GLADConfig
+from adbench.methods.glad.fill import own_fill
 from adbench.methods.glad.model import GLADModel
 from adbench.methods.glad.stationarity import StationarityStats
-from adbench.synthesis import AnomalySynthesizer
+from adbench.synthesis import SELF_GRID, AnomalySynthesizer
 
 _info = rank_zero_only(logging.getLogger(__name__).info)  # logs on global rank 0 only
 
@@ -47,14 +52,15 @@ class GLAD(AnomalyMethod):
         self.synthesizer = AnomalySynthesizer(synthesis)
         self.self_synthesizer = AnomalySynthesizer(dataclasses.replace(synthesis, source="self"))
         if (
-            self.synthesizer.source_used == "textures"
+            self.config.training.fill_source == "texture"
+            and self.synthesizer.source_used == "textures"
             and self.config.denoiser.kind == "sd_unet"
             and self.config.training.self_source_share < 1.0
         ):
             warnings.warn(
-                "GLAD: training.synthesis.dtd_root is not set, so anomalies are filled "
-                "from scikit-image's CC0 textures instead of DTD as in the official "
-                "code; the source used is recorded in the run record",
+                "GLAD: training.fill_source is 'texture' but training.synthesis.dtd_root is "
+                "not set, so anomalies are filled from scikit-image's CC0 textures instead of "
+                "DTD; the source used is recorded in the run record",
                 stacklevel=2,
             )
         T = self.config.schedule.num_train_timesteps
@@ -90,11 +96,12 @@ class GLAD(AnomalyMethod):
         self.stop_step_counts += torch.bincount(
             reconstruction.stop_steps, minlength=len(self.stop_step_counts)
         )
-        foreground = bidirectional = None
+        foreground = bidirectional = polarity = None
         scoring = self.config.scoring
         if categories is not None and scoring.per_category == "official":
             foreground = torch.tensor(foreground_flags(categories, scoring.foreground))
             bidirectional = torch.tensor(bidirectional_flags(categories, scoring.bidirectional))
+            polarity = torch.tensor(foreground_polarity(categories))
         stationary = self.stationary_flags(categories)
         if self.model.in_feature_space:
             raw = self.model.anomaly_map(
@@ -104,10 +111,16 @@ class GLAD(AnomalyMethod):
                 bidirectional,
                 reconstruction.input_latents,
                 stationary,
+                polarity,
             )
         else:
             raw = self.model.anomaly_map(
-                images, reconstruction.images, foreground, bidirectional, stationary=stationary
+                images,
+                reconstruction.images,
+                foreground,
+                bidirectional,
+                stationary=stationary,
+                polarity=polarity,
             )
         return self.postprocess(raw, tuple(images.shape[-2:]))
 
@@ -173,46 +186,61 @@ class GLAD(AnomalyMethod):
         return loss
 
     def synthesize(self, images: Tensor, categories: list[str] | None = None) -> Tensor:
-        """Synthetic anomalies (B, 3, H, W): texture-filled or self-filled.
+        """Synthetic anomalies (B, 3, H, W) on half of the images (``synthesis.probability``).
 
-        Each image is self-filled with probability ``training.self_source_share`` (half of the
-        images stay normal).
+        With ``training.fill_source="own"`` (the official 2024 code) each anomaly is filled from
+        the image's own augmented copy, 8 x 8-shuffled with probability
+        ``training.self_source_share`` (`own_fill`); with ``"texture"`` from the texture source,
+        or with that probability from the shuffled own copy.
 
         Args:
             images: (B, 3, H, W) normal training images in [0, 1].
             categories: each image's category name; the official lists decide which categories
-                keep anomalies on the object foreground (others: ``synthesis.foreground``).
+                keep anomalies on the object foreground, and with which Otsu class (others:
+                ``synthesis.foreground``, with the class rarer on the border).
         """
-        foreground = None
+        foreground = polarity = None
         if categories is not None:
             default = self.config.training.synthesis.foreground
             foreground = torch.tensor(foreground_flags(categories, default))
+            polarity = torch.tensor(foreground_polarity(categories))
         share = self.config.training.self_source_share
+        if self.config.training.fill_source == "own":
+            fill = own_fill(images, share, self.config.training.synthesis.augment).fill
+            return self.synthesizer(images, foreground=foreground, polarity=polarity, fill=fill)[0]
         if share >= 1.0:
-            return self.self_synthesizer(images, foreground=foreground)[0]
-        textured = self.synthesizer(images, foreground=foreground)[0]
+            return self.self_synthesizer(images, foreground=foreground, polarity=polarity)[0]
+        textured = self.synthesizer(images, foreground=foreground, polarity=polarity)[0]
         if share <= 0.0:
             return textured
-        own = self.self_synthesizer(images, foreground=foreground)[0]
+        own = self.self_synthesizer(images, foreground=foreground, polarity=polarity)[0]
         pick = torch.rand(len(images), device=images.device) < share
         return torch.where(pick.view(-1, 1, 1, 1), own, textured)
 
     def run_record(self) -> dict[str, Any]:
         """The synthesis sources used and, with a stationarity threshold, what it measured.
 
-        The sources: the texture source unless every image is self-filled, and the share of
-        self-filled images; with ``scoring.stationary_threshold``, each category's measured
-        stationarity and the categories scored as stationary.
+        The sources: the fill source and the share of shuffled fills (with "texture" the texture
+        source unless every image is self-filled); with ``scoring.stationary_threshold``, each
+        category's measured stationarity and the categories scored as stationary.
         """
-        share = self.config.training.self_source_share
-        textured = self.synthesizer.record() if share < 1.0 else None
-        record = {
-            "synthesis": {
-                "textured": textured,
+        training = self.config.training
+        share = training.self_source_share
+        if training.fill_source == "own":
+            synthesis = {
+                "fill_source": "own",
+                "self_source_share": share,
+                "grid": SELF_GRID,
+                "augment": training.synthesis.augment,
+            }
+        else:
+            synthesis = {
+                "fill_source": "texture",
+                "textured": self.synthesizer.record() if share < 1.0 else None,
                 "self_source_share": share,
                 "self": self.self_synthesizer.record() if share > 0.0 else None,
             }
-        }
+        record: dict[str, Any] = {"synthesis": synthesis}
         if self.stationarity:  # measured in training (scoring.stationary_threshold)
             record["stationarity"] = {
                 name: round(ratio, 4) for name, ratio in self.stationarity.items()

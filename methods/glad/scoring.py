@@ -115,21 +115,23 @@ def add_pixel_term(maps: Tensor, images: Tensor, reconstructions: Tensor, weight
     return maps + weight * scale.view(-1, 1, 1, 1) * distance
 
 
-def foreground_mask(images: Tensor, sigma: float) -> Tensor:
+def foreground_mask(images: Tensor, sigma: float, polarity: Tensor | None = None) -> Tensor:
     """Soft object mask from Otsu thresholding, for objects on a plain background.
 
-    The official code picks the bright or the dark Otsu class per category; without category
-    names the class that covers less of the image border is the object (`otsu_foreground`). The
-    mask is dilated and softened as in the official code: blur, set every touched pixel to 1,
-    blur again.
+    The official code picks the bright or the dark Otsu class per category (``polarity``,
+    `methods.glad.categories.foreground_polarity`); without it the class that covers less of the
+    image border is the object (`otsu_foreground`). The mask is dilated and softened as in the
+    official code: blur, set every touched pixel to 1, blur again.
 
     Args:
         images: (B, 3, H, W) in [0, 1].
         sigma: Gaussian sigma in pixels (official: 6 at 256 px).
+        polarity: (B,) int, 1 = the bright class, -1 = the dark class, 0 = the border rule;
+            None = the border rule for every image.
 
     Returns:
         (B, 1, H, W) in [0, 1].
     """
-    mask = otsu_foreground(images.float()).float()
+    mask = otsu_foreground(images.float(), polarity).float()
     mask = (gaussian_blur(mask, sigma) > 1e-6).float()
     return gaussian_blur(mask, sigma)

@@ -132,10 +132,10 @@ def test_runs_on_the_images_device() -> None:
 
 
 def test_self_source_shuffles_the_cells_of_the_image_itself() -> None:
-    from adbench.synthesis import _shuffle_patches
+    from adbench.synthesis import shuffle_patches
 
     image = torch.arange(2 * 16 * 16, dtype=torch.float32).reshape(2, 1, 16, 16)
-    shuffled = _shuffle_patches(image, 8, _gen())
+    shuffled = shuffle_patches(image, 8, _gen())
     assert not torch.equal(shuffled, image)
     for original, moved in zip(image, shuffled, strict=True):
         cells = original.unfold(1, 2, 2).unfold(2, 2, 2).reshape(64, 4)

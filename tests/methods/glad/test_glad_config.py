@@ -71,7 +71,8 @@ def test_paper_defaults_are_the_specification():
     [
         ("denoiser.guidance_scale", 9.0, "guidance_scale must be 1.0 for kind 'unet2d'"),
         ("sampler.t_max", 1000, "t_max must be in"),
-        ("sampler.min_step", 0, "min_step must be >= 1"),
+        ("sampler.min_step", 0, r"min_step and sampler.decode_chunk must be >= 1, got .* 0 and"),
+        ("sampler.noise_offset", 651, r"noise_offset must be in \[0, t_max = 650\], got 651"),
         ("denoiser.norm_num_groups", 5, "must divide"),
         ("denoiser.test_prompt", "class_name", "test_prompt must be 'fixed' for kind 'unet2d'"),
         ("denoiser.class_prompt", "a photo of sks", r"class_prompt must be a template .*'a photo"),

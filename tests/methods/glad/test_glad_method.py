@@ -18,11 +18,7 @@ def test_forward_shapes_and_stop_step_record():
     out = method(images(3))
     assert out.anomaly_map.shape == (3, 1, SIZE, SIZE) and out.score.shape == (3,)
     assert torch.isfinite(out.anomaly_map).all()
-    sampler = method.config.sampler
-    schedule = method.model.schedule
-    trajectory = {
-        t for t, _ in schedule.ddim_timesteps(sampler.noise_step, sampler.steps, sampler.spacing)
-    }
+    trajectory = {t for t, _ in method.model.ddim_trajectory()}
     assert set(method.last_stop_steps.tolist()) <= trajectory
     assert sum(method.stop_step_histogram().values()) == 3
     method(images(2))

@@ -59,6 +59,7 @@ def test_ads_stops_samples_at_different_steps_within_one_batch():
     changed = z0.clone()
     changed[1, :, 8:24, 8:24] = -z0[1, :, 8:24, 8:24]  # sample 1 generates something else
     settings = {"t_max": 400, "steps": 5, "tau": 0.01, "min_step": 150, "spacing": "linspace"}
+    settings["noise_offset"] = 0  # noised at t_max
     model = oracle_model(changed, **settings)
     noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(0))
     result = model.reconstruct(x, noise=noise)
@@ -79,7 +80,7 @@ def test_leading_spacing_makes_the_first_ads_check_count():
     changed = x * 2 - 1
     changed[1, :, 8:24, 8:24] = -changed[1, :, 8:24, 8:24]
     model = oracle_model(changed, t_max=400, steps=5, tau=0.01, min_step=150)
-    assert model.sampler.spacing == "leading" and model.sampler.noise_step == 399
+    assert model.sampler.spacing == "leading" and model.sampler.noise_step == 399  # tiny: 649
     # noised at 399; ratio 400 // 5 = 80 and offset 1: steps 321, 241, 161, 81, 1. The first
     # step is below the noising step, so x0_in differs from x0_gen there (s > 0) and both
     # samples can stop at once; with linspace the first step is the noising step, x0_in equals
@@ -94,7 +95,9 @@ def test_leading_spacing_makes_the_first_ads_check_count():
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
     first = model.reconstruct(x, noise=noise)
     assert first.stop_steps.tolist() == [321, 321] and (first.stop_scores > 0.01).all()
-    linspace = oracle_model(changed, t_max=400, steps=5, tau=0.01, min_step=150, spacing="linspace")
+    linspace = oracle_model(
+        changed, t_max=400, steps=5, tau=0.01, min_step=150, spacing="linspace", noise_offset=0
+    )
     assert 400 not in linspace.reconstruct(x, noise=noise).stop_steps.tolist()
 
 
