@@ -34,6 +34,15 @@ _BY_DESIGN = (
 # loggers whose records are a cell's messages; "py.warnings" carries the captured warnings
 CELL_LOGGERS = ("adbench", "py.warnings", "lightning.pytorch", "lightning.fabric")
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+RANK_ZERO_LOGGERS = tuple(
+    f"{package}.utilities.rank_zero"
+    for package in (
+        "lightning.pytorch",
+        "lightning.fabric",
+        "pytorch_lightning",
+        "lightning_fabric",
+    )
+)
 _installed = False
 
 
@@ -69,8 +78,10 @@ def quiet_third_party() -> None:
         warnings.filterwarnings("ignore", category=category, module=THIRD_PARTY)
     for message in _BY_DESIGN:
         warnings.filterwarnings("ignore", message=message, category=UserWarning)
-    # a logger's filters see only the records logged on it: these are the loggers of both notices
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    # a logger's filters see only the records logged on it: these are the loggers of both
+    # notices (the standalone pytorch_lightning / lightning_fabric packages, once imported, make
+    # lightning_utilities log on theirs)
+    for name in RANK_ZERO_LOGGERS:
         logging.getLogger(name).addFilter(_Dropped())
 
 

@@ -192,8 +192,8 @@ def test_wrong_type_names_the_accepted_types(field: str, small_root: Path) -> No
         ),
         (
             "aupro_fpr_limit: 5E-2",
-            "aupro_fpr_limit must be float, got '5E-2' (a string: YAML 1.1 reads 5E-2 as text; "
-            "write 5.0e-2)",
+            "aupro_fpr_limit must be a number or null, got '5E-2' (a string: YAML 1.1 reads "
+            "5E-2 as text; write 5.0e-2)",
         ),
         (
             "trainer: {max_steps: 1e3}",
